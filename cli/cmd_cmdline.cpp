@@ -1,0 +1,57 @@
+// qshim cmdline: print the QEMU command line for a spec, one argument per line.
+#include "cli/common.hpp"
+
+#include <fmt/format.h>
+
+namespace qshim::cli {
+
+namespace {
+
+constexpr const char* help = R"(Usage: qshim cmdline [options] SPEC
+
+Print the QEMU command line qshim would run for SPEC, one argument per line.
+-device, -blockdev, -netdev and -object arguments are JSON, so a path holding
+',' '=' '"' or a newline cannot inject options.
+
+Options:
+  --accel auto|kvm|tcg   override the spec's machine.accel
+  --qemu PATH            the QEMU binary (default qemu-system-x86_64)
+  --qmp-socket PATH      add a QMP monitor listening on this unix socket
+  --paused               start with vCPUs stopped (-S)
+  -h, --help             show this help
+
+Exit status: 0 success, 2 invalid spec or usage.
+)";
+
+}  // namespace
+
+int cmd_cmdline(const std::vector<std::string>& argv) {
+    if (wants_help(argv)) {
+        fmt::print("{}", help);
+        return exit_ok;
+    }
+    Args args(argv, {"--accel", "--qemu", "--qmp-socket"}, {"--paused"});
+    if (!args.ok()) return usage_error("cmdline", args.error());
+    if (args.positional().size() != 1) return usage_error("cmdline", "expected exactly one SPEC file");
+    launcher::CommandOptions options;
+    if (auto a = args.get("--accel")) {
+        if (*a == "auto") options.accel = spec::Accel::automatic;
+        else if (*a == "kvm") options.accel = spec::Accel::kvm;
+        else if (*a == "tcg") options.accel = spec::Accel::tcg;
+        else return usage_error("cmdline", "--accel must be auto, kvm or tcg");
+    }
+    if (auto q = args.get("--qemu")) options.qemu_binary = *q;
+    if (auto s = args.get("--qmp-socket")) options.qmp_socket = *s;
+    options.paused = args.has("--paused");
+    auto planned = plan_or_report(args.positional()[0]);
+    if (!planned) return exit_invalid;
+    auto built = launcher::build_argv(planned->spec, planned->topology, options);
+    if (!built) {
+        print_error(built.error());
+        return exit_invalid;
+    }
+    for (const auto& a : *built) fmt::print("{}\n", a);
+    return exit_ok;
+}
+
+}  // namespace qshim::cli

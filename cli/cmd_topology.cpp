@@ -1,0 +1,78 @@
+// qshim topology: print, resolve or compare the PCI topology of specs.
+#include "cli/common.hpp"
+
+#include <fmt/format.h>
+
+namespace qshim::cli {
+
+namespace {
+
+constexpr const char* help = R"(Usage: qshim topology [--format json|yaml] SPEC
+       qshim topology --resolve SPEC
+       qshim topology --diff OLD NEW
+
+Show where every device of a VM sits on its PCI topology, as the guest will see
+it. The topology is a pure function of the spec and its topology version: the
+same spec gives byte-identical output on any machine, forever, so a VM
+regenerated from its spec keeps its guest ABI (disk and NIC addresses).
+
+  SPEC              print the topology (JSON by default; see docs/topology.md)
+  --resolve SPEC    print SPEC as YAML with every device's pciAddress pinned and
+                    every MAC written out; planning it again gives the same
+                    topology. Save it to freeze placements before editing.
+  --diff OLD NEW    list every guest-visible change from OLD to NEW: devices
+                    moved, removed, or with another model, serial or MAC.
+                    Added devices are listed too but do not count as changes.
+
+Options:
+  --format json|yaml   output format for SPEC (default json)
+  -h, --help           show this help
+
+Exit status: 0 success (for --diff: guest ABI unchanged), 1 --diff found
+changes, 2 invalid spec or usage.
+)";
+
+int diff(const std::string& old_path, const std::string& new_path) {
+    auto before = plan_or_report(old_path);
+    if (!before) return exit_invalid;
+    auto after = plan_or_report(new_path);
+    if (!after) return exit_invalid;
+    bool breaks = false;
+    for (const auto& change : topology::diff(before->topology, after->topology)) {
+        fmt::print("{}\n", topology::to_string(change));
+        breaks = breaks || change.breaks_abi();
+    }
+    if (!breaks) fmt::print("guest ABI unchanged\n");
+    return breaks ? exit_changed : exit_ok;
+}
+
+}  // namespace
+
+int cmd_topology(const std::vector<std::string>& argv) {
+    if (wants_help(argv)) {
+        fmt::print("{}", help);
+        return exit_ok;
+    }
+    Args args(argv, {"--format"}, {"--resolve", "--diff"});
+    if (!args.ok()) return usage_error("topology", args.error());
+    const auto& pos = args.positional();
+    if (args.has("--resolve") && args.has("--diff")) return usage_error("topology", "--resolve and --diff exclude each other");
+    if (args.has("--diff")) {
+        if (pos.size() != 2) return usage_error("topology", "--diff takes two specs: OLD NEW");
+        return diff(pos[0], pos[1]);
+    }
+    if (pos.size() != 1) return usage_error("topology", "expected exactly one SPEC file");
+    std::string format = args.get("--format").value_or("json");
+    if (format != "json" && format != "yaml") return usage_error("topology", "--format must be json or yaml");
+    auto planned = plan_or_report(pos[0]);
+    if (!planned) return exit_invalid;
+    if (args.has("--resolve")) {
+        if (args.has("--format")) return usage_error("topology", "--resolve always prints YAML");
+        fmt::print("{}", spec::to_yaml(topology::resolve(planned->spec, planned->topology)));
+        return exit_ok;
+    }
+    fmt::print("{}", format == "json" ? topology::to_json(planned->topology) : topology::to_yaml(planned->topology));
+    return exit_ok;
+}
+
+}  // namespace qshim::cli

@@ -1,0 +1,36 @@
+// Helpers shared by the CLI commands: loading a spec and printing errors the same way.
+#pragma once
+
+#include "cli/args.hpp"
+#include "cli/exit_codes.hpp"
+
+#include <qshim/qshim.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qshim::cli {
+
+using Command = int (*)(const std::vector<std::string>& args);
+
+// Prints an error: one line, then one line per diagnostic.
+void print_error(const Error& error);
+int usage_error(const std::string& command, const std::string& message);
+
+// Loads and plans a spec, printing any error; nullopt means "exit with exit_invalid".
+struct Planned {
+    spec::VmSpec spec;
+    topology::Topology topology;
+};
+std::optional<spec::VmSpec> load_or_report(const std::string& path);
+std::optional<Planned> plan_or_report(const std::string& path);
+
+// Whether `args` asks for help (-h/--help anywhere).
+bool wants_help(const std::vector<std::string>& args);
+
+int cmd_validate(const std::vector<std::string>& args);
+int cmd_topology(const std::vector<std::string>& args);
+int cmd_cmdline(const std::vector<std::string>& args);
+
+}  // namespace qshim::cli

@@ -1,0 +1,70 @@
+// qshim: the command-line face of libqshim.
+#include "cli/common.hpp"
+
+#include <fmt/format.h>
+
+#include <exception>
+#include <map>
+
+namespace {
+
+constexpr const char* help = R"(Usage: qshim COMMAND [ARGS...]
+
+Run QEMU virtual machines from a declarative spec (YAML or JSON), without
+libvirt. The PCI topology is computed from the spec alone, so a VM keeps the
+same guest-visible addresses every time it is started from the same spec.
+
+Commands:
+  validate SPEC        check a spec and report every problem
+  topology SPEC        show the PCI topology: every device's guest address
+  topology --resolve   pin every address into the spec
+  topology --diff      compare the guest ABI of two specs
+  cmdline SPEC         print the QEMU command line
+
+Run 'qshim COMMAND --help' for a command's options and examples.
+
+Examples:
+  qshim validate examples/demo.yaml
+  qshim topology examples/demo.yaml
+  qshim topology --diff vm-v1.yaml vm-v2.yaml
+
+Options:
+  -h, --help      show this help
+  --version       print the version
+
+Exit status: 0 success, 1 ABI changed (topology --diff), 2 invalid spec or
+usage, 70 internal error. Documentation: docs/ (spec.md, topology.md, cli.md).
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace qshim::cli;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 2 && args[0] == "help") args = {args[1], "--help"};  // qshim help COMMAND
+    if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+        fmt::print("{}", help);
+        return args.empty() ? exit_invalid : exit_ok;
+    }
+    if (args[0] == "--version") {
+        fmt::print("qshim {}\n", QSHIM_VERSION);
+        return exit_ok;
+    }
+    static const std::map<std::string, Command> commands = {
+        {"validate", cmd_validate},
+        {"topology", cmd_topology},
+        {"cmdline", cmd_cmdline},
+    };
+    auto it = commands.find(args[0]);
+    if (it == commands.end()) {
+        fmt::print(stderr, "qshim: unknown command '{}'\nTry 'qshim --help'.\n", args[0]);
+        return exit_invalid;
+    }
+    try {
+        return it->second(std::vector<std::string>(args.begin() + 1, args.end()));
+    } catch (const std::exception& e) {
+        // The library reports errors as values; reaching here is a bug, reported as one.
+        fmt::print(stderr, "qshim: internal error: {}\n", e.what());
+        return exit_internal;
+    }
+}

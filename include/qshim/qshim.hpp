@@ -1,0 +1,7 @@
+// The umbrella header: everything a program linking libqshim may use.
+#pragma once
+
+#include <qshim/error.hpp>
+#include <qshim/launcher.hpp>
+#include <qshim/spec.hpp>
+#include <qshim/topology.hpp>

@@ -1,0 +1,175 @@
+// The VM spec (schema v1): what a user declares, loaded from YAML or JSON and validated.
+#pragma once
+
+#include <qshim/error.hpp>
+#include <qshim/export.hpp>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qshim::spec {
+
+// A guest-visible PCI address DDDD:BB:SS.F.
+struct PciAddress {
+    uint16_t domain = 0;
+    uint8_t bus = 0;
+    uint8_t slot = 0;
+    uint8_t function = 0;
+
+    friend bool operator==(const PciAddress&, const PciAddress&) = default;
+    friend auto operator<=>(const PciAddress&, const PciAddress&) = default;
+};
+
+QSHIM_API std::string to_string(const PciAddress& a);
+QSHIM_API std::optional<PciAddress> parse_pci_address(std::string_view text);
+
+using MacAddress = std::array<uint8_t, 6>;
+QSHIM_API std::string to_string(const MacAddress& mac);
+
+enum class Accel { automatic, kvm, tcg };
+enum class DiskBus { virtio, scsi, sata };
+enum class DiskFormat { raw, qcow2 };
+enum class DiskDevice { disk, cdrom };
+enum class NicModel { virtio, e1000e, e1000 };
+enum class BackendType { user, tap, stream };
+
+QSHIM_API const char* to_string(Accel v);
+QSHIM_API const char* to_string(DiskBus v);
+QSHIM_API const char* to_string(DiskFormat v);
+QSHIM_API const char* to_string(DiskDevice v);
+QSHIM_API const char* to_string(NicModel v);
+QSHIM_API const char* to_string(BackendType v);
+
+struct Machine {
+    std::string type = "q35";  // q35, or a versioned pc-q35-X.Y
+    Accel accel = Accel::automatic;
+    int topology_version = 1;
+};
+
+struct Cpu {
+    unsigned sockets = 1;
+    unsigned cores = 1;
+    unsigned threads = 1;
+    std::string model = "qemu64";
+    unsigned count() const { return sockets * cores * threads; }
+};
+
+struct Memory {
+    uint64_t size_bytes = 512ull << 20;
+    std::string size_text = "512Mi";  // as written, for --resolve
+};
+
+struct Boot {
+    std::string kernel;  // resolved absolute path; empty = firmware boot
+    std::string initrd;
+    std::string cmdline;
+    std::string kernel_as_written;
+    std::string initrd_as_written;
+};
+
+struct Disk {
+    std::string name;
+    std::string path;             // resolved absolute path
+    std::string path_as_written;  // for --resolve and error messages
+    DiskFormat format = DiskFormat::raw;
+    DiskBus bus = DiskBus::virtio;
+    DiskDevice device = DiskDevice::disk;
+    bool read_only = false;
+    std::string serial;  // defaults to name
+    std::optional<unsigned> boot_order;
+    std::optional<PciAddress> pci_address;
+};
+
+struct Backend {
+    BackendType type = BackendType::user;
+    std::string tap_name;        // tap: host interface name
+    std::optional<int> tap_fd;   // tap: an fd inherited by qshim
+    std::string socket;          // stream: a passt-style unix socket (resolved)
+    std::string socket_as_written;
+};
+
+struct Interface {
+    std::string name;
+    NicModel model = NicModel::virtio;
+    MacAddress mac{};
+    bool mac_explicit = false;
+    Backend backend;
+    std::optional<unsigned> boot_order;
+    std::optional<PciAddress> pci_address;
+};
+
+struct HostDevice {
+    std::string name;
+    PciAddress host_address;
+    std::optional<PciAddress> pci_address;
+};
+
+struct Hotplug {
+    unsigned disks = 8;       // generous by default: "no more PCI slots" is the classic complaint
+    unsigned interfaces = 4;
+};
+
+struct Devices {
+    bool balloon = false;
+    bool rng = true;             // a guest without entropy boots slowly
+    std::string guest_agent;     // unix socket path for the guest agent channel; empty = none
+    std::string guest_agent_as_written;
+};
+
+struct Serial {
+    std::string log;      // resolved paths; empty = none
+    std::string socket;
+    std::string log_as_written;
+    std::string socket_as_written;
+};
+
+struct Lifecycle {
+    unsigned grace_period_seconds = 30;
+};
+
+struct VmSpec {
+    std::string name;
+    Machine machine;
+    Cpu cpu;
+    Memory memory;
+    Boot boot;
+    std::vector<Disk> disks;
+    std::vector<Interface> interfaces;
+    std::vector<HostDevice> host_devices;
+    Hotplug hotplug;
+    Devices devices;
+    Serial serial;
+    Lifecycle lifecycle;
+
+    std::string source_file;  // the file it was loaded from, for messages
+    std::string base_dir;     // relative paths are resolved against this folder
+};
+
+// Largest spec file accepted; a VM spec is a few KiB, so more is a mistake or an attack.
+inline constexpr size_t max_spec_bytes = 1 << 20;
+
+enum class Format { automatic, yaml, json };
+
+struct LoadOptions {
+    Format format = Format::automatic;  // automatic: by extension, then by content
+};
+
+// Reads and validates a spec file. On failure the Error (code invalid_spec or io) lists every
+// problem found in Error::diagnostics.
+QSHIM_API Result<VmSpec> load_spec(const std::string& path, const LoadOptions& options = {});
+
+// Parses spec text as if read from `filename` (used in messages and to resolve relative paths).
+QSHIM_API Result<VmSpec> parse_spec(std::string_view text, const std::string& filename,
+                                    const LoadOptions& options = {});
+
+// The deterministic default MAC for an interface: 52:54:00 plus 24 bits of FNV-1a over
+// "<vm name>/<interface name>". Part of the topology contract: it never changes.
+QSHIM_API MacAddress default_mac(std::string_view vm_name, std::string_view interface_name);
+
+// The spec as YAML, every field written out (defaults made explicit).
+QSHIM_API std::string to_yaml(const VmSpec& spec);
+
+}  // namespace qshim::spec

@@ -1,0 +1,239 @@
+// build_argv(): the QEMU command line for a planned VM.
+#include <qshim/launcher.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace qshim::launcher {
+
+using Json = nlohmann::ordered_json;
+using topology::Device;
+using topology::DeviceKind;
+
+namespace {
+
+std::string hex(unsigned v) { return fmt::format("0x{:x}", v); }
+
+std::string node_name(char prefix, std::string_view name) {
+    // QEMU node names are at most 31 characters; a DNS label may be 63. Long names keep a
+    // readable head and a hash of the whole so two long names cannot collide.
+    std::string full = fmt::format("{}.{}", prefix, name);
+    if (full.size() <= 31) return full;
+    uint32_t h = 2166136261u;
+    for (unsigned char c : name) h = (h ^ c) * 16777619u;
+    return fmt::format("{}.{}.{:08x}", prefix, name.substr(0, 20), h);
+}
+
+class ArgvBuilder {
+public:
+    ArgvBuilder(const spec::VmSpec& spec, const topology::Topology& topo, const CommandOptions& options)
+        : spec_(spec), topo_(topo), options_(options) {}
+
+    Result<std::vector<std::string>> build() {
+        spec::Accel accel = options_.accel.value_or(spec_.machine.accel);
+        if (spec_.cpu.model == "host" && accel == spec::Accel::tcg)
+            return make_error(Errc::invalid_spec, "cpu.model host needs KVM, but the accelerator is tcg",
+                              "building the QEMU command line for " + spec_.name);
+        arg(options_.qemu_binary);
+        arg("-name", fmt::format("guest={},debug-threads=on", qemu_opts_escape(spec_.name)));
+        arg("-machine", fmt::format("{},usb=off,dump-guest-core=off", topo_.machine));
+        // A list of -accel is tried in order: "auto" means KVM when it works, TCG otherwise.
+        if (accel != spec::Accel::tcg) arg("-accel", "kvm");
+        if (accel != spec::Accel::kvm) arg("-accel", "tcg");
+        arg("-cpu", spec_.cpu.model);
+        arg("-smp", fmt::format("cpus={},sockets={},cores={},threads={}", spec_.cpu.count(), spec_.cpu.sockets,
+                                spec_.cpu.cores, spec_.cpu.threads));
+        arg("-m", fmt::format("{}M", spec_.memory.size_bytes >> 20));
+        // No devices, config files or displays we did not ask for: the topology is all there is.
+        arg("-nodefaults");
+        arg("-no-user-config");
+        arg("-display", "none");
+        // QEMU's own seccomp deny-list, as libvirt sets it by default.
+        arg("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        if (options_.paused) arg("-S");
+        qmp();
+        boot();
+        serial();
+        controllers();
+        // A bus must exist before anything plugs into it: built-in controllers come first.
+        for (const auto& d : topo_.devices)
+            if (d.spec_index < 0) device(d);
+        for (const auto& d : topo_.devices)
+            if (d.spec_index >= 0) device(d);
+        if (has_boot_order()) arg("-boot", "strict=on");
+        return std::move(argv_);
+    }
+
+private:
+    void arg(std::string a) { argv_.push_back(std::move(a)); }
+    void arg(std::string a, std::string b) {
+        argv_.push_back(std::move(a));
+        argv_.push_back(std::move(b));
+    }
+    void json(const char* option, const Json& j) { arg(option, j.dump()); }
+
+    void qmp() {
+        if (options_.qmp_fd) {
+            arg("-chardev", fmt::format("socket,id=qmp,fd={}", *options_.qmp_fd));
+            arg("-mon", "chardev=qmp,mode=control");
+        } else if (!options_.qmp_socket.empty()) {
+            arg("-chardev", fmt::format("socket,id=qmp,path={},server=on,wait=off", qemu_opts_escape(options_.qmp_socket)));
+            arg("-mon", "chardev=qmp,mode=control");
+        }
+    }
+
+    void boot() {
+        // -kernel/-initrd/-append take their value verbatim; no option parsing applies.
+        if (!spec_.boot.kernel.empty()) arg("-kernel", spec_.boot.kernel);
+        if (!spec_.boot.initrd.empty()) arg("-initrd", spec_.boot.initrd);
+        if (!spec_.boot.cmdline.empty()) arg("-append", spec_.boot.cmdline);
+    }
+
+    void serial() {
+        const auto& s = spec_.serial;
+        if (!s.socket.empty()) {
+            std::string chardev = fmt::format("socket,id=serial0,path={},server=on,wait=off", qemu_opts_escape(s.socket));
+            if (!s.log.empty()) chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
+            arg("-chardev", chardev);
+        } else if (!s.log.empty()) {
+            arg("-chardev", fmt::format("file,id=serial0,path={},append=on", qemu_opts_escape(s.log)));
+        } else {
+            arg("-chardev", "null,id=serial0");
+        }
+        arg("-serial", "chardev:serial0");
+    }
+
+    void controllers() {
+        for (const auto& c : topo_.controllers) {
+            Json j{{"driver", c.model}, {"id", c.id}, {"bus", c.parent}};
+            j["addr"] = fmt::format("0x{:x}.{:x}", c.address.slot, c.address.function);
+            if (c.model == "pcie-root-port") {
+                if (c.multifunction) j["multifunction"] = true;
+                j["chassis"] = c.chassis;
+                j["port"] = c.port;
+                j["hotplug"] = c.hotplug;
+                if (c.bus_reserve) j["bus-reserve"] = c.bus_reserve;
+                if (c.io_reserve_zero) j["io-reserve"] = 0;
+            }
+            json("-device", j);
+        }
+    }
+
+    void pci_placement(Json& j, const Device& d) {
+        j["bus"] = d.parent;
+        j["addr"] = hex(d.slot);
+    }
+
+    void device(const Device& d) {
+        switch (d.kind) {
+            case DeviceKind::disk: return disk(d, spec_.disks[static_cast<size_t>(d.spec_index)]);
+            case DeviceKind::interface: return nic(d, spec_.interfaces[static_cast<size_t>(d.spec_index)]);
+            case DeviceKind::hostdev: {
+                Json j{{"driver", d.driver}, {"id", d.id}};
+                j["host"] = spec::to_string(spec_.host_devices[static_cast<size_t>(d.spec_index)].host_address);
+                pci_placement(j, d);
+                return json("-device", j);
+            }
+            case DeviceKind::controller:
+            case DeviceKind::system:
+                return builtin(d);
+        }
+    }
+
+    void disk(const Device& d, const spec::Disk& disk) {
+        // The format is always explicit: letting QEMU probe lets a raw image pose as qcow2.
+        json("-blockdev", Json{{"driver", "file"}, {"filename", disk.path}, {"node-name", file_node_name(disk.name)},
+                               {"read-only", disk.read_only}, {"discard", "unmap"}});
+        json("-blockdev", Json{{"driver", spec::to_string(disk.format)}, {"file", file_node_name(disk.name)},
+                               {"node-name", format_node_name(disk.name)}, {"read-only", disk.read_only}});
+        Json j{{"driver", d.driver}, {"id", d.id}, {"drive", format_node_name(disk.name)}};
+        switch (disk.bus) {
+            case spec::DiskBus::virtio: pci_placement(j, d); break;
+            case spec::DiskBus::scsi:
+                j["bus"] = d.parent;
+                j["channel"] = 0;
+                j["scsi-id"] = 0;
+                j["lun"] = *d.unit;
+                break;
+            case spec::DiskBus::sata: j["bus"] = d.parent; break;
+        }
+        j["serial"] = disk.serial;
+        if (disk.boot_order) j["bootindex"] = *disk.boot_order;
+        json("-device", j);
+    }
+
+    void nic(const Device& d, const spec::Interface& nic) {
+        Json backend{{"id", netdev_id(nic.name)}};
+        switch (nic.backend.type) {
+            case spec::BackendType::user: backend["type"] = "user"; break;
+            case spec::BackendType::tap:
+                backend["type"] = "tap";
+                if (nic.backend.tap_fd) backend["fd"] = std::to_string(*nic.backend.tap_fd);
+                else backend["ifname"] = nic.backend.tap_name;
+                // Never run the host scripts: qshim does not configure host networking.
+                if (!nic.backend.tap_fd) {
+                    backend["script"] = "no";
+                    backend["downscript"] = "no";
+                }
+                break;
+            case spec::BackendType::stream:
+                backend["type"] = "stream";
+                backend["addr"] = Json{{"type", "unix"}, {"path", nic.backend.socket}};
+                break;
+        }
+        json("-netdev", backend);
+        Json j{{"driver", d.driver}, {"id", d.id}, {"netdev", netdev_id(nic.name)}, {"mac", d.mac}};
+        pci_placement(j, d);
+        if (nic.boot_order) j["bootindex"] = *nic.boot_order;
+        else if (d.driver != "e1000") j["romfile"] = "";  // no PXE ROM unless the NIC boots
+        json("-device", j);
+    }
+
+    void builtin(const Device& d) {
+        if (d.driver == "virtio-rng-pci") json("-object", Json{{"qom-type", "rng-random"}, {"id", "rng.src"}, {"filename", "/dev/urandom"}});
+        Json j{{"driver", d.driver}, {"id", d.id}};
+        pci_placement(j, d);
+        if (d.driver == "virtio-rng-pci") j["rng"] = "rng.src";
+        json("-device", j);
+        if (d.driver == "virtio-serial-pci") {
+            arg("-chardev", fmt::format("socket,id=qga.0,path={},server=on,wait=off", qemu_opts_escape(spec_.devices.guest_agent)));
+            json("-device", Json{{"driver", "virtserialport"}, {"id", "qga.port"}, {"bus", "vserial.0.0"},
+                                 {"chardev", "qga.0"}, {"name", "org.qemu.guest_agent.0"}});
+        }
+    }
+
+    bool has_boot_order() const {
+        for (const auto& d : spec_.disks)
+            if (d.boot_order) return true;
+        for (const auto& i : spec_.interfaces)
+            if (i.boot_order) return true;
+        return false;
+    }
+
+    const spec::VmSpec& spec_;
+    const topology::Topology& topo_;
+    const CommandOptions& options_;
+    std::vector<std::string> argv_;
+};
+
+}  // namespace
+
+std::string qemu_opts_escape(std::string_view value) {
+    std::string out;
+    for (char c : value) {
+        out += c;
+        if (c == ',') out += ',';
+    }
+    return out;
+}
+
+std::string format_node_name(std::string_view disk_name) { return node_name('b', disk_name); }
+std::string file_node_name(std::string_view disk_name) { return node_name('f', disk_name); }
+std::string netdev_id(std::string_view interface_name) { return fmt::format("net.{}", interface_name); }
+
+Result<std::vector<std::string>> build_argv(const spec::VmSpec& spec, const topology::Topology& topology,
+                                            const CommandOptions& options) {
+    return ArgvBuilder(spec, topology, options).build();
+}
+
+}  // namespace qshim::launcher

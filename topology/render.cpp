@@ -1,0 +1,92 @@
+// The stable JSON/YAML renderings of a Topology (the shape is part of docs/topology.md).
+#include <qshim/topology.hpp>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/emitter.h>
+
+namespace qshim::topology {
+
+namespace {
+
+using Json = nlohmann::ordered_json;  // insertion order: the output never depends on a hash
+
+Json controller_json(const Controller& c) {
+    Json j;
+    j["id"] = c.id;
+    j["model"] = c.model;
+    j["region"] = c.region;
+    j["address"] = spec::to_string(c.address);
+    j["parent"] = c.parent;
+    j["bus"] = c.bus;
+    if (c.model == "pcie-root-port") {
+        j["chassis"] = c.chassis;
+        j["port"] = c.port;
+        j["hotplug"] = c.hotplug;
+        j["multifunction"] = c.multifunction;
+        if (c.bus_reserve) j["busReserve"] = c.bus_reserve;
+    }
+    return j;
+}
+
+Json device_json(const Device& d) {
+    Json j;
+    j["name"] = d.name;
+    j["kind"] = to_string(d.kind);
+    j["driver"] = d.driver;
+    j["id"] = d.id;
+    j["address"] = spec::to_string(d.address);
+    j["parent"] = d.parent;
+    if (d.slot) j["slot"] = d.slot;
+    if (d.unit) j["unit"] = *d.unit;
+    if (!d.serial.empty()) j["serial"] = d.serial;
+    if (!d.mac.empty()) j["mac"] = d.mac;
+    return j;
+}
+
+Json topology_json(const Topology& t) {
+    Json j;
+    j["topologyVersion"] = t.version;
+    j["machine"] = t.machine;
+    j["controllers"] = Json::array();
+    for (const auto& c : t.controllers) j["controllers"].push_back(controller_json(c));
+    j["devices"] = Json::array();
+    for (const auto& d : t.devices) j["devices"].push_back(device_json(d));
+    j["hotplugPorts"] = Json::array();
+    for (const auto& h : t.hotplug_ports)
+        j["hotplugPorts"].push_back(
+            Json{{"class", h.cls}, {"id", h.id}, {"address", spec::to_string(h.address)}, {"portAddress", spec::to_string(h.port_address)}});
+    return j;
+}
+
+void emit(YAML::Emitter& out, const Json& j) {
+    if (j.is_object()) {
+        out << YAML::BeginMap;
+        for (const auto& [k, v] : j.items()) {
+            out << YAML::Key << k << YAML::Value;
+            emit(out, v);
+        }
+        out << YAML::EndMap;
+    } else if (j.is_array()) {
+        out << YAML::BeginSeq;
+        for (const auto& v : j) emit(out, v);
+        out << YAML::EndSeq;
+    } else if (j.is_string()) {
+        out << YAML::DoubleQuoted << j.get<std::string>();
+    } else if (j.is_boolean()) {
+        out << j.get<bool>();
+    } else {
+        out << j.dump();
+    }
+}
+
+}  // namespace
+
+std::string to_json(const Topology& t) { return topology_json(t).dump(2) + "\n"; }
+
+std::string to_yaml(const Topology& t) {
+    YAML::Emitter out;
+    emit(out, topology_json(t));
+    return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace qshim::topology
