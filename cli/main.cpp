@@ -20,10 +20,12 @@ Commands:
   topology --resolve   pin every address into the spec
   topology --diff      compare the guest ABI of two specs
   cmdline SPEC         print the QEMU command line
+  run SPEC             start the VM and supervise it until it ends
 
 Run 'qshim COMMAND --help' for a command's options and examples.
 
 Examples:
+  qshim run --console examples/demo.yaml
   qshim validate examples/demo.yaml
   qshim topology examples/demo.yaml
   qshim topology --diff vm-v1.yaml vm-v2.yaml
@@ -33,7 +35,7 @@ Options:
   --version       print the version
 
 Exit status: 0 success, 1 ABI changed (topology --diff), 2 invalid spec or
-usage, 70 internal error. Documentation: docs/ (spec.md, topology.md, cli.md).
+usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 70 internal error. Documentation: docs/ (spec.md, topology.md, cli.md).
 )";
 
 }  // namespace
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
         {"validate", cmd_validate},
         {"topology", cmd_topology},
         {"cmdline", cmd_cmdline},
+        {"run", cmd_run},
     };
     auto it = commands.find(args[0]);
     if (it == commands.end()) {

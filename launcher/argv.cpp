@@ -31,6 +31,9 @@ public:
 
     Result<std::vector<std::string>> build() {
         spec::Accel accel = options_.accel.value_or(spec_.machine.accel);
+        if (options_.serial_stdio && !spec_.serial.socket.empty())
+            return make_error(Errc::invalid_spec, "the console cannot go to stdout and to serial.socket at once",
+                              "building the QEMU command line for " + spec_.name);
         if (spec_.cpu.model == "host" && accel == spec::Accel::tcg)
             return make_error(Errc::invalid_spec, "cpu.model host needs KVM, but the accelerator is tcg",
                               "building the QEMU command line for " + spec_.name);
@@ -91,7 +94,12 @@ private:
 
     void serial() {
         const auto& s = spec_.serial;
-        if (!s.socket.empty()) {
+        if (options_.serial_stdio) {
+            // signal=off: a ^C typed at qshim's terminal is qshim's to handle, not QEMU's.
+            std::string chardev = "stdio,id=serial0,signal=off";
+            if (!s.log.empty()) chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
+            arg("-chardev", chardev);
+        } else if (!s.socket.empty()) {
             std::string chardev = fmt::format("socket,id=serial0,path={},server=on,wait=off", qemu_opts_escape(s.socket));
             if (!s.log.empty()) chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
             arg("-chardev", chardev);
@@ -233,7 +241,14 @@ std::string netdev_id(std::string_view interface_name) { return fmt::format("net
 
 Result<std::vector<std::string>> build_argv(const spec::VmSpec& spec, const topology::Topology& topology,
                                             const CommandOptions& options) {
-    return ArgvBuilder(spec, topology, options).build();
+    try {
+        return ArgvBuilder(spec, topology, options).build();
+    } catch (const nlohmann::json::exception& e) {
+        // A spec loaded from a file has valid UTF-8 everywhere; one built in code may not, and
+        // nlohmann refuses to write it.
+        return make_error(Errc::invalid_spec, std::string("a value cannot be written as JSON: ") + e.what(),
+                          "building the QEMU command line for " + spec.name);
+    }
 }
 
 }  // namespace qshim::launcher

@@ -2,8 +2,8 @@
 #include "spec/decoder.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
-#include <regex>
 
 #include <fmt/format.h>
 
@@ -37,13 +37,44 @@ const char* kind_name(Node::Kind k) {
     return "?";
 }
 
-std::string quoted_list(const std::vector<std::string_view>& names) {
+std::string comma_list(const std::vector<std::string_view>& names) {
     std::string out;
     for (size_t i = 0; i < names.size(); ++i) {
-        if (i) out += i + 1 == names.size() ? " or " : ", ";
+        if (i) out += ", ";
         out += names[i];
     }
     return out;
+}
+
+// A YAML 1.2 core-schema number: [-+]?(.D+|D+(.D*)?)([eE][-+]?D+)?, 0xH+ or 0oO+. Written by
+// hand because libstdc++'s std::regex recurses once per character and overflows the stack on a
+// long scalar.
+bool is_yaml_number(std::string_view s) {
+    auto digits = [&s](size_t& i, auto is_digit) {
+        size_t start = i;
+        while (i < s.size() && is_digit(static_cast<unsigned char>(s[i]))) ++i;
+        return i - start;
+    };
+    auto dec = [](unsigned char c) { return c >= '0' && c <= '9'; };
+    auto hex = [](unsigned char c) { return std::isxdigit(c) != 0; };
+    auto oct = [](unsigned char c) { return c >= '0' && c <= '7'; };
+    size_t i = 2;
+    if (s.starts_with("0x")) return digits(i, hex) > 0 && i == s.size();
+    if (s.starts_with("0o")) return digits(i, oct) > 0 && i == s.size();
+    i = 0;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    size_t mantissa = digits(i, dec);
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        mantissa += digits(i, dec);
+    }
+    if (mantissa == 0) return false;
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+        if (digits(i, dec) == 0) return false;
+    }
+    return i == s.size();
 }
 
 }  // namespace
@@ -51,9 +82,10 @@ std::string quoted_list(const std::vector<std::string_view>& names) {
 bool is_plain_non_string(const Node& n) {
     if (n.kind != Node::Kind::scalar) return true;
     if (n.quoted) return false;
-    static const std::regex number(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+)");
-    static const std::regex literal("true|false|True|False|TRUE|FALSE|null|Null|NULL|~");
-    return std::regex_match(n.value, number) || std::regex_match(n.value, literal);
+    static constexpr std::string_view literals[] = {"true", "false", "True", "False", "TRUE",
+                                                    "FALSE", "null", "Null", "NULL", "~"};
+    return is_yaml_number(n.value) ||
+           std::find(std::begin(literals), std::end(literals), n.value) != std::end(literals);
 }
 
 std::optional<uint64_t> parse_uint(std::string_view text) {
@@ -133,7 +165,7 @@ bool Fields::choice_index(std::string_view key, std::vector<std::string_view> na
             return true;
         }
     }
-    diags_.add(*n, path_of(key), "must be one of " + quoted_list(names));
+    diags_.add(*n, path_of(key), "must be one of " + comma_list(names));
     return false;
 }
 

@@ -13,6 +13,7 @@ namespace qshim::spec::detail {
 
 struct Node {
     enum class Kind { null, scalar, sequence, map };
+    struct Entry;  // not std::pair<Node, Node>: clang cannot instantiate that inside Node
 
     Kind kind = Kind::null;
     std::string value;   // scalar text
@@ -20,9 +21,14 @@ struct Node {
     int line = 0;        // 1-based
     int column = 0;
     std::vector<Node> items;                     // sequence
-    std::vector<std::pair<Node, Node>> entries;  // map, in document order
+    std::vector<Entry> entries;  // map, in document order
 
     const Node* find(std::string_view key) const;
+};
+
+struct Node::Entry {
+    Node key;
+    Node value;
 };
 
 // Documents nested deeper than this are rejected: no VM spec needs it, and it bounds recursion.

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -57,12 +58,15 @@ private:
         return detail::expect_kind(diags_, n, kind, path);
     }
 
-    // Reads a path field: any bytes but NUL (already excluded by the document reader), resolved
-    // against the spec's folder. Paths reach QEMU only inside JSON or as whole argv elements.
+    // Reads a path field: any bytes but NUL, resolved against the spec's folder. Paths reach
+    // QEMU only inside JSON or as whole argv elements. The document reader refuses a raw NUL, but
+    // an escape ("\0", "\u0000") still makes one.
     bool path(Fields& f, std::string_view key, std::string& resolved, std::string& as_written) {
         if (!f.string(key, as_written)) return false;
-        if (as_written.empty()) {
-            diags_.add(*f.get(key), f.path_of(key), "must not be empty");
+        if (as_written.empty() || as_written.find('\0') != std::string::npos) {
+            diags_.add(*f.get(key), f.path_of(key),
+                       as_written.empty() ? "must not be empty" : "must not contain a NUL byte");
+            as_written.clear();
             return false;
         }
         fs::path p(as_written);
@@ -180,7 +184,8 @@ private:
         }
         d.serial = d.name;
         bool serial_given = f.string("serial", d.serial);
-        if (!detail::is_safe_serial(d.serial))
+        // Without a name (already reported) there is no default serial to complain about.
+        if ((serial_given || !d.name.empty()) && !detail::is_safe_serial(d.serial))
             diags_.add(serial_given ? *f.get("serial") : n, p + ".serial",
                        serial_given ? "must be 1 to 20 characters from A-Z a-z 0-9 . _ + : -"
                                     : "defaults to the name, which is longer than 20 characters "
@@ -227,13 +232,18 @@ private:
     void backend(const Node& n, const std::string& p, Backend& b) {
         Fields f(diags_, n, p);
         f.require("type");
-        f.choice("type", b.type, {{"user", BackendType::user}, {"tap", BackendType::tap}, {"stream", BackendType::stream}});
+        bool typed = f.choice("type", b.type,
+                              {{"user", BackendType::user},
+                               {"tap", BackendType::tap},
+                               {"stream", BackendType::stream}});
         bool has_name = f.string("name", b.tap_name);
         if (has_name && !detail::is_ifname(b.tap_name))
             diags_.add(*f.get("name"), p + ".name", "must be a host interface name (1 to 15 of A-Z a-z 0-9 _ . -)");
         unsigned fd = 0;
         if (f.uint("fd", fd, 3, 65535)) b.tap_fd = static_cast<int>(fd);
         bool has_socket = path(f, "socket", b.socket, b.socket_as_written);
+        f.finish();
+        if (!typed) return;  // reported already; judging the rest as type user would only add noise
         switch (b.type) {
             case BackendType::user:
                 if (has_name || b.tap_fd || has_socket) diags_.add(n, p, "type user takes no name, fd or socket");
@@ -247,7 +257,6 @@ private:
                 if (has_name || b.tap_fd) diags_.add(n, p, "type stream takes no name or fd");
                 break;
         }
-        f.finish();
     }
 
     void host_device(const Node& n, const std::string& p) {
@@ -297,10 +306,14 @@ private:
         std::map<unsigned, std::string> boot_orders;
         std::map<std::string, std::string> serials;
         std::map<MacAddress, std::string> macs;
-        auto unique = [this](auto& seen, const auto& key, const Node& at, const std::string& p,
+        // `p` ends in the field's key; report at that field, or at its item when it is a default.
+        auto unique = [this](auto& seen, const auto& key, const Node& item, const std::string& p,
                              const std::string& what) {
             auto [it, inserted] = seen.emplace(key, p);
-            if (!inserted) diags_.add(at, p, fmt::format("{} is also used by {}", what, it->second));
+            if (inserted) return;
+            const Node* field = item.find(std::string_view(p).substr(p.rfind('.') + 1));
+            diags_.add(field ? *field : item, p,
+                       fmt::format("{} is also used by {}", what, it->second));
         };
         for (size_t i = 0; i < spec_.disks.size(); ++i) {
             const Disk& d = spec_.disks[i];
@@ -357,12 +370,22 @@ Result<VmSpec> parse_spec(std::string_view text, const std::string& filename, co
 
     VmSpec spec;
     spec.source_file = filename;
-    spec.base_dir = fs::absolute(fs::path(filename)).parent_path().lexically_normal().string();
+    // Text without a file name resolves against the working directory. The error_code overload:
+    // an unknown working directory leaves relative paths relative rather than throwing.
+    std::error_code ec;
+    spec.base_dir = fs::absolute(filename.empty() ? fs::path(".") : fs::path(filename), ec)
+                        .parent_path().lexically_normal().string();
     Diagnostics diags(filename);
     SpecReader(diags, spec).read(*doc);
     if (!diags.empty()) {
         Error e = make_error(Errc::invalid_spec, "the spec is invalid", context);
         e.diagnostics = diags.take();
+        // The reader visits fields in schema order and checks cross-field rules last; users read
+        // the list top to bottom alongside the file.
+        std::stable_sort(e.diagnostics.begin(), e.diagnostics.end(),
+                         [](const Diagnostic& a, const Diagnostic& b) {
+                             return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+                         });
         e.message = fmt::format("the spec has {} problem{}", e.diagnostics.size(), e.diagnostics.size() == 1 ? "" : "s");
         return e;
     }

@@ -18,6 +18,8 @@ struct CommandOptions {
     bool paused = false;               // -S: start with vCPUs stopped
     std::optional<int> qmp_fd;         // QMP over an inherited, connected socket
     std::string qmp_socket;            // or QMP on a listening unix socket at this path
+    bool serial_stdio = false;         // the serial console on QEMU's stdout (logged too if
+                                       // serial.log is set); excludes serial.socket
 };
 
 // The complete argv (argv[0] is the binary). Every -device, -blockdev, -netdev and -object

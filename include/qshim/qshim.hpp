@@ -3,5 +3,8 @@
 
 #include <qshim/error.hpp>
 #include <qshim/launcher.hpp>
+#include <qshim/qmp.hpp>
+#include <qshim/log.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
+#include <qshim/vm.hpp>

@@ -1,0 +1,190 @@
+// qshim run: start a VM from a spec and supervise it like a container entrypoint.
+#include "cli/common.hpp"
+
+#include <qshim/log.hpp>
+#include <qshim/vm.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include "common/spawn.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace qshim::cli {
+
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr const char* help = R"(Usage: qshim run [options] SPEC
+
+Start the VM SPEC describes and supervise it until it ends. QEMU starts paused;
+qshim connects to its QMP monitor over an inherited socket, checks that QEMU
+created every planned device, then lets the guest run.
+
+Stopping: SIGTERM or SIGINT (Ctrl-C) presses the guest's ACPI power button and
+waits up to lifecycle.gracePeriodSeconds for it to power off, then asks QEMU to
+quit, then kills it. The guest powering off by itself ends qshim too. Run as
+PID 1 (a container entrypoint), qshim also reaps orphaned processes.
+
+Options:
+  --console            show the guest's serial console on stdout
+  --events PATH|-      write lifecycle events as JSON lines to PATH (appended)
+                       or to stdout (-); see docs/events.md
+  --accel auto|kvm|tcg override the spec's machine.accel
+  --qemu PATH          the QEMU binary (default qemu-system-x86_64 from PATH)
+  -v, --verbose        debug logging (or QSHIM_LOG=qmp:debug,*:info)
+  -h, --help           show this help
+
+Exit status:
+  0  the guest powered off (by itself, or when asked within the grace period)
+  2  invalid spec or usage: nothing was started
+  3  launch failure: QEMU could not start or rejected the plan (its exit
+     status, argv and the tail of its stderr are printed)
+  4  QEMU crashed, or was killed or stopped behind qshim's back
+  5  the guest did not power off in time and was stopped by force
+
+Example:
+  qshim run --console --events - examples/demo.yaml
+)";
+
+int exit_code(VmExit::Reason reason) {
+    switch (reason) {
+        case VmExit::Reason::guest_shutdown:
+        case VmExit::Reason::stopped: return exit_ok;
+        case VmExit::Reason::forced: return exit_forced_stop;
+        case VmExit::Reason::crashed: return exit_qemu_crashed;
+        case VmExit::Reason::launch_failed: return exit_launch_failed;
+    }
+    return exit_internal;
+}
+
+// Writes each event as one JSON line, flushed at once: a controller tails it live.
+class EventWriter {
+public:
+    bool open(const std::string& target) {
+        if (target == "-") {
+            fd_ = STDOUT_FILENO;
+            return true;
+        }
+        fd_ = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        owned_ = fd_ >= 0;
+        return fd_ >= 0;
+    }
+    ~EventWriter() {
+        if (owned_) ::close(fd_);
+    }
+    void write(const nlohmann::json& event) {
+        if (fd_ < 0) return;
+        std::string line = event.dump() + "\n";
+        ssize_t ignored = ::write(fd_, line.data(), line.size());  // O_APPEND: one write per line
+        (void)ignored;
+    }
+
+private:
+    int fd_ = -1;
+    bool owned_ = false;
+};
+
+// As PID 1, orphans re-parented to us must be reaped or they stay zombies. QEMU itself is
+// reaped by the Vm (through its pidfd), so it is skipped here.
+void reap_orphans(pid_t qemu) {
+    for (;;) {
+        siginfo_t info{};
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+        if (info.si_pid == qemu) return;
+        waitpid(info.si_pid, nullptr, 0);
+        log::write("launcher", log::Level::debug, fmt::format("reaped orphan {}", info.si_pid));
+    }
+}
+
+}  // namespace
+
+int cmd_run(const std::vector<std::string>& argv) {
+    if (wants_help(argv)) {
+        fmt::print("{}", help);
+        return exit_ok;
+    }
+    Args args(argv, {"--events", "--accel", "--qemu"}, {"--console", "--verbose", "-v"});
+    if (!args.ok()) return usage_error("run", args.error());
+    if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
+    VmOptions options;
+    if (auto a = args.get("--accel")) {
+        if (*a == "auto") options.command.accel = spec::Accel::automatic;
+        else if (*a == "kvm") options.command.accel = spec::Accel::kvm;
+        else if (*a == "tcg") options.command.accel = spec::Accel::tcg;
+        else return usage_error("run", "--accel must be auto, kvm or tcg");
+    }
+    if (auto q = args.get("--qemu")) options.command.qemu_binary = *q;
+    options.console_to_stdout = args.has("--console");
+    if (const char* env = std::getenv("QSHIM_LOG")) log::configure(env);
+    if (args.has("--verbose") || args.has("-v")) log::configure("*:debug");
+
+    EventWriter events;
+    if (auto target = args.get("--events"); target && !events.open(*target)) {
+        fmt::print(stderr, "qshim run: cannot open {} for events: {}\n", *target, std::strerror(errno));
+        return exit_invalid;
+    }
+    auto planned = plan_or_report(args.positional()[0]);
+    if (!planned) return exit_invalid;  // nothing has been started
+    options.on_event = [&events](const nlohmann::json& e) { events.write(e); };
+
+    asio::io_context io;
+    // Installed before QEMU exists, so no signal can arrive unhandled.
+    asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+    asio::signal_set child_signals(io, SIGCHLD);
+    const bool pid1 = getpid() == 1;
+    Vm vm(io.get_executor(), std::move(planned->spec), std::move(planned->topology), options);
+
+    // A handler may already be queued (with success) when supervision ends and cancels the
+    // waits; `done` keeps it from arming a new wait that would keep io.run() alive forever.
+    bool done = false;
+    std::function<void()> wait_stop = [&] {
+        stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+            if (ec || done) return;
+            log::write("launcher", log::Level::info, fmt::format("{}: stopping the VM", sigabbrev_np(sig)));
+            vm.request_stop();
+            wait_stop();
+        });
+    };
+    std::function<void()> wait_child = [&] {
+        child_signals.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec || done) return;
+            if (pid1) reap_orphans(vm.pid());
+            wait_child();
+        });
+    };
+    wait_stop();
+    wait_child();
+
+    int code = exit_internal;
+    auto on_failure = [&] {
+        // A bug ended supervision: do not wait forever (the Vm kills QEMU when destroyed).
+        done = true;
+        stop_signals.cancel();
+        child_signals.cancel();
+    };
+    detail::spawn(io.get_executor(), [&]() -> asio::awaitable<void> {
+        auto started = co_await vm.start();
+        if (!started) print_error(started.error());
+        VmExit exit = co_await vm.wait_exit();
+        code = exit_code(exit.reason);
+        if (started && exit.reason != VmExit::Reason::guest_shutdown && exit.reason != VmExit::Reason::stopped)
+            fmt::print(stderr, "qshim: VM {}: QEMU {} ({})\n", vm.spec().name, exit.description, to_string(exit.reason));
+        if (pid1) reap_orphans(-1);
+        done = true;
+        stop_signals.cancel();
+        child_signals.cancel();
+    }, "supervising the VM", on_failure);
+    io.run();
+    return code;
+}
+
+}  // namespace qshim::cli

@@ -1,0 +1,86 @@
+// preflight(): the files and folders a spec needs, checked before anything starts.
+#include "launcher/preflight.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+namespace qshim::launcher::detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Check {
+    std::string field;
+    std::string path;
+};
+
+std::string readable(const std::string& path, bool write) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) return std::strerror(errno);
+    if (S_ISDIR(st.st_mode)) return "is a directory";
+    if (access(path.c_str(), write ? R_OK | W_OK : R_OK) != 0)
+        return std::string(write ? "not readable and writable: " : "not readable: ") + std::strerror(errno);
+    return {};
+}
+
+std::string socket_place(const std::string& path) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) return "exists and is not a socket";
+    auto dir = fs::path(path).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !fs::is_directory(dir, ec)) return "its folder " + dir.string() + " does not exist";
+    return {};
+}
+
+}  // namespace
+
+Result<void> preflight(const spec::VmSpec& spec) {
+    std::vector<std::string> problems;
+    auto file = [&](const std::string& field, const std::string& path, bool write) {
+        if (auto why = readable(path, write); !why.empty()) problems.push_back(fmt::format("{}: {}: {}", field, path, why));
+    };
+    if (!spec.boot.kernel.empty()) file("boot.kernel", spec.boot.kernel, false);
+    if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, false);
+    for (size_t i = 0; i < spec.disks.size(); ++i)
+        file(fmt::format("disks[{}] ({})", i, spec.disks[i].name), spec.disks[i].path, !spec.disks[i].read_only);
+    auto socket = [&](const std::string& field, const std::string& path) {
+        if (path.empty()) return;
+        if (auto why = socket_place(path); !why.empty()) problems.push_back(fmt::format("{}: {}: {}", field, path, why));
+    };
+    socket("serial.socket", spec.serial.socket);
+    socket("devices.guestAgent", spec.devices.guest_agent);
+    for (size_t i = 0; i < spec.interfaces.size(); ++i)
+        if (spec.interfaces[i].backend.type == spec::BackendType::stream) {
+            std::error_code ec;
+            if (!fs::exists(spec.interfaces[i].backend.socket, ec))
+                problems.push_back(fmt::format("interfaces[{}].backend.socket: {}: no such socket (is passt running?)", i,
+                                               spec.interfaces[i].backend.socket));
+        }
+    if (!spec.serial.log.empty()) {
+        auto dir = fs::path(spec.serial.log).parent_path();
+        std::error_code ec;
+        if (!dir.empty() && !fs::is_directory(dir, ec))
+            problems.push_back(fmt::format("serial.log: {}: its folder does not exist", spec.serial.log));
+    }
+    if (problems.empty()) return {};
+    std::string message = problems.size() == 1 ? problems[0] : fmt::format("{} problems:", problems.size());
+    if (problems.size() > 1)
+        for (const auto& p : problems) message += "\n  " + p;
+    return make_error(Errc::launch, message, "checking what VM " + spec.name + " needs");
+}
+
+void remove_stale_sockets(const spec::VmSpec& spec) {
+    for (const std::string* path : {&spec.serial.socket, &spec.devices.guest_agent}) {
+        struct stat st {};
+        if (!path->empty() && lstat(path->c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path->c_str());
+    }
+}
+
+}  // namespace qshim::launcher::detail

@@ -1,0 +1,142 @@
+// spawn(): fork/exec with a fixed fd plan, a death signal, and exec errors reported back.
+#include "launcher/process.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace qshim::launcher::detail {
+
+namespace {
+
+[[noreturn]] void child_fail(int report_fd, int err) {
+    // Only async-signal-safe calls from here on.
+    ssize_t ignored = write(report_fd, &err, sizeof err);
+    (void)ignored;
+    _exit(127);
+}
+
+// Runs in the child. Every fd we hand over is first moved above the target range, so a source
+// that happens to sit on a target number is not overwritten before it is used.
+[[noreturn]] void child_exec(const SpawnPlan& plan, char* const* argv, char* const* envp, int report_fd,
+                             pid_t parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, errno);
+    // The parent may have died between fork and prctl; then nobody would ever kill us.
+    if (getppid() != parent) child_fail(report_fd, ESRCH);
+    // A session of its own: a Ctrl-C at qshim's terminal (SIGINT to the foreground process
+    // group) must reach qshim, which stops the guest gracefully, and not QEMU, which would quit.
+    if (setsid() < 0) child_fail(report_fd, errno);
+    const int count = static_cast<int>(plan.fds.size());
+    int high = count > report_fd ? count : report_fd + 1;
+    int moved[64];
+    if (count > 64) child_fail(report_fd, EMFILE);
+    for (int i = 0; i < count; ++i) {
+        moved[i] = fcntl(plan.fds[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, high);
+        if (moved[i] < 0) child_fail(report_fd, errno);
+    }
+    // report_fd may be among the targets' numbers: move it above them too.
+    int report = fcntl(report_fd, F_DUPFD_CLOEXEC, high);
+    if (report < 0) child_fail(report_fd, errno);
+    for (int i = 0; i < count; ++i)
+        if (dup2(moved[i], i) < 0) child_fail(report, errno);  // dup2 clears CLOEXEC on i
+    // Everything else goes, except the report pipe, which closes itself on exec.
+    if (close_range(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, 0) != 0) child_fail(report, errno);
+    if (close_range(static_cast<unsigned>(report) + 1, ~0u, 0) != 0) child_fail(report, errno);
+    // Signals blocked or ignored by qshim must not be inherited by QEMU.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+    execve(argv[0], argv, envp);
+    child_fail(report, errno);
+}
+
+}  // namespace
+
+Result<Child> spawn(const SpawnPlan& plan) {
+    const std::string context = plan.argv.empty() ? "spawning" : "spawning " + plan.argv[0];
+    if (plan.argv.empty()) return make_error(Errc::internal, "empty argv", context);
+    // execve does not search PATH; resolve it now, while we may still allocate.
+    std::string binary = plan.argv[0];
+    if (binary.find('/') == std::string::npos) {
+        const char* path = std::getenv("PATH");
+        std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+        std::string found;
+        size_t start = 0;
+        while (start <= dirs.size()) {
+            size_t end = dirs.find(':', start);
+            if (end == std::string::npos) end = dirs.size();
+            std::string candidate = dirs.substr(start, end - start) + "/" + binary;
+            if (access(candidate.c_str(), X_OK) == 0) {
+                found = candidate;
+                break;
+            }
+            start = end + 1;
+        }
+        if (found.empty()) return make_error(Errc::launch, "not found in PATH", context);
+        binary = found;
+    }
+    std::vector<char*> argv;
+    argv.push_back(binary.data());
+    for (size_t i = 1; i < plan.argv.size(); ++i) argv.push_back(const_cast<char*>(plan.argv[i].c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (const auto& e : plan.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)), context);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        close(report[0]);
+        close(report[1]);
+        return make_error(Errc::launch, fmt::format("fork: {}", std::strerror(err)), context);
+    }
+    if (pid == 0) {
+        close(report[0]);
+        child_exec(plan, argv.data(), envp.data(), report[1], parent);
+    }
+    close(report[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = read(report[0], &child_errno, sizeof child_errno);
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == sizeof child_errno) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        return make_error(Errc::launch, fmt::format("exec {}: {}", binary, std::strerror(child_errno)), context);
+    }
+    int pidfd = detail::pidfd_open(pid);
+    if (pidfd < 0) {
+        int err = errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        return make_error(Errc::launch, fmt::format("pidfd_open: {}", std::strerror(err)), context);
+    }
+    fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+    return Child{pid, pidfd};
+}
+
+int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+int pidfd_kill(int pidfd, int signal) { return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0)); }
+
+std::string describe_wait_status(int status) {
+    if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+    if (WIFSIGNALED(status))
+        return fmt::format("killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    return fmt::format("ended with wait status {:#x}", status);
+}
+
+}  // namespace qshim::launcher::detail

@@ -1,0 +1,66 @@
+"""Running `qshim run` on the test guest and reading its lifecycle events."""
+import json
+import os
+import time
+from pathlib import Path
+
+from qshim_cli import guest_boot, qshim_bin, write_spec
+from qshim_guest import QemuProcess, guest_dir
+
+
+def guest_spec(tmp, name="run", cmdline_extra="", grace=10, **extra):
+    """A spec booting the test guest with one disk; console logged and served on a socket."""
+    disk = Path(tmp) / "root.raw"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    spec = {
+        "name": name,
+        "machine": {"accel": "tcg"},
+        "memory": {"size": "256Mi"},
+        "boot": guest_boot(guest_dir(), ("console=ttyS0 panic=-1 " + cmdline_extra).strip()),
+        "disks": [{"name": "root", "path": str(disk), "format": "raw"}],
+        "serial": {"log": str(Path(tmp) / "console.log"), "socket": str(Path(tmp) / "console.sock")},
+        "lifecycle": {"gracePeriodSeconds": grace},
+    }
+    spec.update(extra)
+    return write_spec(tmp, spec)
+
+
+class QshimRun(QemuProcess):
+    """`qshim run SPEC --events FILE` in a temp dir, with the guest console from the spec's log."""
+
+    def run(self, spec_path, *args):
+        self.events_path = self.tmp / "events.jsonl"
+        argv = [qshim_bin(), "run", "--events", str(self.events_path), *args, str(spec_path)]
+        return self.start(argv, console_file="console.log")
+
+    def events(self):
+        if not self.events_path.exists():
+            return []
+        return [json.loads(line) for line in self.events_path.read_text().splitlines() if line]
+
+    def event(self, name):
+        return next((e for e in self.events() if e["event"] == name), None)
+
+    def qemu_pid(self):
+        started = self.event("qemu-started")
+        assert started, f"no qemu-started event: {self.events()}"
+        return started["pid"]
+
+
+def process_gone(pid):
+    """True when no process (not even a zombie) has this pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def wait_until(check, timeout, what):
+    """Polls a host-side condition that has no event to wait on (process table, files)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not true within {timeout}s")
+        time.sleep(0.01)

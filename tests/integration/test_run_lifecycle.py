@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""qshim run as a container entrypoint: graceful stop, forced stop, QEMU killed behind its back."""
+import os
+import signal
+import sys
+import time
+
+from qshim_run import QshimRun, guest_spec, process_gone
+
+
+def graceful_stop():
+    """Boot, readiness marker, SIGTERM: the guest powers off in its grace period, exit 0, nothing left."""
+    with QshimRun() as run:
+        run.run(guest_spec(run.tmp, grace=20))
+        run.console.wait_ready(timeout=90)
+        qemu = run.qemu_pid()
+        assert run.event("running"), run.events()
+        assert (run.tmp / "console.sock").exists(), "QEMU should serve the console socket while running"
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.wait_exit(20)
+        assert code == 0, f"qshim exit {code}, expected 0; events: {run.events()}"
+        names = [e["event"] for e in run.events()]
+        assert names == ["spec-accepted", "qemu-started", "qmp-connected", "running", "shutdown-requested",
+                         "guest-shutdown", "exited"], names
+        exited = run.event("exited")
+        assert exited["reason"] == "stopped" and exited["code"] == 0, exited
+        assert process_gone(qemu), f"QEMU {qemu} still exists"
+        assert not (run.tmp / "console.sock").exists(), "the console socket was left behind"
+
+
+def forced_stop():
+    """A guest that ignores the power button is stopped by force after the grace period: exit 5."""
+    with QshimRun() as run:
+        run.run(guest_spec(run.tmp, cmdline_extra="qshim.acpi=ignore", grace=2))
+        run.console.wait_ready(timeout=90)
+        qemu = run.qemu_pid()
+        started = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.wait_exit(20)
+        took = time.monotonic() - started
+        assert code == 5, f"qshim exit {code}, expected 5 (forced); events: {run.events()}"
+        assert took >= 2, f"stopped after {took:.2f}s: the 2 s grace period was not honoured"
+        steps = [e["step"] for e in run.events() if e["event"] == "forcing-stop"]
+        assert steps and steps[0] == "quit", steps
+        assert run.event("exited")["reason"] == "forced"
+        assert not run.event("guest-shutdown")
+        assert process_gone(qemu)
+        assert not (run.tmp / "console.sock").exists()
+
+
+def qemu_killed():
+    """QEMU killed with SIGKILL behind qshim's back: an exited event naming the signal, non-zero
+    exit, within a second."""
+    with QshimRun() as run:
+        run.run(guest_spec(run.tmp))
+        run.console.wait_ready(timeout=90)
+        qemu = run.qemu_pid()
+        killed = time.monotonic()
+        os.kill(qemu, signal.SIGKILL)
+        code = run.wait_exit(5)
+        took = time.monotonic() - killed
+        assert code == 4, f"qshim exit {code}, expected 4 (crashed)"
+        assert took < 1.0, f"qshim noticed the kill after {took:.2f}s"
+        exited = run.event("exited")
+        assert exited["signal"] == 9 and exited["signalName"] == "KILL" and exited["reason"] == "crashed", exited
+        assert not (run.tmp / "console.sock").exists(), "a killed QEMU's socket must be removed by qshim"
+
+
+def main():
+    for test in (graceful_stop, forced_stop, qemu_killed):
+        test()
+        print(f"ok: {test.__name__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

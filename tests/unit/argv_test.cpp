@@ -1,0 +1,119 @@
+// The QEMU command line: JSON options that no path can break, and the escaping of the rest.
+#include "spec_test_util.hpp"
+
+#include <qshim/launcher.hpp>
+#include <qshim/topology.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+using namespace qshim;
+using qshim::test::must_parse;
+
+namespace {
+
+std::vector<std::string> argv_for(const std::string& yaml, launcher::CommandOptions options = {}) {
+    auto s = must_parse(yaml);
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    auto argv = launcher::build_argv(s, *t, options);
+    REQUIRE(argv.ok());
+    return *argv;
+}
+
+std::vector<nlohmann::json> json_args(const std::vector<std::string>& argv, const std::string& option) {
+    std::vector<nlohmann::json> out;
+    for (size_t i = 0; i + 1 < argv.size(); ++i)
+        if (argv[i] == option) out.push_back(nlohmann::json::parse(argv[i + 1]));
+    return out;
+}
+
+std::string value_of(const std::vector<std::string>& argv, const std::string& option) {
+    for (size_t i = 0; i + 1 < argv.size(); ++i)
+        if (argv[i] == option) return argv[i + 1];
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("a path with option syntax in it reaches QEMU as one JSON string") {
+    const std::string hostile = "/img/a,file=/etc/shadow,b\"}\n{.raw";
+    nlohmann::json quoted = hostile;  // a YAML double-quoted string takes JSON escapes
+    auto argv = argv_for("name: h\ndisks: [{name: d, format: raw, path: " + quoted.dump() + "}]\n");
+    auto blockdevs = json_args(argv, "-blockdev");
+    REQUIRE(blockdevs.size() == 2);
+    CHECK(blockdevs[0]["driver"] == "file");
+    CHECK(blockdevs[0]["filename"] == hostile);
+    CHECK(blockdevs[1]["driver"] == "raw");  // explicit: QEMU never probes
+    CHECK(blockdevs[1]["file"] == blockdevs[0]["node-name"]);
+    // The path appears nowhere else on the command line.
+    int mentions = 0;
+    for (const auto& a : argv) mentions += a.find("/etc/shadow") != std::string::npos;
+    CHECK(mentions == 1);
+}
+
+TEST_CASE("-chardev values double their commas, QEMU's escape for key=value syntax") {
+    CHECK(launcher::qemu_opts_escape("a,b,,c") == "a,,b,,,,c");
+    CHECK(launcher::qemu_opts_escape("plain") == "plain");
+    auto argv = argv_for("name: c\nserial: {log: \"/logs/x,path=/etc/passwd\"}\n");
+    CHECK(value_of(argv, "-chardev") == "file,id=serial0,path=/logs/x,,path=/etc/passwd,append=on");
+}
+
+TEST_CASE("block node names stay within QEMU's 31 characters and stay distinct") {
+    std::string a(63, 'a'), b = std::string(62, 'a') + "b";
+    CHECK(launcher::format_node_name(a).size() <= 31);
+    CHECK(launcher::file_node_name(a).size() <= 31);
+    CHECK(launcher::format_node_name(a) != launcher::format_node_name(b));
+    CHECK(launcher::format_node_name("root") == "b.root");
+}
+
+TEST_CASE("accel auto tries KVM then TCG; overrides win") {
+    auto argv = argv_for("name: a\n");
+    std::vector<std::string> accels;
+    for (size_t i = 0; i + 1 < argv.size(); ++i)
+        if (argv[i] == "-accel") accels.push_back(argv[i + 1]);
+    CHECK(accels == std::vector<std::string>{"kvm", "tcg"});
+    launcher::CommandOptions tcg;
+    tcg.accel = spec::Accel::tcg;
+    CHECK(value_of(argv_for("name: a\nmachine: {accel: kvm}\n", tcg), "-accel") == "tcg");
+}
+
+TEST_CASE("cpu model host with TCG is refused before anything starts") {
+    auto s = must_parse("name: h\ncpu: {model: host}\nmachine: {accel: tcg}\n");
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    auto argv = launcher::build_argv(s, *t);
+    REQUIRE_FALSE(argv.ok());
+    CHECK(argv.error().code == Errc::invalid_spec);
+}
+
+TEST_CASE("controllers come before the devices that plug into them") {
+    auto argv = argv_for("name: o\ndisks: [{name: s, path: /s.img, format: raw, bus: scsi}]\n");
+    auto devices = json_args(argv, "-device");
+    size_t hba = 0, disk = 0;
+    for (size_t i = 0; i < devices.size(); ++i) {
+        if (devices[i]["driver"] == "virtio-scsi-pci") hba = i;
+        if (devices[i]["driver"] == "scsi-hd") disk = i;
+    }
+    CHECK(hba < disk);
+    CHECK(devices[disk]["bus"] == "scsi.0.0");
+}
+
+TEST_CASE("QMP over an inherited fd and paused start") {
+    launcher::CommandOptions options;
+    options.qmp_fd = 3;
+    options.paused = true;
+    auto argv = argv_for("name: q\n", options);
+    CHECK(std::find(argv.begin(), argv.end(), "-S") != argv.end());
+    CHECK(std::find(argv.begin(), argv.end(), "socket,id=qmp,fd=3") != argv.end());
+}
+
+TEST_CASE("a spec built in code with invalid UTF-8 is an error, not an exception") {
+    auto s = must_parse("name: u\ndisks: [{name: d, path: /ok.img, format: raw}]\n");
+    s.disks[0].path = "/bad\xff.img";
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    auto argv = launcher::build_argv(s, *t);
+    REQUIRE_FALSE(argv.ok());
+    CHECK(argv.error().code == Errc::invalid_spec);
+}

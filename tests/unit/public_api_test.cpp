@@ -1,0 +1,16 @@
+// Compiles the umbrella header alone and uses the library through it, as an outside program would.
+#include <qshim/qshim.hpp>
+
+#include <cstdio>
+
+int main() {
+    auto spec = qshim::spec::parse_spec("name: api\nmemory: {size: 64Mi}\n", "api.yaml");
+    if (!spec) {
+        std::fprintf(stderr, "%s\n", spec.error().what().c_str());
+        return 1;
+    }
+    auto topo = qshim::topology::plan(*spec);
+    if (!topo || topo->machine != "pc-q35-7.2") return 1;
+    auto argv = qshim::launcher::build_argv(*spec, *topo);
+    return argv && !argv->empty() ? 0 : 1;
+}
