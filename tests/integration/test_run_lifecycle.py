@@ -66,8 +66,22 @@ def qemu_killed():
         assert not (run.tmp / "console.sock").exists(), "a killed QEMU's socket must be removed by qshim"
 
 
+def guest_powers_off():
+    """The guest powering off by itself ends qshim with 0, with nothing asked of it."""
+    with QshimRun() as run:
+        run.run(guest_spec(run.tmp, cmdline_extra="qshim.poweroff"))
+        code = run.wait_exit(90)
+        assert code == 0, f"qshim exit {code}, expected 0; events: {run.events()}"
+        assert run.event("guest-shutdown"), run.events()
+        assert not run.event("shutdown-requested")
+        exited = run.event("exited")
+        assert exited["reason"] == "guest-shutdown" and exited["code"] == 0, exited
+        assert "QSHIM-GUEST: poweroff" in run.console.text()
+        assert process_gone(exited["pid"])
+
+
 def main():
-    for test in (graceful_stop, forced_stop, qemu_killed):
+    for test in (graceful_stop, forced_stop, qemu_killed, guest_powers_off):
         test()
         print(f"ok: {test.__name__}")
     return 0

@@ -35,8 +35,56 @@ def build_spec(tmp, guest):
     }
 
 
+def check_pci(report, topo):
+    """Every predicted PCI function is present with the right ids, and nothing else."""
+    expected = {c["address"]: c["model"] for c in topo["controllers"]}
+    for d in topo["devices"]:
+        if "unit" not in d or d["driver"] in ("scsi-hd", "scsi-cd"):
+            expected.setdefault(d["address"], d["driver"] if "unit" not in d else "virtio-scsi-pci")
+    seen = set(report.pci)
+    missing = sorted(set(expected) - seen)
+    extra = sorted(seen - set(expected) - Q35_BUILTIN)
+    assert not missing, f"predicted but absent in the guest: {missing}"
+    assert not extra, f"present in the guest but not predicted: {extra}"
+    for address, driver in expected.items():
+        vendor, device, _ = report.pci[address]
+        assert (vendor, device) == PCI_IDS[driver], f"{address}: guest sees {vendor}:{device}, expected {driver}"
+    return expected
+
+
+def full_capacity(guest):
+    """Every disk and NIC port of the layout reserved, plus every built-in device and the bridge:
+    the port windows must leave the firmware enough room to boot and number all of them."""
+    with QemuProcess() as vm:
+        disk = vm.tmp / "root.raw"
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        spec = {
+            "name": "full", "machine": {"accel": "tcg"}, "memory": {"size": "256Mi"}, "boot": guest_boot(guest),
+            "disks": [{"name": "root", "path": str(disk), "format": "raw"},
+                      {"name": "lun", "path": str(disk), "format": "raw", "bus": "scsi", "readOnly": True}],
+            "interfaces": [{"name": "net0", "backend": {"type": "user"}},
+                           {"name": "old", "model": "e1000", "backend": {"type": "user"}}],
+            "hotplug": {"disks": 63, "interfaces": 31},
+            "devices": {"rng": True, "balloon": True, "guestAgent": str(vm.tmp / "qga.sock")},
+            "serial": {"log": "console.log"},
+        }
+        spec["disks"][0]["readOnly"] = True  # the same image twice: both read-only
+        spec_path = write_spec(vm.tmp, spec)
+        topo = json.loads(qshim("topology", spec_path, check=0).stdout)
+        ports = [c for c in topo["controllers"] if c["model"] == "pcie-root-port"]
+        assert len(ports) == 64 + 32 + 4 + 1, f"{len(ports)} root ports"
+        vm.start(qshim("cmdline", spec_path, check=0).stdout.splitlines(), console_file="console.log")
+        report = vm.console.wait_report(lambda r: len(r.disks) >= 2 and len(r.nics) >= 1, timeout=180)
+        expected = check_pci(report, topo)
+        assert report.disk_by_serial("root")["pci"] == "0000:01:00.0"
+        assert report.nic_by_mac(topo["devices"][2]["mac"])["pci"] == "0000:41:00.0"
+    print(f"ok: full capacity, {len(ports)} root ports and {len(expected)} PCI functions where predicted")
+
+
 def main():
     guest = guest_dir()
+    full_capacity(guest)
     with QemuProcess() as vm:
         spec_path = write_spec(vm.tmp, build_spec(vm.tmp, guest))
         topo = json.loads(qshim("topology", spec_path, check=0).stdout)
@@ -47,20 +95,7 @@ def main():
         vm.start(argv, console_file="console.log")
         report = vm.console.wait_report(lambda r: len(r.disks) >= 18 and len(r.nics) >= 5, timeout=120)
 
-        # Every PCI function the topology predicts, and nothing else.
-        expected = {c["address"]: c["model"] for c in topo["controllers"]}
-        for d in devices:
-            if "unit" not in d:
-                expected[d["address"]] = d["driver"]
-        expected[next(d for d in devices if d["driver"] == "virtio-scsi-pci")["address"]] = "virtio-scsi-pci"
-        seen = set(report.pci)
-        missing = sorted(set(expected) - seen)
-        extra = sorted(seen - set(expected) - Q35_BUILTIN)
-        assert not missing, f"predicted but absent in the guest: {missing}"
-        assert not extra, f"present in the guest but not predicted: {extra}"
-        for address, driver in expected.items():
-            vendor, device, _ = report.pci[address]
-            assert (vendor, device) == PCI_IDS[driver], f"{address}: guest sees {vendor}:{device}, expected {driver}"
+        expected = check_pci(report, topo)
 
         # Every disk serial and MAC exactly where predicted.
         for d in devices:
