@@ -1,6 +1,7 @@
 // qshim run: start a VM from a spec and supervise it like a container entrypoint.
 #include "cli/common.hpp"
 
+#include <qshim/api.hpp>
 #include <qshim/log.hpp>
 #include <qshim/vm.hpp>
 
@@ -12,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -38,8 +40,14 @@ Options:
   --console            show the guest's serial console on stdout
   --events PATH|-      write lifecycle events as JSON lines to PATH (appended)
                        or to stdout (-); see docs/events.md
+  --api-socket PATH    serve the control API (HTTP/1.1 + JSON) on this unix
+                       socket, mode 0600, once the guest runs: hotplug disks
+                       and NICs, pause, resume, shut down, stream events. Use
+                       'qshim ctl --api-socket PATH ...' or curl; docs/api.md
   --accel auto|kvm|tcg override the spec's machine.accel
   --qemu PATH          the QEMU binary (default qemu-system-x86_64 from PATH)
+  --qmp-socket PATH    also serve a QMP monitor on this unix socket, to inspect
+                       or debug QEMU by hand; qshim does not see what is done there
   -v, --verbose        debug logging (or QSHIM_LOG=qmp:debug,*:info)
   -h, --help           show this help
 
@@ -47,12 +55,15 @@ Exit status:
   0  the guest powered off (by itself, or when asked within the grace period)
   2  invalid spec or usage: nothing was started
   3  launch failure: QEMU could not start or rejected the plan (its exit
-     status, argv and the tail of its stderr are printed)
+     status, argv and the tail of its stderr are printed), or the API socket
+     could not be served (the VM is stopped again)
   4  QEMU crashed, or was killed or stopped behind qshim's back
   5  the guest did not power off in time and was stopped by force
 
 Example:
   qshim run --console --events - examples/demo.yaml
+  qshim run --api-socket /run/vm1.sock vm1.yaml &
+  qshim ctl --api-socket /run/vm1.sock status
 )";
 
 int exit_code(VmExit::Reason reason) {
@@ -112,7 +123,7 @@ int cmd_run(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--events", "--accel", "--qemu"}, {"--console", "--verbose", "-v"});
+    Args args(argv, {"--events", "--accel", "--qemu", "--qmp-socket", "--api-socket"}, {"--console", "--verbose", "-v"});
     if (!args.ok()) return usage_error("run", args.error());
     if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
     VmOptions options;
@@ -123,6 +134,7 @@ int cmd_run(const std::vector<std::string>& argv) {
         else return usage_error("run", "--accel must be auto, kvm or tcg");
     }
     if (auto q = args.get("--qemu")) options.command.qemu_binary = *q;
+    if (auto q = args.get("--qmp-socket")) options.command.qmp_socket = std::filesystem::absolute(*q).string();
     options.console_to_stdout = args.has("--console");
     if (const char* env = std::getenv("QSHIM_LOG")) log::configure(env);
     if (args.has("--verbose") || args.has("-v")) log::configure("*:debug");
@@ -164,6 +176,9 @@ int cmd_run(const std::vector<std::string>& argv) {
     wait_stop();
     wait_child();
 
+    // Declared after the Vm: destroyed before it, as the server borrows the Vm.
+    std::optional<ApiServer> api;
+    bool api_failed = false;
     int code = exit_internal;
     auto on_failure = [&] {
         // A bug ended supervision: do not wait forever (the Vm kills QEMU when destroyed).
@@ -174,9 +189,19 @@ int cmd_run(const std::vector<std::string>& argv) {
     detail::spawn(io.get_executor(), [&]() -> asio::awaitable<void> {
         auto started = co_await vm.start();
         if (!started) print_error(started.error());
+        if (auto path = args.get("--api-socket"); started && path) {
+            api.emplace(io.get_executor(), vm, *path);
+            if (auto served = api->start(); !served) {
+                // A controller that cannot reach its VM cannot manage it: do not leave it running.
+                fmt::print(stderr, "qshim run: cannot serve the API: {}; stopping the VM\n", served.error().what());
+                api_failed = true;
+                vm.request_stop(std::chrono::milliseconds(0));
+            }
+        }
         VmExit exit = co_await vm.wait_exit();
-        code = exit_code(exit.reason);
-        if (started && exit.reason != VmExit::Reason::guest_shutdown && exit.reason != VmExit::Reason::stopped)
+        if (api) api->stop();
+        code = api_failed ? exit_launch_failed : exit_code(exit.reason);
+        if (started && !api_failed && exit.reason != VmExit::Reason::guest_shutdown && exit.reason != VmExit::Reason::stopped)
             fmt::print(stderr, "qshim: VM {}: QEMU {} ({})\n", vm.spec().name, exit.description, to_string(exit.reason));
         if (pid1) reap_orphans(-1);
         done = true;

@@ -33,5 +33,6 @@ int cmd_validate(const std::vector<std::string>& args);
 int cmd_topology(const std::vector<std::string>& args);
 int cmd_cmdline(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
+int cmd_ctl(const std::vector<std::string>& args);
 
 }  // namespace qshim::cli

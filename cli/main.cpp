@@ -21,6 +21,7 @@ Commands:
   topology --diff      compare the guest ABI of two specs
   cmdline SPEC         print the QEMU command line
   run SPEC             start the VM and supervise it until it ends
+  ctl COMMAND          manage a running VM through its API socket (run --api-socket)
 
 Run 'qshim COMMAND --help' for a command's options and examples.
 
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
         {"topology", cmd_topology},
         {"cmdline", cmd_cmdline},
         {"run", cmd_run},
+        {"ctl", cmd_ctl},
     };
     auto it = commands.find(args[0]);
     if (it == commands.end()) {

@@ -1,4 +1,6 @@
 // build_argv(): the QEMU command line for a planned VM.
+#include "launcher/device_json.hpp"
+
 #include <qshim/launcher.hpp>
 
 #include <fmt/format.h>
@@ -79,9 +81,12 @@ private:
         if (options_.qmp_fd) {
             arg("-chardev", fmt::format("socket,id=qmp,fd={}", *options_.qmp_fd));
             arg("-mon", "chardev=qmp,mode=control");
-        } else if (!options_.qmp_socket.empty()) {
-            arg("-chardev", fmt::format("socket,id=qmp,path={},server=on,wait=off", qemu_opts_escape(options_.qmp_socket)));
-            arg("-mon", "chardev=qmp,mode=control");
+        }
+        if (!options_.qmp_socket.empty()) {
+            // A monitor of its own, so a person or test can inspect QEMU beside qshim's monitor.
+            const char* id = options_.qmp_fd ? "qmp.extra" : "qmp";
+            arg("-chardev", fmt::format("socket,id={},path={},server=on,wait=off", id, qemu_opts_escape(options_.qmp_socket)));
+            arg("-mon", fmt::format("chardev={},mode=control", id));
         }
     }
 
@@ -149,52 +154,13 @@ private:
     }
 
     void disk(const Device& d, const spec::Disk& disk) {
-        // The format is always explicit: letting QEMU probe lets a raw image pose as qcow2.
-        json("-blockdev", Json{{"driver", "file"}, {"filename", disk.path}, {"node-name", file_node_name(disk.name)},
-                               {"read-only", disk.read_only}, {"discard", "unmap"}});
-        json("-blockdev", Json{{"driver", spec::to_string(disk.format)}, {"file", file_node_name(disk.name)},
-                               {"node-name", format_node_name(disk.name)}, {"read-only", disk.read_only}});
-        Json j{{"driver", d.driver}, {"id", d.id}, {"drive", format_node_name(disk.name)}};
-        switch (disk.bus) {
-            case spec::DiskBus::virtio: pci_placement(j, d); break;
-            case spec::DiskBus::scsi:
-                j["bus"] = d.parent;
-                j["channel"] = 0;
-                j["scsi-id"] = 0;
-                j["lun"] = *d.unit;
-                break;
-            case spec::DiskBus::sata: j["bus"] = d.parent; break;
-        }
-        j["serial"] = disk.serial;
-        if (disk.boot_order) j["bootindex"] = *disk.boot_order;
-        json("-device", j);
+        for (const auto& node : detail::disk_blockdevs(disk)) json("-blockdev", node);
+        json("-device", detail::disk_device(d, disk));
     }
 
     void nic(const Device& d, const spec::Interface& nic) {
-        Json backend{{"id", netdev_id(nic.name)}};
-        switch (nic.backend.type) {
-            case spec::BackendType::user: backend["type"] = "user"; break;
-            case spec::BackendType::tap:
-                backend["type"] = "tap";
-                if (nic.backend.tap_fd) backend["fd"] = std::to_string(*nic.backend.tap_fd);
-                else backend["ifname"] = nic.backend.tap_name;
-                // Never run the host scripts: qshim does not configure host networking.
-                if (!nic.backend.tap_fd) {
-                    backend["script"] = "no";
-                    backend["downscript"] = "no";
-                }
-                break;
-            case spec::BackendType::stream:
-                backend["type"] = "stream";
-                backend["addr"] = Json{{"type", "unix"}, {"path", nic.backend.socket}};
-                break;
-        }
-        json("-netdev", backend);
-        Json j{{"driver", d.driver}, {"id", d.id}, {"netdev", netdev_id(nic.name)}, {"mac", d.mac}};
-        pci_placement(j, d);
-        if (nic.boot_order) j["bootindex"] = *nic.boot_order;
-        else if (d.driver != "e1000") j["romfile"] = "";  // no PXE ROM unless the NIC boots
-        json("-device", j);
+        json("-netdev", detail::netdev(nic));
+        json("-device", detail::nic_device(d, nic));
     }
 
     void builtin(const Device& d) {

@@ -49,7 +49,8 @@ Result<void> preflight(const spec::VmSpec& spec) {
     if (!spec.boot.kernel.empty()) file("boot.kernel", spec.boot.kernel, false);
     if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, false);
     for (size_t i = 0; i < spec.disks.size(); ++i)
-        file(fmt::format("disks[{}] ({})", i, spec.disks[i].name), spec.disks[i].path, !spec.disks[i].read_only);
+        if (auto why = disk_file_problem(spec.disks[i]); !why.empty())
+            problems.push_back(fmt::format("disks[{}] ({}): {}: {}", i, spec.disks[i].name, spec.disks[i].path, why));
     auto socket = [&](const std::string& field, const std::string& path) {
         if (path.empty()) return;
         if (auto why = socket_place(path); !why.empty()) problems.push_back(fmt::format("{}: {}: {}", field, path, why));
@@ -76,11 +77,16 @@ Result<void> preflight(const spec::VmSpec& spec) {
     return make_error(Errc::launch, message, "checking what VM " + spec.name + " needs");
 }
 
+std::string disk_file_problem(const spec::Disk& disk) { return readable(disk.path, !disk.read_only); }
+
+void remove_stale_socket(const std::string& path) {
+    struct stat st {};
+    if (!path.empty() && lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
+}
+
 void remove_stale_sockets(const spec::VmSpec& spec) {
-    for (const std::string* path : {&spec.serial.socket, &spec.devices.guest_agent}) {
-        struct stat st {};
-        if (!path->empty() && lstat(path->c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path->c_str());
-    }
+    remove_stale_socket(spec.serial.socket);
+    remove_stale_socket(spec.devices.guest_agent);
 }
 
 }  // namespace qshim::launcher::detail

@@ -1,6 +1,8 @@
 // Vm: spawn QEMU paused, connect QMP, verify the plan, run, and supervise until QEMU is gone.
 #include "common/async_event.hpp"
+#include "common/clock.hpp"
 #include "common/spawn.hpp"
+#include "launcher/hotplug.hpp"
 #include "launcher/preflight.hpp"
 #include "launcher/process.hpp"
 
@@ -17,6 +19,7 @@
 #include <csignal>
 #include <deque>
 #include <fcntl.h>
+#include <map>
 #include <set>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -37,16 +40,6 @@ constexpr size_t stderr_tail_lines = 20;
 
 void info(const std::string& m) { log::write("launcher", log::Level::info, m); }
 
-std::string now_rfc3339() {
-    auto now = std::chrono::system_clock::now();
-    auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
-    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now - secs).count();
-    std::time_t t = std::chrono::system_clock::to_time_t(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
-}
 
 class Fd {
 public:
@@ -97,7 +90,9 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
 public:
     Impl(asio::any_io_executor ex, spec::VmSpec spec, topology::Topology topo, VmOptions options)
         : ex_(ex), spec_(std::move(spec)), topo_(std::move(topo)), options_(std::move(options)), qmp_(ex),
-          exited_(ex), pid_watch_(ex), stderr_(ex) {}
+          exited_(ex), pid_watch_(ex), stderr_(ex), live_(launcher::detail::make_live_state(spec_, topo_)),
+          hotplug_(ex, qmp_, live_, [this](const char* event, json data) { emit(event, std::move(data)); },
+                   [this] { return state_ == VmState::running || state_ == VmState::paused; }) {}
 
     ~Impl() {
         // Nothing outlives its Vm: a QEMU still running now would be an orphan.
@@ -121,7 +116,7 @@ public:
             emit("error", {{"message", ok.error().what()}});
             co_return std::move(ok).error();
         }
-        launcher::detail::remove_stale_sockets(spec_);
+        remove_sockets();
 
         int pair[2], errpipe[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0 || pipe2(errpipe, O_CLOEXEC) != 0)
@@ -159,7 +154,8 @@ public:
 
         auto connected = co_await with_deadline(qmp_.connect_fd(ours.release()), options_.start_timeout);
         if (!connected) co_return co_await fail_launch("QMP handshake failed: " + connected.error().what(), context);
-        emit("qmp-connected", {{"qemu", (*connected).value("version", json::object())}});
+        qemu_version_ = (*connected).value("version", json::object());
+        emit("qmp-connected", {{"qemu", qemu_version_}});
         events_ = qmp_.listen({}, 256);
         detail::spawn(ex_, pump_events(self), "reading QMP events");
 
@@ -185,6 +181,39 @@ public:
         state_ = VmState::stopping;
         detail::spawn(ex_, stop_ladder(shared_from_this(), period, could_power_down), "stopping the VM");
     }
+
+    asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk) { return hotplug_.add_disk(std::move(disk)); }
+    asio::awaitable<Result<topology::Device>> add_interface(spec::Interface nic) {
+        return hotplug_.add_interface(std::move(nic));
+    }
+    asio::awaitable<Result<void>> remove(topology::DeviceKind kind, std::string name, std::chrono::milliseconds timeout) {
+        return hotplug_.remove(kind, std::move(name), timeout);
+    }
+
+    // stop/cont take the same turn as hotplug: one change to the VM at a time.
+    asio::awaitable<Result<void>> run_control(std::string command) {
+        auto turn = co_await hotplug_.lock();
+        // stop and cont are idempotent in QEMU: only a VM that is not up is an error.
+        if (state_ != VmState::running && state_ != VmState::paused)
+            co_return make_error(Errc::state, fmt::format("the VM is {}", to_string(state_)), command);
+        auto r = co_await qmp_.execute(command);
+        if (!r) co_return std::move(r).error();
+        co_return Result<void>{};
+    }
+
+    std::vector<std::string> removing() const {
+        std::vector<std::string> out;
+        for (const auto& [key, done] : live_.removing) out.push_back(key);
+        return out;
+    }
+    const json& qemu_version() const { return qemu_version_; }
+    size_t subscribe(std::function<void(const json&)> sink) {
+        subscribers_[++last_subscriber_] = std::move(sink);
+        return last_subscriber_;
+    }
+    void unsubscribe(size_t id) { subscribers_.erase(id); }
+    const spec::VmSpec& live_spec() const { return live_.spec; }
+    const topology::Topology& live_topology() const { return live_.topology; }
 
     VmState state() const { return state_; }
     pid_t pid() const { return child_.pid; }
@@ -344,13 +373,18 @@ private:
         launcher::detail::pidfd_kill(self->child_.pidfd, SIGKILL);
     }
 
-    void remove_sockets() { launcher::detail::remove_stale_sockets(spec_); }
+    void remove_sockets() {
+        launcher::detail::remove_stale_sockets(spec_);
+        launcher::detail::remove_stale_socket(options_.command.qmp_socket);
+    }
 
     void emit(const char* event, json data) {
-        if (!options_.on_event) return;
-        json e{{"event", event}, {"time", now_rfc3339()}, {"vm", spec_.name}};
+        json e{{"event", event}, {"time", detail::now_rfc3339()}, {"vm", spec_.name}};
         for (auto& [k, v] : data.items()) e[k] = v;
-        options_.on_event(e);
+        if (options_.on_event) options_.on_event(e);
+        // A copy: a sink may unsubscribe itself (an API client that went away).
+        auto sinks = subscribers_;
+        for (auto& [id, sink] : sinks) sink(e);
     }
 
     asio::any_io_executor ex_;
@@ -366,6 +400,11 @@ private:
     launcher::detail::Child child_;
     std::vector<std::string> argv_;
     std::shared_ptr<qmp::EventListener> events_;
+    launcher::detail::LiveState live_;
+    launcher::detail::Hotplug hotplug_;
+    json qemu_version_ = json::object();
+    std::map<size_t, std::function<void(const json&)>> subscribers_;
+    size_t last_subscriber_ = 0;
     std::deque<std::string> stderr_tail_;
     VmExit exit_;
     bool stop_requested_ = false;
@@ -389,6 +428,23 @@ pid_t Vm::pid() const { return impl_->pid(); }
 const std::vector<std::string>& Vm::argv() const { return impl_->argv(); }
 qmp::Client& Vm::qmp() { return impl_->qmp(); }
 const spec::VmSpec& Vm::spec() const { return impl_->spec(); }
-const topology::Topology& Vm::topology() const { return impl_->topology(); }
+const topology::Topology& Vm::topology() const { return impl_->live_topology(); }
+const spec::VmSpec& Vm::live_spec() const { return impl_->live_spec(); }
+std::vector<std::string> Vm::removing() const { return impl_->removing(); }
+const nlohmann::json& Vm::qemu_version() const { return impl_->qemu_version(); }
+std::size_t Vm::subscribe(std::function<void(const nlohmann::json&)> sink) { return impl_->subscribe(std::move(sink)); }
+void Vm::unsubscribe(std::size_t id) { impl_->unsubscribe(id); }
+boost::asio::awaitable<Result<topology::Device>> Vm::add_disk(spec::Disk disk) { return impl_->add_disk(std::move(disk)); }
+boost::asio::awaitable<Result<topology::Device>> Vm::add_interface(spec::Interface nic) {
+    return impl_->add_interface(std::move(nic));
+}
+boost::asio::awaitable<Result<void>> Vm::remove_disk(std::string name, std::chrono::milliseconds timeout) {
+    return impl_->remove(topology::DeviceKind::disk, std::move(name), timeout);
+}
+boost::asio::awaitable<Result<void>> Vm::remove_interface(std::string name, std::chrono::milliseconds timeout) {
+    return impl_->remove(topology::DeviceKind::interface, std::move(name), timeout);
+}
+boost::asio::awaitable<Result<void>> Vm::pause() { return impl_->run_control("stop"); }
+boost::asio::awaitable<Result<void>> Vm::resume() { return impl_->run_control("cont"); }
 
 }  // namespace qshim

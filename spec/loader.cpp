@@ -53,7 +53,16 @@ public:
         cross_checks();
     }
 
+    // One device on its own, as the REST API receives it.
+    void read_disk(const Node& root) { disk(root, ""); }
+    void read_interface(const Node& root) { interface(root, ""); }
+
 private:
+    // "disks[1]" + "format" -> "disks[1].format"; a lone device (a request body) has no prefix.
+    static std::string at(const std::string& prefix, std::string_view key) {
+        return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+    }
+
     bool expect(const Node& n, Node::Kind kind, const std::string& path) {
         return detail::expect_kind(diags_, n, kind, path);
     }
@@ -153,7 +162,7 @@ private:
         f.require("name");
         if (!f.string("name", out)) return false;
         if (!detail::is_dns_label(out) || !std::isalpha(static_cast<unsigned char>(out[0]))) {
-            diags_.add(*f.get("name"), path + ".name",
+            diags_.add(*f.get("name"), at(path, "name"),
                        "must be a DNS label that starts with a letter (it becomes the QEMU device id)");
             return false;
         }
@@ -173,20 +182,20 @@ private:
         if (f.choice("device", d.device, {{"disk", DiskDevice::disk}, {"cdrom", DiskDevice::cdrom}}) &&
             d.device == DiskDevice::cdrom) {
             if (d.bus == DiskBus::virtio)
-                diags_.add(*f.get("device"), p + ".device", "a cdrom needs bus scsi or sata (virtio-blk has no cdrom)");
+                diags_.add(*f.get("device"), at(p, "device"), "a cdrom needs bus scsi or sata (virtio-blk has no cdrom)");
             d.read_only = true;
         }
         bool ro = d.read_only;
         if (f.boolean("readOnly", ro)) {
             if (!ro && d.device == DiskDevice::cdrom)
-                diags_.add(*f.get("readOnly"), p + ".readOnly", "a cdrom is always read-only");
+                diags_.add(*f.get("readOnly"), at(p, "readOnly"), "a cdrom is always read-only");
             d.read_only = ro || d.device == DiskDevice::cdrom;
         }
         d.serial = d.name;
         bool serial_given = f.string("serial", d.serial);
         // Without a name (already reported) there is no default serial to complain about.
         if ((serial_given || !d.name.empty()) && !detail::is_safe_serial(d.serial))
-            diags_.add(serial_given ? *f.get("serial") : n, p + ".serial",
+            diags_.add(serial_given ? *f.get("serial") : n, at(p, "serial"),
                        serial_given ? "must be 1 to 20 characters from A-Z a-z 0-9 . _ + : -"
                                     : "defaults to the name, which is longer than 20 characters "
                                       "(the virtio-blk limit); set serial explicitly");
@@ -194,7 +203,7 @@ private:
         if (f.uint("bootOrder", order, 1, 999)) d.boot_order = order;
         d.pci_address = pci(f, "pciAddress");
         if (d.pci_address && d.bus != DiskBus::virtio)
-            diags_.add(*f.get("pciAddress"), p + ".pciAddress",
+            diags_.add(*f.get("pciAddress"), at(p, "pciAddress"),
                        fmt::format("only virtio disks have their own PCI function; a {} disk sits on its "
                                    "controller", to_string(d.bus)));
         f.finish();
@@ -211,8 +220,8 @@ private:
         std::string mac;
         if (f.string("mac", mac)) {
             auto m = detail::parse_mac(mac);
-            if (!m) diags_.add(*f.get("mac"), p + ".mac", "must be six hex bytes separated by ':' (52:54:00:12:34:56)");
-            else if ((*m)[0] & 1) diags_.add(*f.get("mac"), p + ".mac", "is a multicast address; a NIC needs a unicast one");
+            if (!m) diags_.add(*f.get("mac"), at(p, "mac"), "must be six hex bytes separated by ':' (52:54:00:12:34:56)");
+            else if ((*m)[0] & 1) diags_.add(*f.get("mac"), at(p, "mac"), "is a multicast address; a NIC needs a unicast one");
             else {
                 i.mac = *m;
                 i.mac_explicit = true;
@@ -220,7 +229,7 @@ private:
         }
         if (!i.mac_explicit) i.mac = default_mac(spec_.name, i.name);
         f.require("backend");
-        if (auto* b = f.get("backend"); b && expect(*b, Node::Kind::map, p + ".backend")) backend(*b, p + ".backend", i.backend);
+        if (auto* b = f.get("backend"); b && expect(*b, Node::Kind::map, at(p, "backend"))) backend(*b, at(p, "backend"), i.backend);
         unsigned order = 0;
         if (f.uint("bootOrder", order, 1, 999)) i.boot_order = order;
         i.pci_address = pci(f, "pciAddress");
@@ -238,7 +247,7 @@ private:
                                {"stream", BackendType::stream}});
         bool has_name = f.string("name", b.tap_name);
         if (has_name && !detail::is_ifname(b.tap_name))
-            diags_.add(*f.get("name"), p + ".name", "must be a host interface name (1 to 15 of A-Z a-z 0-9 _ . -)");
+            diags_.add(*f.get("name"), at(p, "name"), "must be a host interface name (1 to 15 of A-Z a-z 0-9 _ . -)");
         unsigned fd = 0;
         if (f.uint("fd", fd, 3, 65535)) b.tap_fd = static_cast<int>(fd);
         bool has_socket = path(f, "socket", b.socket, b.socket_as_written);
@@ -250,10 +259,10 @@ private:
                 break;
             case BackendType::tap:
                 if (has_name == b.tap_fd.has_value()) diags_.add(n, p, "type tap needs exactly one of name or fd");
-                if (has_socket) diags_.add(*f.get("socket"), p + ".socket", "applies to type stream only");
+                if (has_socket) diags_.add(*f.get("socket"), at(p, "socket"), "applies to type stream only");
                 break;
             case BackendType::stream:
-                if (!has_socket) diags_.add(n, p + ".socket", "is required for type stream");
+                if (!has_socket) diags_.add(n, at(p, "socket"), "is required for type stream");
                 if (has_name || b.tap_fd) diags_.add(n, p, "type stream takes no name or fd");
                 break;
         }
@@ -390,6 +399,39 @@ Result<VmSpec> parse_spec(std::string_view text, const std::string& filename, co
         return e;
     }
     return spec;
+}
+
+namespace {
+
+// Reads one device object (a request body) with the loader's own rules and messages.
+template <typename Device, typename Read>
+Result<Device> parse_device(std::string_view json, const VmSpec& vm, const char* what, Read read) {
+    const std::string file = "request body";
+    auto doc = detail::parse_json_document(json, file);
+    if (!doc) return std::move(doc).error();
+    VmSpec scratch;
+    scratch.name = vm.name;
+    scratch.base_dir = vm.base_dir;
+    Diagnostics diags(file);
+    SpecReader reader(diags, scratch);
+    read(reader, *doc);
+    if (!diags.empty()) {
+        Error e = make_error(Errc::invalid_spec, fmt::format("the {} is invalid", what), "reading the request body");
+        e.diagnostics = diags.take();
+        return e;
+    }
+    if constexpr (std::is_same_v<Device, Disk>) return std::move(scratch.disks.at(0));
+    else return std::move(scratch.interfaces.at(0));
+}
+
+}  // namespace
+
+Result<Disk> parse_disk(std::string_view json, const VmSpec& vm) {
+    return parse_device<Disk>(json, vm, "disk", [](SpecReader& r, const Node& n) { r.read_disk(n); });
+}
+
+Result<Interface> parse_interface(std::string_view json, const VmSpec& vm) {
+    return parse_device<Interface>(json, vm, "interface", [](SpecReader& r, const Node& n) { r.read_interface(n); });
 }
 
 Result<VmSpec> load_spec(const std::string& path, const LoadOptions& options) {

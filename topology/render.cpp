@@ -1,8 +1,9 @@
 // The stable JSON/YAML renderings of a Topology (the shape is part of docs/topology.md).
+#include "common/json_yaml.hpp"
+
 #include <qshim/topology.hpp>
 
 #include <nlohmann/json.hpp>
-#include <yaml-cpp/emitter.h>
 
 namespace qshim::topology {
 
@@ -58,35 +59,11 @@ Json topology_json(const Topology& t) {
     return j;
 }
 
-void emit(YAML::Emitter& out, const Json& j) {
-    if (j.is_object()) {
-        out << YAML::BeginMap;
-        for (const auto& [k, v] : j.items()) {
-            out << YAML::Key << k << YAML::Value;
-            emit(out, v);
-        }
-        out << YAML::EndMap;
-    } else if (j.is_array()) {
-        out << YAML::BeginSeq;
-        for (const auto& v : j) emit(out, v);
-        out << YAML::EndSeq;
-    } else if (j.is_string()) {
-        out << YAML::DoubleQuoted << j.get<std::string>();
-    } else if (j.is_boolean()) {
-        out << j.get<bool>();
-    } else {
-        out << j.dump();
-    }
-}
-
 }  // namespace
 
 std::string to_json(const Topology& t) { return topology_json(t).dump(2) + "\n"; }
+std::string to_json(const Device& d) { return device_json(d).dump(); }
 
-std::string to_yaml(const Topology& t) {
-    YAML::Emitter out;
-    emit(out, topology_json(t));
-    return std::string(out.c_str()) + "\n";
-}
+std::string to_yaml(const Topology& t) { return detail::json_to_yaml(topology_json(t)); }
 
 }  // namespace qshim::topology

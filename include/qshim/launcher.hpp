@@ -17,7 +17,7 @@ struct CommandOptions {
     std::optional<spec::Accel> accel;  // overrides the spec's machine.accel
     bool paused = false;               // -S: start with vCPUs stopped
     std::optional<int> qmp_fd;         // QMP over an inherited, connected socket
-    std::string qmp_socket;            // or QMP on a listening unix socket at this path
+    std::string qmp_socket;            // (also) QMP on a listening unix socket at this path
     bool serial_stdio = false;         // the serial console on QEMU's stdout (logged too if
                                        // serial.log is set); excludes serial.socket
 };

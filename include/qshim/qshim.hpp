@@ -1,6 +1,7 @@
 // The umbrella header: everything a program linking libqshim may use.
 #pragma once
 
+#include <qshim/api.hpp>
 #include <qshim/error.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/qmp.hpp>

@@ -165,11 +165,20 @@ QSHIM_API Result<VmSpec> load_spec(const std::string& path, const LoadOptions& o
 QSHIM_API Result<VmSpec> parse_spec(std::string_view text, const std::string& filename,
                                     const LoadOptions& options = {});
 
+// One disk or interface on its own, as the REST API receives it: a JSON object with the fields of
+// a disks[] (interfaces[]) entry, checked by the same rules. Relative paths resolve against the
+// VM's spec folder; the default MAC derives from the VM's name. Uniqueness against the VM's other
+// devices is the caller's to check.
+QSHIM_API Result<Disk> parse_disk(std::string_view json, const VmSpec& vm);
+QSHIM_API Result<Interface> parse_interface(std::string_view json, const VmSpec& vm);
+
 // The deterministic default MAC for an interface: 52:54:00 plus 24 bits of FNV-1a over
 // "<vm name>/<interface name>". Part of the topology contract: it never changes.
 QSHIM_API MacAddress default_mac(std::string_view vm_name, std::string_view interface_name);
 
-// The spec as YAML, every field written out (defaults made explicit).
+// The spec as YAML or JSON, every field written out (defaults made explicit). Paths appear as
+// written, relative ones still relative to the spec's folder.
 QSHIM_API std::string to_yaml(const VmSpec& spec);
+QSHIM_API std::string to_json(const VmSpec& spec);
 
 }  // namespace qshim::spec

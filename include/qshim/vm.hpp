@@ -67,12 +67,38 @@ public:
     // lifecycle.gracePeriodSeconds) `quit`, then SIGKILL. Returns at once; see wait_exit().
     void request_stop(std::optional<std::chrono::milliseconds> grace = std::nullopt);
 
+    // Hotplug. Each validates first (invalid input never reaches QEMU), then puts the device in
+    // the first free hotplug port of its class, backend first, then device_add; any failure rolls
+    // back in reverse order, leaving QEMU as it was. Calls that change the VM run one at a time.
+    // Errors: invalid_spec (bad device), conflict (name taken, no free port), state (VM not
+    // running), qmp/launch (QEMU refused; rolled back). Returns the device as placed.
+    boost::asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk);
+    boost::asio::awaitable<Result<topology::Device>> add_interface(spec::Interface interface);
+    // Unplug: device_del, then wait for QEMU's DEVICE_DELETED (the guest released it) up to
+    // `timeout`, retrying while the slot is busy right after a plug; then the backend goes. On
+    // timeout (Errc::timeout) the device stays listed in removing() and a later DEVICE_DELETED,
+    // or a later call, completes the removal. not_found for an unknown name.
+    boost::asio::awaitable<Result<void>> remove_disk(std::string name, std::chrono::milliseconds timeout);
+    boost::asio::awaitable<Result<void>> remove_interface(std::string name, std::chrono::milliseconds timeout);
+    boost::asio::awaitable<Result<void>> pause();
+    boost::asio::awaitable<Result<void>> resume();
+
     VmState state() const;
     pid_t pid() const;
     const std::vector<std::string>& argv() const;
     qmp::Client& qmp();
-    const spec::VmSpec& spec() const;
-    const topology::Topology& topology() const;
+    const spec::VmSpec& spec() const;  // as given to the constructor
+    // The live view: the spec with every device pinned where it is, plus hot-plugged devices,
+    // minus unplugged ones, and hotplug counts matching the ports left. Starting a new VM from it
+    // gives exactly topology() (the basis for migrating a VM after hotplug).
+    const spec::VmSpec& live_spec() const;
+    const topology::Topology& topology() const;  // live
+    std::vector<std::string> removing() const;   // "disk/name", "interface/name" being unplugged
+    const nlohmann::json& qemu_version() const;  // from the QMP greeting
+
+    // Lifecycle events as they happen (besides VmOptions::on_event); returns an id for unsubscribe.
+    std::size_t subscribe(std::function<void(const nlohmann::json&)> sink);
+    void unsubscribe(std::size_t id);
 
     class Impl;
 

@@ -1,0 +1,282 @@
+// qshim ctl: the command-line client of the control API that `qshim run --api-socket` serves.
+#include "cli/common.hpp"
+#include "cli/ctl_client.hpp"
+#include "cli/ctl_help.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <string_view>
+
+namespace qshim::cli {
+
+namespace {
+
+using Json = nlohmann::ordered_json;  // bodies and answers keep the order the API documents
+using Argv = std::vector<std::string>;
+
+// ctl's own meaning of 1 and 3 (docs/cli.md); 2 is usage, as everywhere.
+constexpr int exit_api_error = 1;
+constexpr int exit_unreachable = 3;
+
+int usage(const std::string& message) { return usage_error("ctl", message); }
+
+// A relative path means the caller's folder, not the server's (which may be anywhere).
+std::string absolute_path(const std::string& path) {
+    if (path.empty() || path[0] == '/') return path;
+    std::error_code ec;
+    auto cwd = std::filesystem::current_path(ec);
+    return ec ? path : (cwd / path).string();
+}
+
+bool whole_number(const std::string& s) {
+    return !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// Prints an answer (the JSON on stdout, or the error on stderr) and returns the exit code.
+int report(const HttpReply& reply) {
+    Json body = Json::parse(reply.body, nullptr, false);
+    if (reply.status >= 200 && reply.status < 300) {
+        if (body.is_discarded())
+            fmt::print("{}", reply.body);
+        else
+            fmt::print("{}\n", body.dump(2));
+        return exit_ok;
+    }
+    if (body.is_discarded() || !body.is_object() || !body.contains("error") ||
+        !body["error"].is_object()) {
+        fmt::print(stderr, "qshim ctl: HTTP {}: {}\n", reply.status, reply.body);
+        return exit_api_error;
+    }
+    const Json& e = body["error"];
+    std::string message = e.contains("message") && e["message"].is_string()
+                              ? e["message"].get<std::string>()
+                              : fmt::format("HTTP {}", reply.status);
+    fmt::print(stderr, "qshim ctl: {}\n", message);
+    if (e.contains("fields") && e["fields"].is_array()) {
+        for (const auto& f : e["fields"]) {
+            if (!f.is_object()) continue;
+            std::string path = f.value("path", ""), reason = f.value("reason", "");
+            if (path.empty())
+                fmt::print(stderr, "  {}\n", reason);
+            else
+                fmt::print(stderr, "  {}: {}\n", path, reason);
+        }
+    }
+    if (e.contains("removing") && e["removing"].is_array() && !e["removing"].empty()) {
+        std::string names;
+        for (const auto& n : e["removing"])
+            names +=
+                (names.empty() ? "" : ", ") + (n.is_string() ? n.get<std::string>() : n.dump());
+        fmt::print(stderr, "  still being removed (the guest has not released them yet): {}\n",
+                   names);
+    }
+    return exit_api_error;
+}
+
+struct Ctl {
+    std::string socket;
+
+    int call(const std::string& method, const std::string& target,
+             const std::string& body = {}) const {
+        std::string error;
+        auto reply = http_call(socket, HttpRequest{method, target, body}, error);
+        if (!reply) return unreachable(error);
+        return report(*reply);
+    }
+
+    int unreachable(const std::string& error) const {
+        fmt::print(stderr,
+                   "qshim ctl: cannot talk to the API at {}: {} (is 'qshim run --api-socket {}' "
+                   "running?)\n",
+                   socket, error, socket);
+        return exit_unreachable;
+    }
+};
+
+int no_arguments(const Ctl& ctl, const Argv& args, const char* command, const char* method,
+                 const char* target) {
+    if (!args.empty()) return usage(fmt::format("{} takes no arguments", command));
+    return ctl.call(method, target);
+}
+
+int status(const Ctl& ctl, const Argv& a) {
+    return no_arguments(ctl, a, "status", "GET", "/v1/vm");
+}
+int topology(const Ctl& ctl, const Argv& a) {
+    return no_arguments(ctl, a, "topology", "GET", "/v1/vm/topology");
+}
+int pause(const Ctl& ctl, const Argv& a) {
+    return no_arguments(ctl, a, "pause", "POST", "/v1/vm/pause");
+}
+int resume(const Ctl& ctl, const Argv& a) {
+    return no_arguments(ctl, a, "resume", "POST", "/v1/vm/resume");
+}
+
+// Copies the options that map one to one onto body fields; the server checks their values.
+void copy_options(const Args& args, Json& body,
+                  std::initializer_list<std::pair<const char*, const char*>> map) {
+    for (const auto& [option, field] : map)
+        if (auto v = args.get(option)) body[field] = *v;
+}
+
+int disk_add(const Ctl& ctl, const Argv& a) {
+    Args args(a, {"--name", "--path", "--format", "--bus", "--serial", "--pci-address"},
+              {"--read-only"});
+    if (!args.ok()) return usage(args.error());
+    if (!args.positional().empty()) return usage("disk add takes options only");
+    for (const char* required : {"--name", "--path", "--format"})
+        if (!args.has(required)) return usage(fmt::format("disk add needs {}", required));
+    Json body;
+    body["name"] = *args.get("--name");
+    body["path"] = absolute_path(*args.get("--path"));
+    copy_options(args, body, {{"--format", "format"}, {"--bus", "bus"}});
+    if (args.has("--read-only")) body["readOnly"] = true;
+    copy_options(args, body, {{"--serial", "serial"}, {"--pci-address", "pciAddress"}});
+    return ctl.call("POST", "/v1/vm/disks", body.dump());
+}
+
+int interface_add(const Ctl& ctl, const Argv& a) {
+    Args args(a, {"--name", "--model", "--mac", "--tap", "--stream", "--pci-address"}, {"--user"});
+    if (!args.ok()) return usage(args.error());
+    if (!args.positional().empty()) return usage("interface add takes options only");
+    if (!args.has("--name")) return usage("interface add needs --name");
+    if (args.has("--user") + args.has("--tap") + args.has("--stream") != 1)
+        return usage("interface add needs exactly one of --user, --tap IFNAME, --stream SOCKET");
+    Json backend;
+    if (args.has("--user")) {
+        backend["type"] = "user";
+    } else if (auto tap = args.get("--tap")) {
+        backend["type"] = "tap";
+        backend["name"] = *tap;
+    } else {
+        backend["type"] = "stream";
+        backend["socket"] = absolute_path(*args.get("--stream"));
+    }
+    Json body;
+    body["name"] = *args.get("--name");
+    copy_options(args, body, {{"--model", "model"}, {"--mac", "mac"}});
+    body["backend"] = std::move(backend);
+    copy_options(args, body, {{"--pci-address", "pciAddress"}});
+    return ctl.call("POST", "/v1/vm/interfaces", body.dump());
+}
+
+int remove(const Ctl& ctl, const Argv& a, const char* command, const char* collection) {
+    Args args(a, {"--timeout"}, {});
+    if (!args.ok()) return usage(args.error());
+    if (args.positional().size() != 1)
+        return usage(fmt::format("{} needs exactly one NAME", command));
+    std::string target =
+        fmt::format("/v1/vm/{}/{}", collection, percent_encode(args.positional()[0]));
+    if (auto t = args.get("--timeout")) {
+        if (!whole_number(*t)) return usage("--timeout must be a whole number of seconds");
+        target += "?timeoutSeconds=" + *t;
+    }
+    return ctl.call("DELETE", target);
+}
+
+int disk_remove(const Ctl& ctl, const Argv& a) { return remove(ctl, a, "disk remove", "disks"); }
+int interface_remove(const Ctl& ctl, const Argv& a) {
+    return remove(ctl, a, "interface remove", "interfaces");
+}
+
+int shutdown(const Ctl& ctl, const Argv& a) {
+    Args args(a, {"--timeout"}, {});
+    if (!args.ok()) return usage(args.error());
+    if (!args.positional().empty()) return usage("shutdown takes no arguments besides --timeout");
+    std::string body;
+    if (auto t = args.get("--timeout")) {
+        if (!whole_number(*t)) return usage("--timeout must be a whole number of seconds");
+        Json j;
+        j["timeoutSeconds"] = std::stoul(*t);
+        body = j.dump();
+    }
+    return ctl.call("POST", "/v1/vm/shutdown", body);
+}
+
+int events(const Ctl& ctl, const Argv& a) {
+    if (!a.empty()) return usage("events takes no arguments");
+    std::string error;
+    // Lines go out as they arrive: a pipe into another tool must not wait for a buffer to fill.
+    auto reply = http_call(ctl.socket, HttpRequest{"GET", "/v1/events", ""}, error,
+                           [](std::string_view data) {
+                               std::fwrite(data.data(), 1, data.size(), stdout);
+                               std::fflush(stdout);
+                           });
+    if (!reply) return ctl.unreachable(error);
+    if (reply->status != 200) return report(*reply);
+    return exit_ok;
+}
+
+struct Command {
+    std::string_view name;
+    const char* help;
+    int (*run)(const Ctl&, const Argv&);
+};
+
+constexpr Command commands[] = {
+    {"status", ctl_help::status, status},
+    {"topology", ctl_help::topology, topology},
+    {"disk add", ctl_help::disk_add, disk_add},
+    {"disk remove", ctl_help::disk_remove, disk_remove},
+    {"interface add", ctl_help::interface_add, interface_add},
+    {"interface remove", ctl_help::interface_remove, interface_remove},
+    {"pause", ctl_help::pause, pause},
+    {"resume", ctl_help::pause, resume},
+    {"shutdown", ctl_help::shutdown, shutdown},
+    {"events", ctl_help::events, events},
+};
+
+}  // namespace
+
+int cmd_ctl(const std::vector<std::string>& argv) {
+    // --api-socket may come before or after the command; everything else belongs to the command.
+    std::optional<std::string> socket;
+    Argv words;
+    bool options_done = false;
+    for (size_t i = 0; i < argv.size(); ++i) {
+        const std::string& a = argv[i];
+        if (a == "--") options_done = true;
+        if (!options_done && a == "--api-socket") {
+            if (i + 1 >= argv.size()) return usage("--api-socket needs a value");
+            socket = argv[++i];
+        } else if (!options_done && a.rfind("--api-socket=", 0) == 0) {
+            socket = a.substr(std::string_view("--api-socket=").size());
+        } else {
+            words.push_back(a);
+        }
+    }
+    const bool help = wants_help(words);
+    if (words.empty() || words[0].empty() || words[0][0] == '-') {
+        fmt::print("{}", ctl_help::main);
+        return help ? exit_ok : exit_invalid;
+    }
+    std::string name = words[0];
+    size_t used = 1;
+    if (name == "disk" || name == "interface") {
+        if (words.size() < 2 || (words[1] != "add" && words[1] != "remove")) {
+            if (help) {
+                for (const auto& c : commands)
+                    if (c.name.substr(0, name.size() + 1) == name + " ") fmt::print("{}\n", c.help);
+                return exit_ok;
+            }
+            return usage(fmt::format("{} needs a subcommand: add or remove", name));
+        }
+        name += " " + words[1];
+        used = 2;
+    }
+    for (const auto& c : commands) {
+        if (c.name != name) continue;
+        if (help) {
+            fmt::print("{}", c.help);
+            return exit_ok;
+        }
+        if (!socket || socket->empty()) return usage("--api-socket PATH is required");
+        return c.run(Ctl{*socket}, Argv(words.begin() + static_cast<long>(used), words.end()));
+    }
+    return usage(fmt::format("unknown command '{}'", name));
+}
+
+}  // namespace qshim::cli

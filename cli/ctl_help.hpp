@@ -1,0 +1,188 @@
+// The help texts of `qshim ctl` and its commands, each with the curl request it stands for.
+#pragma once
+
+namespace qshim::cli::ctl_help {
+
+constexpr const char* main = R"(Usage: qshim ctl --api-socket PATH COMMAND [ARGS...]
+
+Manage a VM that 'qshim run --api-socket PATH SPEC' serves: inspect it,
+hot-plug and unplug disks and network interfaces, pause, resume or shut it
+down, follow its lifecycle events. Each command is one HTTP request to the
+control API (docs/api.md); the JSON answer is printed on stdout.
+
+Commands:
+  status                          the VM: state, pid, QEMU version, live spec
+  topology                        the live PCI topology, as 'qshim topology'
+  disk add --name N --path P --format raw|qcow2 [...]
+                                  hot-plug a disk into a free hotplug port
+  disk remove NAME [--timeout S]  unplug a disk once the guest lets go of it
+  interface add --name N (--user | --tap IF | --stream SOCKET) [...]
+                                  hot-plug a network interface
+  interface remove NAME [--timeout S]
+                                  unplug a network interface
+  pause | resume                  stop or continue the guest's vCPUs
+  shutdown [--timeout S]          graceful stop: ACPI power button, then force
+  events                          print lifecycle events as JSON lines until
+                                  the server stops (Ctrl-C to leave)
+
+Options:
+  --api-socket PATH   the socket of 'qshim run --api-socket' (required; may
+                      also follow the command)
+  -h, --help          this help; 'qshim ctl COMMAND --help' for a command
+
+Exit status:
+  0  success
+  1  the API answered with an error; its message, and one 'field: reason'
+     line per invalid field, are printed on stderr
+  2  usage error
+  3  the socket cannot be reached (no server there, wrong path, permission)
+
+Examples:
+  qshim ctl --api-socket /run/vm1.sock status
+  qshim ctl --api-socket /run/vm1.sock disk add --name data --path data.qcow2 --format qcow2
+  qshim ctl --api-socket /run/vm1.sock disk remove data --timeout 10
+The same requests with curl:
+  curl --unix-socket /run/vm1.sock http://localhost/v1/vm
+  curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/disks \
+       -d '{"name": "data", "path": "/home/me/data.qcow2", "format": "qcow2"}'
+  curl --unix-socket /run/vm1.sock -X DELETE 'http://localhost/v1/vm/disks/data?timeoutSeconds=10'
+)";
+
+constexpr const char* status = R"(Usage: qshim ctl --api-socket PATH status
+
+Print the VM as the API sees it: name, state (running, paused, stopping,
+exited), QEMU's pid and version, the devices being unplugged ("removing"),
+and the live spec: the spec with every device pinned where it is, hot-plugged
+devices included. Saved as a file, the live spec starts the same VM again.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock status
+  curl --unix-socket /run/vm1.sock http://localhost/v1/vm
+)";
+
+constexpr const char* topology = R"(Usage: qshim ctl --api-socket PATH topology
+
+Print the live PCI topology: every device's guest address, hot-plugged ones
+included, and the hotplug ports still free. Same shape as 'qshim topology'
+(docs/topology.md).
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock topology
+  curl --unix-socket /run/vm1.sock http://localhost/v1/vm/topology
+)";
+
+constexpr const char* disk_add = R"(Usage: qshim ctl --api-socket PATH disk add --name N --path P --format raw|qcow2
+                                      [--bus virtio] [--serial S] [--read-only]
+                                      [--pci-address DDDD:BB:SS.F]
+
+Hot-plug a disk into the first free disk hotplug port (or the port at
+--pci-address). The fields and rules are those of a disks[] entry of the spec
+(docs/spec.md); a relative --path is made absolute against the current
+folder. Prints the placed device (its guest address and serial).
+
+Options:
+  --name N            device name: a DNS label starting with a letter, unique
+  --path P            the image file
+  --format raw|qcow2  the image format (never probed)
+  --bus virtio        the default, and the bus hotplug ports take
+  --serial S          what the guest sees as serial (default: the name)
+  --read-only         open the image read-only
+  --pci-address A     a free hotplug port's device address, e.g. 0000:10:00.0
+
+Errors: 400 invalid field, 409 name taken or no free disk port.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock disk add --name data --path /var/lib/vm1/data.qcow2 --format qcow2
+  curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/disks \
+       -H 'Content-Type: application/json' \
+       -d '{"name": "data", "path": "/var/lib/vm1/data.qcow2", "format": "qcow2"}'
+)";
+
+constexpr const char* disk_remove = R"(Usage: qshim ctl --api-socket PATH disk remove NAME [--timeout SECONDS]
+
+Unplug a disk: ask the guest to release it, wait up to --timeout seconds
+(default 30, at most 3600) for it to do so, then close the image. If the
+guest does not let go in time the answer is 504 and the disk stays listed
+under "removing" in 'status'; it goes as soon as the guest releases it.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock disk remove data --timeout 10
+  curl --unix-socket /run/vm1.sock -X DELETE 'http://localhost/v1/vm/disks/data?timeoutSeconds=10'
+)";
+
+constexpr const char* interface_add = R"(Usage: qshim ctl --api-socket PATH interface add --name N
+                                      (--user | --tap IFNAME | --stream SOCKET)
+                                      [--model virtio|e1000e] [--mac MAC]
+                                      [--pci-address DDDD:BB:SS.F]
+
+Hot-plug a network interface into the first free interface hotplug port. The
+fields and rules are those of an interfaces[] entry of the spec (docs/spec.md);
+a relative --stream path is made absolute against the current folder. Prints
+the placed device (its guest address and MAC).
+
+Options:
+  --name N            device name: a DNS label starting with a letter, unique
+  --user              QEMU user-mode networking (for testing)
+  --tap IFNAME        an existing host tap device
+  --stream SOCKET     a stream socket such as passt's
+  --model M           virtio (default) or e1000e
+  --mac MAC           unicast MAC (default: derived from VM and device name)
+  --pci-address A     a free hotplug port's device address
+
+Errors: 400 invalid field, 409 name or MAC taken or no free interface port.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock interface add --name net1 --tap tap-vm1
+  curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/interfaces \
+       -H 'Content-Type: application/json' \
+       -d '{"name": "net1", "backend": {"type": "tap", "name": "tap-vm1"}}'
+)";
+
+constexpr const char* interface_remove = R"(Usage: qshim ctl --api-socket PATH interface remove NAME [--timeout SECONDS]
+
+Unplug a network interface: ask the guest to release it, wait up to --timeout
+seconds (default 30, at most 3600), then remove its backend. On timeout the
+answer is 504 and the interface stays listed under "removing" in 'status'.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock interface remove net1
+  curl --unix-socket /run/vm1.sock -X DELETE http://localhost/v1/vm/interfaces/net1
+)";
+
+constexpr const char* pause = R"(Usage: qshim ctl --api-socket PATH pause
+       qshim ctl --api-socket PATH resume
+
+Stop the guest's vCPUs, or let them run again. Prints the new state.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock pause
+  curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/pause
+  curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/resume
+)";
+
+constexpr const char* shutdown = R"(Usage: qshim ctl --api-socket PATH shutdown [--timeout SECONDS]
+
+Ask the VM to stop, as SIGTERM to 'qshim run' does: press the ACPI power
+button, wait up to --timeout seconds (default: the spec's
+lifecycle.gracePeriodSeconds) for the guest to power off, then make QEMU quit.
+Answers at once ({"state": "stopping"}); follow 'events' to see it end.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock shutdown --timeout 10
+  curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/shutdown \
+       -H 'Content-Type: application/json' -d '{"timeoutSeconds": 10}'
+)";
+
+constexpr const char* events = R"(Usage: qshim ctl --api-socket PATH events
+
+Print the VM's lifecycle events (docs/events.md) as JSON lines as they happen,
+until the API server stops (the VM has exited) or Ctrl-C. Only events from
+the moment of connecting are sent. A reader too slow to keep up gets an
+"events-dropped" line counting what it missed.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock events
+  curl --no-buffer --unix-socket /run/vm1.sock http://localhost/v1/events
+)";
+
+}  // namespace qshim::cli::ctl_help

@@ -1,0 +1,56 @@
+// A coroutine mutex for one executor: waiters are served in order, ownership handed over directly.
+#pragma once
+
+#include "common/async_event.hpp"
+
+#include <deque>
+#include <memory>
+#include <utility>
+
+namespace qshim::detail {
+
+class AsyncMutex {
+public:
+    explicit AsyncMutex(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+    class Guard {
+    public:
+        explicit Guard(AsyncMutex* m) : m_(m) {}
+        Guard(Guard&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+        Guard& operator=(Guard&&) = delete;
+        ~Guard() {
+            if (m_) m_->unlock();
+        }
+
+    private:
+        AsyncMutex* m_;
+    };
+
+    boost::asio::awaitable<Guard> lock() {
+        if (!locked_) {
+            locked_ = true;
+            co_return Guard(this);
+        }
+        auto turn = std::make_shared<AsyncEvent>(ex_);
+        waiters_.push_back(turn);
+        co_await turn->wait();
+        co_return Guard(this);  // unlock() handed the lock to us: locked_ is still true
+    }
+
+private:
+    void unlock() {
+        if (waiters_.empty()) {
+            locked_ = false;
+            return;
+        }
+        auto next = std::move(waiters_.front());
+        waiters_.pop_front();
+        next->set();
+    }
+
+    boost::asio::any_io_executor ex_;
+    bool locked_ = false;
+    std::deque<std::shared_ptr<AsyncEvent>> waiters_;
+};
+
+}  // namespace qshim::detail

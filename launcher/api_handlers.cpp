@@ -1,0 +1,125 @@
+// The control API's request/response endpoints: parse the request, call the Vm, render the result.
+#include "launcher/api_handlers.hpp"
+
+#include "launcher/api_params.hpp"
+
+namespace qshim::api {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// JSON is built in plain functions, never in a coroutine: g++ 12 miscompiles brace-init lists
+// with string literals inside coroutine frames.
+
+Json vm_status(Vm& vm) {
+    Json j;
+    j["name"] = vm.spec().name;
+    j["state"] = to_string(vm.state());
+    j["pid"] = vm.pid();
+    // The Vm keeps nlohmann::json; re-parse into the ordered flavour so nested keys keep order.
+    j["qemu"] = Json::parse(vm.qemu_version().dump());
+    j["removing"] = vm.removing();
+    j["spec"] = Json::parse(spec::to_json(vm.live_spec()));
+    return j;
+}
+
+Json state_json(Vm& vm) {
+    Json j;
+    j["state"] = to_string(vm.state());
+    return j;
+}
+
+Json stopping_json() {
+    Json j;
+    j["state"] = "stopping";
+    return j;
+}
+
+Json removed_json(const std::string& name) {
+    Json j;
+    j["removed"] = name;
+    return j;
+}
+
+// A removal that timed out left the device half-gone: say which devices are still leaving, so a
+// client can see the state it is in without another request.
+Response removal_error(Vm& vm, const Error& error) {
+    Json body = error_body(error);
+    if (error.code == Errc::timeout) body["error"]["removing"] = vm.removing();
+    return json_response(http_status(error.code), body);
+}
+
+template <typename Parse, typename Add>
+asio::awaitable<Response> add_device(Vm& vm, const std::string& body, Parse parse, Add add) {
+    auto device = parse(body, vm.live_spec());
+    if (!device) co_return error_response(device.error());
+    auto placed = co_await add(std::move(device).value());
+    if (!placed) co_return error_response(placed.error());
+    co_return json_response(201, device_json(*placed));
+}
+
+template <typename Remove>
+asio::awaitable<Response> remove_device(Vm& vm, const Route& route, Remove remove) {
+    Timeout timeout = timeout_param(route);
+    if (timeout.error) co_return *timeout.error;
+    auto removed = co_await remove(route.name, timeout.value);
+    if (!removed) co_return removal_error(vm, removed.error());
+    co_return json_response(200, removed_json(route.name));
+}
+
+template <typename Call>
+asio::awaitable<Response> change_state(Vm& vm, Call call) {
+    auto done = co_await call();
+    if (!done) co_return error_response(done.error());
+    co_return json_response(200, state_json(vm));
+}
+
+Response shutdown(Vm& vm, const std::string& body) {
+    Grace grace = shutdown_body(body);
+    if (grace.error) return *grace.error;
+    if (vm.state() == VmState::exited)
+        return error_response(make_error(Errc::state, "the VM has exited", "shutting down the VM"));
+    vm.request_stop(grace.value);
+    return json_response(202, stopping_json());
+}
+
+}  // namespace
+
+asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body) {
+    switch (route.endpoint) {
+        case Endpoint::vm:
+            co_return json_response(200, vm_status(vm));
+        case Endpoint::topology:
+            co_return Response{200, topology::to_json(vm.topology()), {}};
+        case Endpoint::disks:
+            co_return co_await add_device(vm, body, spec::parse_disk, [&vm](spec::Disk d) {
+                return vm.add_disk(std::move(d));
+            });
+        case Endpoint::interfaces:
+            co_return co_await add_device(
+                vm, body, spec::parse_interface,
+                [&vm](spec::Interface i) { return vm.add_interface(std::move(i)); });
+        case Endpoint::disk:
+            co_return co_await remove_device(vm, route,
+                                             [&vm](std::string n, std::chrono::milliseconds t) {
+                                                 return vm.remove_disk(std::move(n), t);
+                                             });
+        case Endpoint::interface:
+            co_return co_await remove_device(vm, route,
+                                             [&vm](std::string n, std::chrono::milliseconds t) {
+                                                 return vm.remove_interface(std::move(n), t);
+                                             });
+        case Endpoint::pause:
+            co_return co_await change_state(vm, [&vm] { return vm.pause(); });
+        case Endpoint::resume:
+            co_return co_await change_state(vm, [&vm] { return vm.resume(); });
+        case Endpoint::shutdown:
+            co_return shutdown(vm, body);
+        case Endpoint::events:
+            break;  // streamed by the server, never routed here
+    }
+    co_return error_response(make_error(Errc::internal, "endpoint without a handler"));
+}
+
+}  // namespace qshim::api

@@ -1,0 +1,19 @@
+// The control API endpoints that answer with one response, each a thin call into the Vm.
+#pragma once
+
+#include "launcher/api_json.hpp"
+#include "launcher/api_routes.hpp"
+
+#include <qshim/vm.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <string>
+
+namespace qshim::api {
+
+// Answers a routed request (any endpoint but events). Runs on the Vm's executor; suspends only
+// inside the Vm's own calls, which serialize mutations, so reads on other connections proceed.
+boost::asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body);
+
+}  // namespace qshim::api

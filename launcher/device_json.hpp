@@ -1,0 +1,23 @@
+// The JSON QEMU is given for a disk or NIC: the same on the command line and in hotplug.
+#pragma once
+
+#include <qshim/spec.hpp>
+#include <qshim/topology.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+
+namespace qshim::launcher::detail {
+
+using Json = nlohmann::ordered_json;
+
+// The file node, then the format node on top of it (-blockdev / blockdev-add arguments).
+std::array<Json, 2> disk_blockdevs(const spec::Disk& disk);
+// -device / device_add arguments for a disk placed at `d`.
+Json disk_device(const topology::Device& d, const spec::Disk& disk);
+// -netdev / netdev_add arguments.
+Json netdev(const spec::Interface& nic);
+Json nic_device(const topology::Device& d, const spec::Interface& nic);
+
+}  // namespace qshim::launcher::detail

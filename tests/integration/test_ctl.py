@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""qshim ctl, the API's command-line client, against a running guest: every command it has, its
+exit codes, and a shutdown through the API that ends qshim run with 0."""
+import json
+import sys
+
+from qshim_cli import qshim
+from qshim_run import QshimRun, guest_spec
+
+
+def main():
+    with QshimRun() as run:
+        api = run.tmp / "api.sock"
+        run.run(guest_spec(run.tmp, name="ctl"), "--api-socket", str(api))
+        run.console.wait_ready(timeout=90)
+        ctl = ["ctl", "--api-socket", api]
+
+        status = json.loads(qshim(*ctl, "status", check=0).stdout)
+        assert status["state"] == "running" and status["name"] == "ctl", status
+        topo = json.loads(qshim(*ctl, "topology", check=0).stdout)
+        assert topo["machine"] == "pc-q35-7.2"
+
+        data = run.tmp / "data.raw"
+        with open(data, "wb") as f:
+            f.truncate(1 << 20)
+        added = json.loads(qshim(*ctl, "disk", "add", "--name", "data", "--path", data, "--format", "raw",
+                                 "--serial", "CTL-1", check=0).stdout)
+        run.console.wait_report(lambda r: (d := r.disk_by_serial("CTL-1")) and d["pci"] == added["address"], timeout=60)
+        nic = json.loads(qshim(*ctl, "interface", "add", "--name", "n1", "--user", check=0).stdout)
+        assert nic["address"].startswith("0000:4"), nic
+        qshim(*ctl, "disk", "remove", "data", check=0)
+        qshim(*ctl, "interface", "remove", "n1", check=0)
+        run.console.wait_report(lambda r: not r.disk_by_serial("CTL-1"), timeout=60)
+
+        err = qshim(*ctl, "disk", "remove", "nothere", check=1).stderr
+        assert err.startswith("qshim ctl: ") and "nothere" in err, err
+        err = qshim(*ctl, "disk", "add", "--name", "x", "--path", data, "--format", "vmdk", check=1).stderr
+        assert "format" in err, err
+        qshim(*ctl, "disk", "add", "--name", "x", check=2)                     # usage: missing flags
+        qshim("ctl", "--api-socket", run.tmp / "absent.sock", "status", check=3)  # nothing listening
+        assert qshim("ctl", "--help", check=0).stdout.startswith("Usage: qshim ctl")
+
+        qshim(*ctl, "pause", check=0)
+        assert json.loads(qshim(*ctl, "status", check=0).stdout)["state"] == "paused"
+        qshim(*ctl, "resume", check=0)
+        qshim(*ctl, "shutdown", check=0)
+        assert run.wait_exit(30) == 0, run.events()
+        assert run.event("exited")["reason"] == "stopped"
+        assert not api.exists(), "the API socket was left behind"
+    print("ok: ctl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
