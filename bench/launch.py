@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 
-def spec(tmp, guest):
+def spec(tmp, guest, grace=30, name="bench.json"):
     disk = tmp / "root.raw"
     with open(disk, "wb") as f:
         f.truncate(64 << 20)
@@ -24,8 +24,8 @@ def spec(tmp, guest):
          "boot": {"kernel": f"{guest}/vmlinuz", "initrd": f"{guest}/initramfs.cpio.gz", "cmdline": "console=ttyS0 quiet"},
          "disks": [{"name": "root", "path": str(disk), "format": "raw"}],
          "interfaces": [{"name": "net0", "backend": {"type": "user"}}],
-         "serial": {"log": str(tmp / "console.log")}, "lifecycle": {"gracePeriodSeconds": 30}}
-    path = tmp / "bench.json"
+         "serial": {"log": str(tmp / "console.log")}, "lifecycle": {"gracePeriodSeconds": grace}}
+    path = tmp / name
     path.write_text(json.dumps(s))
     return path
 
@@ -44,6 +44,43 @@ def memory_kib(pid):
         k, v = line.split(":", 1)
         fields[k] = int(v.split()[0])
     return fields["Rss"], fields["Pss"]
+
+
+def forced_stop_qshim(qshim, spec_path, log):
+    """gracePeriodSeconds 0: SIGTERM -> quit at once. Returns ms from SIGTERM to qshim's exit
+    (QEMU already reaped)."""
+    log.write_bytes(b"")
+    p = subprocess.Popen([qshim, "run", "--events", "-", str(spec_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    for line in p.stdout:
+        if json.loads(line)["event"] == "running":
+            break
+    wait_console_ready(log)
+    t1 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    p.stdout.read()
+    p.wait()
+    return (time.monotonic() - t1) * 1000
+
+
+def forced_stop_floor(argv, log):
+    """QMP quit by hand; ms until the QEMU process is gone."""
+    log.write_bytes(b"")
+    ours, theirs = socket.socketpair()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         pass_fds=(3,), preexec_fn=lambda: os.dup2(theirs.fileno(), 3))
+    theirs.close()
+    qmp = RawQmp(ours)
+    qmp.line()
+    qmp.command("qmp_capabilities")
+    qmp.command("cont")
+    wait_console_ready(log)
+    t1 = time.monotonic()
+    ours.sendall(b'{"execute": "quit"}\n')
+    p.wait()
+    stop = (time.monotonic() - t1) * 1000
+    ours.close()
+    return stop
 
 
 def run_qshim(qshim, spec_path, log):
@@ -125,10 +162,13 @@ def main():
         # qshim's own argv puts QMP on fd 3; the floor uses the very same command line.
         argv[argv.index("-sandbox") + 2:argv.index("-sandbox") + 2] = ["-chardev", "socket,id=qmp,fd=3",
                                                                         "-mon", "chardev=qmp,mode=control"]
-        q, f = [], []
+        forced_spec = spec(tmp, guest, grace=0, name="forced.json")
+        q, f, qf, ff = [], [], [], []
         for _ in range(runs):  # interleaved, so drift on the machine hits both alike
             q.append(run_qshim(qshim, spec_path, tmp / "console.log"))
             f.append(run_floor(argv, tmp / "console.log"))
+            qf.append(forced_stop_qshim(qshim, forced_spec, tmp / "console.log"))
+            ff.append(forced_stop_floor(argv, tmp / "console.log"))
     q_run, q_stop = [x[0] for x in q], [x[1] for x in q]
     f_run, f_stop = [x[0] for x in f], [x[1] for x in f]
     print(f"{runs} runs each, TCG, test guest with 1 disk + 1 NIC (ms: min median max)")
@@ -138,6 +178,8 @@ def main():
     print(f"                     qshim overhead {overhead:+.1f}% (target < +10%)")
     print(f"  stop -> QEMU gone  qshim SIGTERM  {summary(q_stop)}   (ACPI power button, guest powers off)")
     print(f"                     floor          {summary(f_stop)}   (system_powerdown by hand)")
+    print(f"  forced stop        qshim SIGTERM  {summary(qf)}   (gracePeriodSeconds 0: quit, reap, exit)")
+    print(f"                     floor          {summary(ff)}   (QMP quit by hand, until QEMU is gone)")
     print(f"  qshim memory while supervising: RSS {statistics.median([x[2] for x in q]) / 1024:.1f} MiB, "
           f"PSS {statistics.median([x[3] for x in q]) / 1024:.1f} MiB (target RSS < 8 MiB)")
     print("  reference (same machines, QEMU 7.2): libvirt 9.0 `virsh create --paused` 366 ms median vs 35 ms bare;"

@@ -177,7 +177,8 @@ public:
         stop_requested_ = true;
         auto period = grace.value_or(std::chrono::seconds(spec_.lifecycle.grace_period_seconds));
         emit("shutdown-requested", {{"gracePeriodMs", period.count()}});
-        bool could_power_down = state_ == VmState::running && qmp_.state() == qmp::State::running;
+        // No grace period means no time for the guest: go straight to quit.
+        bool could_power_down = state_ == VmState::running && qmp_.state() == qmp::State::running && period.count() > 0;
         state_ = VmState::stopping;
         detail::spawn(ex_, stop_ladder(shared_from_this(), period, could_power_down), "stopping the VM");
     }
