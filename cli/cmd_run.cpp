@@ -12,6 +12,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <cstring>
@@ -119,6 +120,9 @@ void reap_orphans(pid_t qemu) {
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& argv) {
+    // An events reader that went away must not kill the supervisor (and so the VM): a write to
+    // it fails with EPIPE instead. QEMU gets default dispositions back before exec.
+    signal(SIGPIPE, SIG_IGN);
     if (wants_help(argv)) {
         fmt::print("{}", help);
         return exit_ok;
@@ -180,8 +184,9 @@ int cmd_run(const std::vector<std::string>& argv) {
     std::optional<ApiServer> api;
     bool api_failed = false;
     int code = exit_internal;
-    auto on_failure = [&] {
-        // A bug ended supervision: do not wait forever (the Vm kills QEMU when destroyed).
+    auto on_failure = [&](const std::string&) {
+        // A bug ended supervision: no QEMU may run on unsupervised, and nothing may wait forever.
+        if (vm.pid() > 0 && vm.state() != VmState::exited) kill(vm.pid(), SIGKILL);
         done = true;
         stop_signals.cancel();
         child_signals.cancel();

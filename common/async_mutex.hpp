@@ -3,6 +3,7 @@
 
 #include "common/async_event.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <utility>
@@ -33,7 +34,20 @@ public:
         }
         auto turn = std::make_shared<AsyncEvent>(ex_);
         waiters_.push_back(turn);
+        // If the wait is cancelled (or the frame destroyed) the turn must not be lost: a turn
+        // handed to a waiter that is gone would keep the mutex locked forever.
+        struct Abandon {
+            AsyncMutex* m;
+            std::shared_ptr<AsyncEvent> turn;
+            bool taken = false;
+            ~Abandon() {
+                if (taken) return;
+                if (turn->is_set()) m->unlock();  // the lock was ours already: pass it on
+                else std::erase(m->waiters_, turn);
+            }
+        } abandon{this, turn};
         co_await turn->wait();
+        abandon.taken = true;
         co_return Guard(this);  // unlock() handed the lock to us: locked_ is still true
     }
 

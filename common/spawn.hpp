@@ -12,7 +12,7 @@ namespace qshim::detail {
 
 // asio::detached drops a coroutine's exception on the floor, leaving whatever it was meant to
 // finish waiting forever. This logs it instead (a bug by definition: our coroutines report
-// errors as values) and calls `on_failure` so the owner can stop waiting.
+// errors as values) and calls `on_failure(message)` so the owner can stop waiting.
 template <typename Executor, typename Awaitable, typename OnFailure>
 void spawn(const Executor& ex, Awaitable&& a, const char* what, OnFailure on_failure) {
     boost::asio::co_spawn(ex, std::forward<Awaitable>(a), [what, on_failure](std::exception_ptr e) {
@@ -25,13 +25,13 @@ void spawn(const Executor& ex, Awaitable&& a, const char* what, OnFailure on_fai
         } catch (...) {
         }
         log::write("internal", log::Level::error, std::string(what) + " failed: " + message);
-        on_failure();
+        on_failure(message);
     });
 }
 
 template <typename Executor, typename Awaitable>
 void spawn(const Executor& ex, Awaitable&& a, const char* what) {
-    spawn(ex, std::forward<Awaitable>(a), what, [] {});
+    spawn(ex, std::forward<Awaitable>(a), what, [](const std::string&) {});
 }
 
 }  // namespace qshim::detail

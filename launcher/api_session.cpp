@@ -295,6 +295,8 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerContext> ctx,
     });
     beast::flat_buffer buffer;
     for (;;) {
+        // stop() may have come while we were writing, when there was no read for it to cancel.
+        if (ctx->stopped) break;
         reading = true;
         Incoming in = co_await read_request(stream, buffer, timeout, false);
         reading = false;

@@ -68,8 +68,10 @@ LiveState make_live_state(const spec::VmSpec& spec, const topology::Topology& to
     return live;
 }
 
-Hotplug::Hotplug(asio::any_io_executor ex, qmp::Client& qmp, LiveState& live, Emit emit, std::function<bool()> running)
-    : ex_(ex), qmp_(qmp), live_(live), emit_(std::move(emit)), running_(std::move(running)), mutex_(ex) {}
+Hotplug::Hotplug(asio::any_io_executor ex, qmp::Client& qmp, LiveState& live, Emit emit, std::function<bool()> running,
+                 std::function<std::shared_ptr<void>()> anchor)
+    : ex_(ex), qmp_(qmp), live_(live), emit_(std::move(emit)), running_(std::move(running)), anchor_(std::move(anchor)),
+      mutex_(ex) {}
 
 Result<void> Hotplug::check_new_name(const std::string& name) const {
     const auto& s = live_.spec;
@@ -201,54 +203,75 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
     const std::string context = fmt::format("unplugging {} {}", to_string(kind), name);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::shared_ptr<qshim::detail::AsyncEvent> done;
-    {
-        auto turn = co_await mutex_.lock();
-        if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
-        const Device* device = live_.topology.find_device(name, kind);
-        if (!device || device->spec_index < 0)
-            co_return make_error(Errc::not_found, fmt::format("no {} named '{}'", to_string(kind), name), context);
-        if (!on_disk_port(*device) && !on_nic_port(*device))
-            co_return make_error(Errc::unsupported, "only virtio disks and virtio/e1000e NICs sit on hotplug ports", context);
-        if (auto it = live_.removing.find(key); it != live_.removing.end()) {
-            done = it->second;  // a retry: keep waiting for the same release
-        } else {
+    while (!done) {
+        bool busy_slot = false;
+        {
+            auto turn = co_await mutex_.lock();
+            if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
+            const Device* found = live_.topology.find_device(name, kind);
+            if (!found || found->spec_index < 0)
+                co_return make_error(Errc::not_found, fmt::format("no {} named '{}'", to_string(kind), name), context);
+            if (!on_disk_port(*found) && !on_nic_port(*found))
+                co_return make_error(Errc::unsupported, "only virtio disks and virtio/e1000e NICs sit on hotplug ports", context);
+            Device device = *found;
+            if (auto it = live_.removing.find(key); it != live_.removing.end()) {
+                done = it->second;  // a retry: keep waiting for the same release
+                break;
+            }
             // Subscribe before device_del, so the event cannot slip past.
             qmp::EventFilter filter;
             filter.names = {"DEVICE_DELETED"};
-            std::string id = device->id;
+            std::string id = device.id;
             filter.predicate = [id](const qmp::Event& e) { return e.data.value("device", std::string()) == id; };
             auto deleted = qmp_.listen(std::move(filter), 4);
-            for (;;) {
-                auto r = co_await qmp_.execute("device_del", one("id", id));
-                if (r) break;
-                if (!busy(r.error()) || std::chrono::steady_clock::now() >= deadline) {
-                    Error e = std::move(r).error();
-                    e.context = context;
-                    co_return e;
-                }
-                // The slot accepts device_del once the guest has finished powering it on; there
-                // is no event for that, so retry shortly, within the caller's deadline.
-                asio::steady_timer pause(ex_, std::chrono::milliseconds(100));
-                co_await pause.async_wait(token);
+            auto r = co_await qmp_.execute("device_del", one("id", id));
+            if (r) {
+                done = std::make_shared<qshim::detail::AsyncEvent>(ex_);
+                live_.removing[key] = done;
+                nlohmann::json data = {{"kind", to_string(kind)}, {"name", name}};
+                emit_("device-removing", data);
+                qshim::detail::spawn(ex_, finish_removal(anchor_(), key, device, std::move(deleted)), "finishing an unplug");
+            } else if (busy(r.error()) && std::chrono::steady_clock::now() < deadline) {
+                busy_slot = true;
+            } else {
+                Error e = std::move(r).error();
+                e.context = context;
+                co_return e;
             }
-            done = std::make_shared<qshim::detail::AsyncEvent>(ex_);
-            live_.removing[key] = done;
-            nlohmann::json data = {{"kind", to_string(kind)}, {"name", name}};
-            emit_("device-removing", data);
-            qshim::detail::spawn(ex_, finish_removal(key, *device, std::move(deleted)), "finishing an unplug");
+        }
+        if (busy_slot) {
+            // The slot accepts device_del once the guest has finished powering it on; there is
+            // no event for that, so retry shortly within the deadline, not holding the lock
+            // (a resume may be what the guest needs).
+            asio::steady_timer pause(ex_, std::chrono::milliseconds(100));
+            co_await pause.async_wait(token);
         }
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (co_await done->wait(std::max(left, std::chrono::milliseconds(0)))) co_return Result<void>{};
+    if (co_await done->wait(std::max(left, std::chrono::milliseconds(0)))) {
+        if (live_.removing.count(key) == 0 && running_()) co_return Result<void>{};
+        co_return make_error(Errc::state, "the VM stopped before the guest released the device", context);
+    }
     co_return make_error(Errc::timeout,
                          fmt::format("the guest did not release it within {} ms; it stays listed as removing and "
                                      "goes when the guest lets go", timeout.count()),
                          context);
 }
 
-asio::awaitable<void> Hotplug::finish_removal(std::string key, Device device, std::shared_ptr<qmp::EventListener> deleted) {
+asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std::string key, Device device,
+                                              std::shared_ptr<qmp::EventListener> deleted) {
+    (void)anchor;  // keeps our owner, and so this object, alive until we are done
     auto e = co_await qmp::wait_event(*deleted, [](const qmp::Event&) { return true; }, std::chrono::hours(24 * 365));
-    if (!e) co_return;  // the connection closed: QEMU, and the device with it, is gone
+    if (!e) {
+        // The connection closed: QEMU, and the device with it, is gone. Whoever waits must not
+        // wait for a release that cannot come any more.
+        if (auto it = live_.removing.find(key); it != live_.removing.end()) {
+            auto waiting = it->second;
+            live_.removing.erase(it);
+            waiting->set();
+        }
+        co_return;
+    }
     auto turn = co_await mutex_.lock();
     // The guest let go: now the backend can go too.
     if (device.kind == DeviceKind::disk) {

@@ -30,8 +30,10 @@ class Hotplug {
 public:
     using Emit = std::function<void(const char* event, nlohmann::json data)>;
 
+    // `anchor` returns a reference that keeps the owner (and so this object, the QMP client and
+    // the live state) alive; an unplug finishing in the background holds one.
     Hotplug(boost::asio::any_io_executor ex, qmp::Client& qmp, LiveState& live, Emit emit,
-            std::function<bool()> running);
+            std::function<bool()> running, std::function<std::shared_ptr<void>()> anchor);
 
     boost::asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk);
     boost::asio::awaitable<Result<topology::Device>> add_interface(spec::Interface nic);
@@ -51,7 +53,7 @@ private:
     Result<void> check_new_name(const std::string& name) const;
     // Makes a successful plug the live state and announces it.
     topology::Device commit(Plan plan);
-    boost::asio::awaitable<void> finish_removal(std::string key, topology::Device device,
+    boost::asio::awaitable<void> finish_removal(std::shared_ptr<void> anchor, std::string key, topology::Device device,
                                                 std::shared_ptr<qmp::EventListener> deleted);
 
     boost::asio::any_io_executor ex_;
@@ -59,6 +61,7 @@ private:
     LiveState& live_;
     Emit emit_;
     std::function<bool()> running_;
+    std::function<std::shared_ptr<void>()> anchor_;
     qshim::detail::AsyncMutex mutex_;
 };
 

@@ -6,13 +6,17 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <vector>
 
 namespace qshim::launcher::detail {
 
 namespace fs = std::filesystem;
+
+bool socket_is_served(const std::string& path);
 
 namespace {
 
@@ -33,6 +37,7 @@ std::string readable(const std::string& path, bool write) {
 std::string socket_place(const std::string& path) {
     struct stat st {};
     if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) return "exists and is not a socket";
+    if (lstat(path.c_str(), &st) == 0 && socket_is_served(path)) return "is in use: another process serves it";
     auto dir = fs::path(path).parent_path();
     std::error_code ec;
     if (!dir.empty() && !fs::is_directory(dir, ec)) return "its folder " + dir.string() + " does not exist";
@@ -79,9 +84,23 @@ Result<void> preflight(const spec::VmSpec& spec) {
 
 std::string disk_file_problem(const spec::Disk& disk) { return readable(disk.path, !disk.read_only); }
 
+bool socket_is_served(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof addr.sun_path) return false;
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    bool served = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 || errno != ECONNREFUSED;
+    close(fd);
+    return served;
+}
+
 void remove_stale_socket(const std::string& path) {
     struct stat st {};
-    if (!path.empty() && lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
+    // Only a socket nobody listens on is stale; another VM's live console must not vanish.
+    if (!path.empty() && lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && !socket_is_served(path))
+        unlink(path.c_str());
 }
 
 void remove_stale_sockets(const spec::VmSpec& spec) {

@@ -113,15 +113,16 @@ Result<Child> spawn(const SpawnPlan& plan) {
     } while (n < 0 && errno == EINTR);
     close(report[0]);
     if (n == sizeof child_errno) {
-        int status = 0;
-        waitpid(pid, &status, 0);
+        while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
         return make_error(Errc::launch, fmt::format("exec {}: {}", binary, std::strerror(child_errno)), context);
     }
     int pidfd = detail::pidfd_open(pid);
     if (pidfd < 0) {
         int err = errno;
         kill(pid, SIGKILL);
-        waitpid(pid, nullptr, 0);
+        while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
         return make_error(Errc::launch, fmt::format("pidfd_open: {}", std::strerror(err)), context);
     }
     fcntl(pidfd, F_SETFD, FD_CLOEXEC);

@@ -24,7 +24,8 @@ struct Child {
 
 // Forks and execs. Nothing is allocated between fork and exec: the pointer arrays are built
 // first. The child dies with SIGKILL if the parent dies (PR_SET_PDEATHSIG), so no QEMU outlives
-// qshim. exec failure is reported through a CLOEXEC pipe as errno, so "binary not found" is an
+// qshim. Linux ties that signal to the *thread* that forked: spawn from a thread that lives as
+// long as the VM (qshim's single event-loop thread does). exec failure is reported through a CLOEXEC pipe as errno, so "binary not found" is an
 // Error here rather than a mysterious exit status later.
 Result<Child> spawn(const SpawnPlan& plan);
 

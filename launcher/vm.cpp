@@ -87,12 +87,29 @@ const char* to_string(VmState state) {
 }
 
 class Vm::Impl : public std::enable_shared_from_this<Impl> {
+    static qmp::ClientOptions qmp_options(std::chrono::milliseconds start_timeout) {
+        qmp::ClientOptions o;
+        o.connect_timeout = start_timeout;
+        return o;
+    }
+
 public:
     Impl(asio::any_io_executor ex, spec::VmSpec spec, topology::Topology topo, VmOptions options)
-        : ex_(ex), spec_(std::move(spec)), topo_(std::move(topo)), options_(std::move(options)), qmp_(ex),
+        : ex_(ex), spec_(std::move(spec)), topo_(std::move(topo)), options_(std::move(options)),
+          qmp_(ex, qmp_options(options_.start_timeout)),
           exited_(ex), pid_watch_(ex), stderr_(ex), live_(launcher::detail::make_live_state(spec_, topo_)),
           hotplug_(ex, qmp_, live_, [this](const char* event, json data) { emit(event, std::move(data)); },
-                   [this] { return state_ == VmState::running || state_ == VmState::paused; }) {}
+                   [this] { return state_ == VmState::running || state_ == VmState::paused; },
+                   [this] { return std::shared_ptr<void>(shared_from_this()); }) {}
+
+    // The owner let go of the Vm. The supervising coroutines keep this object alive until QEMU
+    // is reaped, so kill QEMU now and stop calling back into an owner that is gone.
+    void abandon() {
+        options_.on_event = nullptr;
+        subscribers_.clear();
+        if (child_.pid > 0 && state_ != VmState::exited) launcher::detail::pidfd_kill(child_.pidfd, SIGKILL);
+        else if (state_ == VmState::created) state_ = VmState::exited;
+    }
 
     ~Impl() {
         // Nothing outlives its Vm: a QEMU still running now would be an orphan.
@@ -160,6 +177,8 @@ public:
         detail::spawn(ex_, pump_events(self), "reading QMP events");
 
         if (auto v = co_await verify_plan(); !v) co_return co_await fail_launch(v.error().what(), context);
+        if (stop_requested_)  // the stop ladder is already quitting QEMU; the guest never ran
+            co_return make_error(Errc::state, "a stop was requested before the guest ran", context);
         auto cont = co_await qmp_.execute("cont");
         if (!cont) co_return co_await fail_launch("cont: " + cont.error().what(), context);
         was_running_ = true;
@@ -175,6 +194,12 @@ public:
     void request_stop(std::optional<std::chrono::milliseconds> grace) {
         if (state_ == VmState::exited || stop_requested_) return;
         stop_requested_ = true;
+        if (state_ == VmState::created) {  // nothing runs yet: there is nothing to stop
+            state_ = VmState::exited;
+            exit_ = {VmExit::Reason::stopped, 0, "not started"};
+            exited_.set();
+            return;
+        }
         auto period = grace.value_or(std::chrono::seconds(spec_.lifecycle.grace_period_seconds));
         emit("shutdown-requested", {{"gracePeriodMs", period.count()}});
         // No grace period means no time for the guest: go straight to quit.
@@ -293,6 +318,10 @@ private:
         int status = 0;
         while (waitpid(self->child_.pid, &status, 0) < 0 && errno == EINTR) {
         }
+        // QEMU's last events (SHUTDOWN with guest: true) may still sit unread in the socket when
+        // its exit is noticed; they decide how it ended, so read them first. QEMU's exit closed
+        // the socket, so this ends at once.
+        if (self->events_) co_await self->events_done_.wait(std::chrono::seconds(1));
         self->on_exit(status);
     }
 
@@ -342,6 +371,7 @@ private:
             }
             self->on_event(*e);
         }
+        self->events_done_.set();
     }
 
     void on_event(const qmp::Event& e) {
@@ -365,11 +395,15 @@ private:
             if (!r) log::write("launcher", log::Level::warn, "system_powerdown: " + r.error().what());
             if (co_await self->exited_.wait(grace)) co_return;
         }
-        self->forced_ = true;
+        // A guest that never ran, or that was paused, had no chance to power off: quitting it
+        // is the stop itself, not a forced one.
+        self->forced_ = power_down;
         self->emit("forcing-stop", {{"step", "quit"}});
-        if (self->qmp_.state() == qmp::State::running)
+        // Without QMP (still starting) there is nobody to ask: go straight to SIGKILL.
+        if (self->qmp_.state() == qmp::State::running) {
             (void)co_await self->qmp_.execute("quit", json::object(), std::chrono::milliseconds(2000));
-        if (co_await self->exited_.wait(self->options_.quit_timeout)) co_return;
+            if (co_await self->exited_.wait(self->options_.quit_timeout)) co_return;
+        }
         self->emit("forcing-stop", {{"step", "kill"}});
         launcher::detail::pidfd_kill(self->child_.pidfd, SIGKILL);
     }
@@ -394,7 +428,8 @@ private:
     VmOptions options_;
     qmp::Client qmp_;
     detail::AsyncEvent exited_;
-    detail::AsyncEvent drained_{ex_};
+    detail::AsyncEvent drained_{ex_};      // QEMU's stderr read to its end
+    detail::AsyncEvent events_done_{ex_};  // QMP events read to the end of the connection
     asio::posix::stream_descriptor pid_watch_;
     asio::posix::stream_descriptor stderr_;
     VmState state_ = VmState::created;
@@ -420,7 +455,7 @@ namespace qshim {
 
 Vm::Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topology topology, VmOptions options)
     : impl_(std::make_shared<Impl>(std::move(executor), std::move(spec), std::move(topology), std::move(options))) {}
-Vm::~Vm() = default;
+Vm::~Vm() { impl_->abandon(); }
 boost::asio::awaitable<Result<void>> Vm::start() { return impl_->start(); }
 boost::asio::awaitable<VmExit> Vm::wait_exit() { return impl_->wait_exit(); }
 void Vm::request_stop(std::optional<std::chrono::milliseconds> grace) { impl_->request_stop(grace); }

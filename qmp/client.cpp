@@ -1,6 +1,7 @@
 // Client::Impl: the QMP connection, its single reader and serialized writer, and id routing.
 #include <qshim/qmp.hpp>
 
+#include "common/spawn.hpp"
 #include "qmp/events.hpp"
 #include "qmp/fd_passing.hpp"
 #include "qmp/framing.hpp"
@@ -183,18 +184,8 @@ private:
 template <typename Coroutine>
 void Client::Impl::spawn(Coroutine coroutine) {
     std::weak_ptr<Impl> weak = weak_from_this();
-    asio::co_spawn(executor_, std::move(coroutine), [weak](std::exception_ptr e) {
-        if (!e) return;
-        auto self = weak.lock();
-        if (!self) return;
-        std::string what = "unknown exception";
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            what = ex.what();
-        } catch (...) {
-        }
-        self->teardown(make_error(Errc::internal, "the QMP connection failed: " + what));
+    qshim::detail::spawn(executor_, std::move(coroutine), "a QMP connection coroutine", [weak](const std::string& what) {
+        if (auto self = weak.lock()) self->teardown(make_error(Errc::internal, "the QMP connection failed: " + what));
     });
 }
 

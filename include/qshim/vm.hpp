@@ -38,7 +38,7 @@ QSHIM_API const char* to_string(VmExit::Reason reason);
 struct VmOptions {
     launcher::CommandOptions command;  // qemu binary and accel override; QMP and -S are set by Vm
     bool console_to_stdout = false;    // the guest's serial console on qshim's stdout
-    std::chrono::milliseconds start_timeout{30'000};  // QEMU to answer QMP and accept the plan
+    std::chrono::milliseconds start_timeout{30'000};  // QEMU to greet and negotiate QMP
     std::chrono::milliseconds quit_timeout{5'000};    // after `quit`, before SIGKILL
     // Lifecycle events (docs/events.md), each a JSON object with "event" and "time".
     std::function<void(const nlohmann::json&)> on_event;
@@ -47,7 +47,9 @@ struct VmOptions {
 enum class VmState { created, starting, running, paused, stopping, exited };
 QSHIM_API const char* to_string(VmState state);
 
-// Bound to one executor; all calls from it. Destroying a Vm whose QEMU still runs kills QEMU.
+// Bound to one executor; all calls from it, from a thread that outlives the VM (QEMU gets
+// SIGKILL when the thread that started it exits). Destroying a Vm whose QEMU still runs kills
+// QEMU; let the executor run until wait_exit() would complete so it is reaped.
 class QSHIM_API Vm {
 public:
     Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topology topology, VmOptions options);
@@ -64,7 +66,8 @@ public:
     boost::asio::awaitable<VmExit> wait_exit();
 
     // Graceful stop: ACPI power button, then after the grace period (default: the spec's
-    // lifecycle.gracePeriodSeconds) `quit`, then SIGKILL. Returns at once; see wait_exit().
+    // lifecycle.gracePeriodSeconds) `quit`, then SIGKILL. A VM that is paused or still starting
+    // cannot react to the button: it is quit at once. Returns at once; see wait_exit().
     void request_stop(std::optional<std::chrono::milliseconds> grace = std::nullopt);
 
     // Hotplug. Each validates first (invalid input never reaches QEMU), then puts the device in

@@ -97,8 +97,20 @@ def zombies(parent):
     return out
 
 
+def live_socket_is_not_taken():
+    """A second VM asking for the console socket a running VM serves fails to start; the first
+    VM's socket stays."""
+    with QshimRun() as first:
+        spec = guest_spec(first.tmp)
+        first.run(spec)
+        first.console.wait_ready(timeout=90)
+        r = qshim("run", spec, check=3, timeout=60)
+        assert f"serial.socket: {first.tmp}/console.sock: is in use" in r.stderr, r.stderr
+        assert (first.tmp / "console.sock").exists(), "the running VM's console socket was removed"
+
+
 def main():
-    for test in (invalid_spec_starts_nothing, missing_image_starts_nothing, qemu_rejects_the_plan,
+    for test in (live_socket_is_not_taken, invalid_spec_starts_nothing, missing_image_starts_nothing, qemu_rejects_the_plan,
                  qemu_binary_missing, reaps_orphans_as_pid1):
         test()
         print(f"ok: {test.__name__}")

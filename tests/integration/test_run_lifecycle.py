@@ -2,10 +2,13 @@
 """qshim run as a container entrypoint: graceful stop, forced stop, QEMU killed behind its back."""
 import os
 import signal
+import subprocess
 import sys
 import time
 
-from qshim_run import QshimRun, guest_spec, process_gone
+from qshim_cli import qshim_bin
+from qshim_guest import Console, Qmp
+from qshim_run import QshimRun, guest_spec, process_gone, wait_until
 
 
 def graceful_stop():
@@ -80,8 +83,75 @@ def guest_powers_off():
         assert process_gone(exited["pid"])
 
 
+def exit_and_shutdown_noticed_together():
+    """QEMU's last SHUTDOWN event and its exit reach qshim in the same wake-up (qshim was frozen
+    meanwhile): the guest's own power-off must still be told from a crash, and `exited` be last."""
+    with QshimRun() as run:
+        qmp_path = run.tmp / "qmp.sock"
+        run.run(guest_spec(run.tmp), "--qmp-socket", str(qmp_path))
+        run.console.wait_ready(timeout=90)
+        qemu = run.qemu_pid()
+        qmp = Qmp(qmp_path)
+        os.kill(run.proc.pid, signal.SIGSTOP)
+        try:
+            qmp.execute("system_powerdown")
+            wait_until(lambda: proc_state(qemu) == "Z", 20, "QEMU exited (a zombie of the frozen qshim)")
+        finally:
+            os.kill(run.proc.pid, signal.SIGCONT)
+        qmp.close()
+        assert run.wait_exit(10) == 0, run.events()
+        names = [e["event"] for e in run.events()]
+        assert names[-1] == "exited" and "guest-shutdown" in names, names
+        assert run.event("exited")["reason"] == "guest-shutdown"
+
+
+def events_reader_gone():
+    """The reader of --events - goes away: qshim carries on (no SIGPIPE) and still stops cleanly."""
+    with QshimRun() as run:
+        spec = guest_spec(run.tmp)
+        proc = subprocess.Popen([qshim_bin(), "run", "--events", "-", str(spec)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.stdout.readline()  # spec-accepted
+            proc.stdout.close()     # the reader is gone; later events meet EPIPE
+            console = Console(run.tmp / "console.log", until=lambda: proc.poll() is not None)
+            console.wait_ready(timeout=90)
+            assert proc.poll() is None, f"qshim died with {proc.returncode} when its events reader left"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            console.close()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def stop_while_starting():
+    """SIGTERM before the guest ever ran: QEMU goes at once, no `running`, a clean exit 0."""
+    with QshimRun() as run:
+        slow = run.tmp / "slow-qemu"
+        slow.write_text("#!/bin/sh\nsleep 2\nexec qemu-system-x86_64 \"$@\"\n")
+        slow.chmod(0o755)
+        run.run(guest_spec(run.tmp), "--qemu", str(slow))
+        wait_until(lambda: run.event("qemu-started"), 10, "qemu-started")
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.wait_exit(10) == 0, run.events()
+        assert not run.event("running"), run.events()
+        assert run.event("exited")["reason"] == "stopped"
+        assert process_gone(run.qemu_pid())
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 def main():
-    for test in (graceful_stop, forced_stop, qemu_killed, guest_powers_off):
+    for test in (graceful_stop, forced_stop, qemu_killed, guest_powers_off, exit_and_shutdown_noticed_together,
+                 events_reader_gone, stop_while_starting):
         test()
         print(f"ok: {test.__name__}")
     return 0
