@@ -80,7 +80,9 @@ std::optional<HttpReply> http_call(const std::string& socket_path, const HttpReq
         char chunk[8192];
         parser.get().body().data = chunk;
         parser.get().body().size = sizeof chunk;
-        http::read(socket, buffer, parser, ec);
+        // read_some returns what has arrived: read would wait for a full buffer or the end,
+        // and an event stream's lines are short and its end far away.
+        http::read_some(socket, buffer, parser, ec);
         if (ec == http::error::need_buffer) ec = {};  // the chunk is full: hand it on, read more
         std::size_t n = sizeof chunk - parser.get().body().size;
         if (streaming)

@@ -2,9 +2,11 @@
 """qshim ctl, the API's command-line client, against a running guest: every command it has, its
 exit codes, and a shutdown through the API that ends qshim run with 0."""
 import json
+import select
+import subprocess
 import sys
 
-from qshim_cli import qshim
+from qshim_cli import qshim, qshim_bin
 from qshim_run import QshimRun, guest_spec
 
 
@@ -43,8 +45,26 @@ def main():
         qshim(*ctl, "pause", check=0)
         assert json.loads(qshim(*ctl, "status", check=0).stdout)["state"] == "paused"
         qshim(*ctl, "resume", check=0)
+        # The event stream, kept open: it sees the stop and ends by itself when the VM is gone.
+        stream = subprocess.Popen([qshim_bin(), *map(str, ctl), "events"], stdout=subprocess.PIPE, text=True)
+        try:
+            # An idle VM says nothing: make it say something until the stream shows it is listening.
+            for _ in range(50):
+                qshim(*ctl, "pause", check=0)
+                qshim(*ctl, "resume", check=0)
+                if select.select([stream.stdout], [], [], 0.2)[0]:
+                    break
+            else:
+                raise AssertionError("the event stream showed nothing")
+            assert json.loads(stream.stdout.readline())["event"] in ("paused", "running")
+        except BaseException:
+            stream.kill()
+            raise
         qshim(*ctl, "shutdown", check=0)
         assert run.wait_exit(30) == 0, run.events()
+        out, _ = stream.communicate(timeout=10)
+        streamed = [json.loads(line)["event"] for line in out.splitlines() if line]
+        assert "shutdown-requested" in streamed and "guest-shutdown" in streamed, streamed
         assert run.event("exited")["reason"] == "stopped"
         assert not api.exists(), "the API socket was left behind"
     print("ok: ctl")
