@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from qshim_cli import qshim, write_spec
-from qshim_run import QshimRun, guest_spec, process_gone, wait_until
+from qshim_run import QshimRun, guest_spec, proc_state, wait_until
 
 
 def fake_qemu(tmp, body):
@@ -86,15 +86,7 @@ def children(pid):
 
 
 def zombies(parent):
-    out = []
-    for child in children(parent):
-        try:
-            with open(f"/proc/{child}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    out.append(child)
-        except FileNotFoundError:
-            pass
-    return out
+    return [child for child in children(parent) if proc_state(child) == "Z"]
 
 
 def live_socket_is_not_taken():

@@ -8,7 +8,7 @@ import time
 
 from qshim_cli import qshim_bin
 from qshim_guest import Console, Qmp
-from qshim_run import QshimRun, guest_spec, process_gone, wait_until
+from qshim_run import QshimRun, guest_spec, proc_state, process_gone, wait_until
 
 
 def graceful_stop():
@@ -139,14 +139,6 @@ def stop_while_starting():
         assert not run.event("running"), run.events()
         assert run.event("exited")["reason"] == "stopped"
         assert process_gone(run.qemu_pid())
-
-
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return None
 
 
 def main():

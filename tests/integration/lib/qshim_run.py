@@ -57,6 +57,15 @@ def process_gone(pid):
     return False
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat ("Z" for a zombie), or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 def wait_until(check, timeout, what):
     """Polls a host-side condition that has no event to wait on (process table, files)."""
     deadline = time.monotonic() + timeout
