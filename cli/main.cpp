@@ -36,7 +36,8 @@ Options:
   --version       print the version
 
 Exit status: 0 success, 1 ABI changed (topology --diff), 2 invalid spec or
-usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 70 internal error. Documentation: docs/ (spec.md, topology.md, cli.md).
+usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 70 internal error.
+Documentation: docs/ (spec.md, topology.md, cli.md, api.md, events.md).
 )";
 
 }  // namespace
