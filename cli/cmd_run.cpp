@@ -6,6 +6,7 @@
 #include <qshim/vm.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include "cli/event_writer.hpp"
 #include "common/spawn.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -78,33 +79,6 @@ int exit_code(VmExit::Reason reason) {
     return exit_internal;
 }
 
-// Writes each event as one JSON line, flushed at once: a controller tails it live.
-class EventWriter {
-public:
-    bool open(const std::string& target) {
-        if (target == "-") {
-            fd_ = STDOUT_FILENO;
-            return true;
-        }
-        fd_ = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        owned_ = fd_ >= 0;
-        return fd_ >= 0;
-    }
-    ~EventWriter() {
-        if (owned_) ::close(fd_);
-    }
-    void write(const nlohmann::json& event) {
-        if (fd_ < 0) return;
-        std::string line = event.dump() + "\n";
-        ssize_t ignored = ::write(fd_, line.data(), line.size());  // O_APPEND: one write per line
-        (void)ignored;
-    }
-
-private:
-    int fd_ = -1;
-    bool owned_ = false;
-};
-
 // As PID 1, orphans re-parented to us must be reaped or they stay zombies. QEMU itself is
 // reaped by the Vm (through its pidfd), so it is skipped here.
 void reap_orphans(pid_t qemu) {
@@ -143,7 +117,8 @@ int cmd_run(const std::vector<std::string>& argv) {
     if (const char* env = std::getenv("QSHIM_LOG")) log::configure(env);
     if (args.has("--verbose") || args.has("-v")) log::configure("*:debug");
 
-    EventWriter events;
+    asio::io_context io;
+    EventWriter events(io.get_executor());
     if (auto target = args.get("--events"); target && !events.open(*target)) {
         fmt::print(stderr, "qshim run: cannot open {} for events: {}\n", *target, std::strerror(errno));
         return exit_invalid;
@@ -152,7 +127,6 @@ int cmd_run(const std::vector<std::string>& argv) {
     if (!planned) return exit_invalid;  // nothing has been started
     options.on_event = [&events](const nlohmann::json& e) { events.write(e); };
 
-    asio::io_context io;
     // Installed before QEMU exists, so no signal can arrive unhandled.
     asio::signal_set stop_signals(io, SIGTERM, SIGINT);
     asio::signal_set child_signals(io, SIGCHLD);
@@ -188,6 +162,7 @@ int cmd_run(const std::vector<std::string>& argv) {
         // A bug ended supervision: no QEMU may run on unsupervised, and nothing may wait forever.
         if (vm.pid() > 0 && vm.state() != VmState::exited) kill(vm.pid(), SIGKILL);
         done = true;
+        events.stop_waiting();
         stop_signals.cancel();
         child_signals.cancel();
     };
@@ -210,10 +185,12 @@ int cmd_run(const std::vector<std::string>& argv) {
             fmt::print(stderr, "qshim: VM {}: QEMU {} ({})\n", vm.spec().name, exit.description, to_string(exit.reason));
         if (pid1) reap_orphans(-1);
         done = true;
+        events.stop_waiting();
         stop_signals.cancel();
         child_signals.cancel();
     }, "supervising the VM", on_failure);
     io.run();
+    events.flush(std::chrono::seconds(2));  // the last events (exited) for a reader still reading
     return code;
 }
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """qshim run as a container entrypoint: graceful stop, forced stop, QEMU killed behind its back."""
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from qshim_api import expect
 from qshim_cli import qshim_bin
 from qshim_guest import Console, Qmp
 from qshim_run import QshimRun, guest_spec, proc_state, process_gone, wait_until
@@ -126,6 +128,33 @@ def events_reader_gone():
                 proc.wait()
 
 
+def events_reader_stalls():
+    """A reader that stops reading its FIFO must not stall the supervisor: with the pipe full,
+    the API still answers and the VM still stops gracefully; every line written stays whole."""
+    with QshimRun() as run:
+        fifo, api = run.tmp / "events.fifo", run.tmp / "api.sock"
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open, then never read until the end
+        try:
+            run.start([qshim_bin(), "run", "--events", str(fifo), "--api-socket", str(api),
+                       str(guest_spec(run.tmp))], console_file="console.log")
+            run.console.wait_ready(timeout=90)
+            # ~90 KiB of events, more than a pipe holds: a blocking writer would wedge qshim here.
+            for _ in range(600):
+                expect(api, "POST", "/v1/vm/pause", timeout=10)
+                expect(api, "POST", "/v1/vm/resume", timeout=10)
+            run.proc.send_signal(signal.SIGTERM)
+            assert run.wait_exit(30) == 0
+            data = b""
+            while chunk := os.read(reader, 1 << 16):
+                data += chunk
+        finally:
+            os.close(reader)
+        lines = data.decode().splitlines()
+        events = [json.loads(line)["event"] for line in lines]  # every line whole JSON
+        assert events.count("paused") > 100, f"only {events.count('paused')} paused events came through"
+
+
 def stop_while_starting():
     """SIGTERM before the guest ever ran: QEMU goes at once, no `running`, a clean exit 0."""
     with QshimRun() as run:
@@ -143,7 +172,7 @@ def stop_while_starting():
 
 def main():
     for test in (graceful_stop, forced_stop, qemu_killed, guest_powers_off, exit_and_shutdown_noticed_together,
-                 events_reader_gone, stop_while_starting):
+                 events_reader_gone, events_reader_stalls, stop_while_starting):
         test()
         print(f"ok: {test.__name__}")
     return 0

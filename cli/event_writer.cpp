@@ -1,0 +1,117 @@
+// EventWriter: lines to a file directly; to a pipe or socket without blocking, oldest dropped.
+#include "cli/event_writer.hpp"
+
+#include <qshim/log.hpp>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace qshim::cli {
+
+namespace asio = boost::asio;
+
+EventWriter::~EventWriter() {
+    waiter_.reset();  // owns a dup of fd_, closed with it
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool EventWriter::open(const std::string& target) {
+    // A descriptor of our own, even for stdout, so closing or waiting on it touches nothing else.
+    fd_ = target == "-" ? fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3)
+                        : ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) return false;
+    struct stat st {};
+    // Only pipes and sockets can stall on a reader that stops reading; files and terminals are
+    // written directly, one write(2) per line (O_APPEND keeps lines whole).
+    asynchronous_ = fstat(fd_, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+    if (asynchronous_) {
+        fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+        int watched = fcntl(fd_, F_DUPFD_CLOEXEC, 3);
+        if (watched >= 0) waiter_.emplace(ex_, watched);
+        else asynchronous_ = false;
+    }
+    return true;
+}
+
+void EventWriter::write(const nlohmann::json& event) {
+    if (fd_ < 0 || gone_) return;
+    std::string line = event.dump() + "\n";
+    if (!asynchronous_) {
+        ssize_t ignored = ::write(fd_, line.data(), line.size());
+        (void)ignored;
+        return;
+    }
+    queued_bytes_ += line.size();
+    queue_.push_back(std::move(line));
+    // Bounded: drop the oldest whole lines (never the one partly written) and say so later.
+    while (queued_bytes_ > max_queued && queue_.size() > 1) {
+        auto victim = queue_.begin() + (written_of_front_ > 0 ? 1 : 0);
+        queued_bytes_ -= victim->size();
+        queue_.erase(victim);
+        ++dropped_;
+    }
+    if (!waiting_ && write_some()) start_flush();
+}
+
+bool EventWriter::write_some() {
+    while (!queue_.empty()) {
+        if (dropped_ && written_of_front_ == 0) {
+            nlohmann::json note{{"event", "events-dropped"}, {"count", dropped_}};
+            std::string line = note.dump() + "\n";
+            queued_bytes_ += line.size();
+            queue_.push_front(std::move(line));
+            dropped_ = 0;
+        }
+        const std::string& front = queue_.front();
+        ssize_t n = ::write(fd_, front.data() + written_of_front_, front.size() - written_of_front_);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return true;
+            // EPIPE and the like: the reader is gone for good; stop writing (SIGPIPE is ignored).
+            log::write("launcher", log::Level::warn, "the events reader went away; no more events are written");
+            gone_ = true;
+            queue_.clear();
+            return false;
+        }
+        written_of_front_ += static_cast<std::size_t>(n);
+        if (written_of_front_ == front.size()) {
+            queued_bytes_ -= front.size();
+            queue_.pop_front();
+            written_of_front_ = 0;
+        }
+    }
+    return true;
+}
+
+void EventWriter::start_flush() {
+    if (queue_.empty() || waiting_ || !waiter_ || stopped_) return;
+    waiting_ = true;
+    waiter_->async_wait(asio::posix::stream_descriptor::wait_write, [this](const boost::system::error_code& ec) {
+        waiting_ = false;
+        if (ec) return;
+        if (write_some()) start_flush();
+    });
+}
+
+void EventWriter::stop_waiting() {
+    stopped_ = true;  // from now on only flush() writes what is queued
+    if (waiter_) waiter_->cancel();
+}
+
+void EventWriter::flush(std::chrono::milliseconds limit) {
+    if (!asynchronous_ || gone_ || queue_.empty()) return;
+    stop_waiting();
+    waiting_ = false;
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!queue_.empty() && !gone_) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        pollfd p{fd_, POLLOUT, 0};
+        if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+        if (!write_some()) break;
+    }
+}
+
+}  // namespace qshim::cli
