@@ -1,6 +1,8 @@
 // Creating the API socket file safely, and checking who connects to it.
 #include "launcher/api_socket.hpp"
 
+#include "launcher/unix_socket.hpp"
+
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -26,20 +28,6 @@ sockaddr_un address_of(const std::string& path) {
     return a;
 }
 
-// Whether a process accepts connections on the socket file `path`: 1 yes, 0 no (stale), -1 and
-// errno set when the probe itself failed (permission, a datagram socket, ...).
-int is_live(const std::string& path) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    sockaddr_un a = address_of(path);
-    int rc = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    int err = errno;
-    close(fd);
-    if (rc == 0) return 1;
-    if (err == ECONNREFUSED) return 0;
-    errno = err;
-    return -1;
-}
 
 }  // namespace
 
@@ -72,11 +60,11 @@ Result<Listener> listen_unix(const std::string& path, int backlog) {
             return make_error(Errc::conflict,
                               fmt::format("{} exists and is not a socket; not replacing it", path),
                               context);
-        int live = is_live(path);
-        if (live == 1)
+        auto probe = launcher::detail::probe_unix_socket(path);
+        if (probe == launcher::detail::SocketProbe::served)
             return make_error(Errc::conflict, fmt::format("another process is serving on {}", path),
                               context);
-        if (live < 0) return sys_error(Errc::io, "cannot probe the existing socket", path, errno);
+        if (probe == launcher::detail::SocketProbe::unknown) return sys_error(Errc::io, "cannot probe the existing socket", path, errno);
         // A killed run's leftover: nothing listens, so nobody loses anything when it goes.
         if (unlink(path.c_str()) != 0 && errno != ENOENT)
             return sys_error(Errc::io, "cannot remove the stale socket", path, errno);

@@ -1,14 +1,14 @@
 // preflight(): the files and folders a spec needs, checked before anything starts.
 #include "launcher/preflight.hpp"
 
+#include "launcher/unix_socket.hpp"
+
 #include <fmt/format.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <vector>
 
@@ -84,17 +84,8 @@ Result<void> preflight(const spec::VmSpec& spec) {
 
 std::string disk_file_problem(const spec::Disk& disk) { return readable(disk.path, !disk.read_only); }
 
-bool socket_is_served(const std::string& path) {
-    sockaddr_un addr{};
-    if (path.size() >= sizeof addr.sun_path) return false;
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    bool served = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 || errno != ECONNREFUSED;
-    close(fd);
-    return served;
-}
+// Anything but a clear "nobody listens" counts as served: never remove what might be live.
+bool socket_is_served(const std::string& path) { return probe_unix_socket(path) != SocketProbe::stale; }
 
 void remove_stale_socket(const std::string& path) {
     struct stat st {};

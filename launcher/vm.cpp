@@ -2,6 +2,7 @@
 #include "common/async_event.hpp"
 #include "common/clock.hpp"
 #include "common/spawn.hpp"
+#include "common/unique_fd.hpp"
 #include "launcher/hotplug.hpp"
 #include "launcher/preflight.hpp"
 #include "launcher/process.hpp"
@@ -41,25 +42,6 @@ constexpr size_t stderr_tail_lines = 20;
 void info(const std::string& m) { log::write("launcher", log::Level::info, m); }
 
 
-class Fd {
-public:
-    explicit Fd(int fd = -1) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& o) noexcept : fd_(o.release()) {}
-    Fd& operator=(Fd&& o) noexcept {
-        reset(o.release());
-        return *this;
-    }
-    int get() const { return fd_; }
-    int release() { return std::exchange(fd_, -1); }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = fd;
-    }
-
-private:
-    int fd_;
-};
 
 }  // namespace
 
@@ -138,8 +120,8 @@ public:
         int pair[2], errpipe[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0 || pipe2(errpipe, O_CLOEXEC) != 0)
             co_return fail_early(fmt::format("socketpair/pipe: {}", std::strerror(errno)), context);
-        Fd ours(pair[0]), theirs(pair[1]), err_read(errpipe[0]), err_write(errpipe[1]);
-        Fd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
+        detail::UniqueFd ours(pair[0]), theirs(pair[1]), err_read(errpipe[0]), err_write(errpipe[1]);
+        detail::UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
         if (devnull.get() < 0) co_return fail_early(fmt::format("/dev/null: {}", std::strerror(errno)), context);
 
         launcher::CommandOptions command = options_.command;

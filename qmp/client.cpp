@@ -2,6 +2,7 @@
 #include <qshim/qmp.hpp>
 
 #include "common/spawn.hpp"
+#include "common/unique_fd.hpp"
 #include "qmp/events.hpp"
 #include "qmp/fd_passing.hpp"
 #include "qmp/framing.hpp"
@@ -49,31 +50,6 @@ constexpr std::size_t read_chunk_bytes = 64 * 1024;
 // and dump from overflowing the stack on a hostile message (QEMU runs guest-influenced code).
 constexpr int max_json_depth = 1024;
 
-// Owns a duplicate of the caller's fd until it has been sent: the caller may close its own copy
-// as soon as its call returns, even when the command timed out still queued.
-class UniqueFd {
-public:
-    UniqueFd() = default;
-    explicit UniqueFd(int fd) : fd_(fd) {}
-    UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    UniqueFd& operator=(UniqueFd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    ~UniqueFd() { reset(); }
-    int get() const { return fd_; }
-    explicit operator bool() const { return fd_ >= 0; }
-    void reset() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_ = -1;
-};
 
 // Enough of an offending message to recognise it in an error, never megabytes of it.
 std::string snippet(std::string_view text) {
@@ -127,7 +103,9 @@ private:
     struct Outgoing {
         std::string id;
         std::string bytes;
-        UniqueFd fd;
+        // A duplicate of the caller's fd, owned until sent: the caller may close its own copy as
+        // soon as its call returns, even when the command timed out still queued.
+        qshim::detail::UniqueFd fd;
     };
     // Forgets a command whose caller stopped waiting, on every path out of run_command.
     struct PendingGuard {
@@ -308,9 +286,9 @@ asio::awaitable<Result<Json>> Client::Impl::run_command(std::shared_ptr<Impl> se
                              context);
     }
     bytes += '\n';
-    UniqueFd fd_copy;
+    qshim::detail::UniqueFd fd_copy;
     if (fd >= 0) {
-        fd_copy = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+        fd_copy = qshim::detail::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
         if (!fd_copy)
             co_return make_error(Errc::io, fmt::format("cannot duplicate fd {}: {}", fd, std::strerror(errno)),
                                  context);
