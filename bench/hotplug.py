@@ -16,14 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration" / "lib"))
 from qshim_api import expect  # noqa: E402
 from qshim_guest import Qmp  # noqa: E402
-
-
-def wait_for(check, timeout, what):
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            raise TimeoutError(what)
-        time.sleep(0.01)  # the console file has no event to wait on
+from qshim_run import wait_until  # noqa: E402
 
 
 def wait_deleted(qmp, device_id, timeout=60):
@@ -53,7 +46,7 @@ def main():
         p = subprocess.Popen([qshim, "run", "--api-socket", str(api), "--qmp-socket", str(qmp_path), str(tmp / "vm.json")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_for(lambda: (tmp / "console.log").exists() and b"QSHIM-GUEST: ready" in (tmp / "console.log").read_bytes(),
+            wait_until(lambda: (tmp / "console.log").exists() and b"QSHIM-GUEST: ready" in (tmp / "console.log").read_bytes(),
                      90, "guest ready")
             qmp = Qmp(qmp_path)
             via_api, via_qmp = [], []
