@@ -1,7 +1,7 @@
 // preflight(): the files and folders a spec needs, checked before anything starts.
 #include "launcher/preflight.hpp"
 
-#include "launcher/unix_socket.hpp"
+#include "common/unix_socket.hpp"
 
 #include <fmt/format.h>
 
@@ -85,7 +85,7 @@ Result<void> preflight(const spec::VmSpec& spec) {
 std::string disk_file_problem(const spec::Disk& disk) { return readable(disk.path, !disk.read_only); }
 
 // Anything but a clear "nobody listens" counts as served: never remove what might be live.
-bool socket_is_served(const std::string& path) { return probe_unix_socket(path) != SocketProbe::stale; }
+bool socket_is_served(const std::string& path) { return qshim::detail::probe_unix_socket(path) != qshim::detail::SocketProbe::stale; }
 
 void remove_stale_socket(const std::string& path) {
     struct stat st {};

@@ -1,10 +1,10 @@
 // The control API's pure parts: routing, error bodies and statuses, parameters, peer check,
 // socket file handling and the bounded event queue.
-#include "launcher/api_json.hpp"
-#include "launcher/api_params.hpp"
-#include "launcher/api_routes.hpp"
-#include "launcher/api_socket.hpp"
-#include "launcher/event_queue.hpp"
+#include "api/json.hpp"
+#include "api/params.hpp"
+#include "api/routes.hpp"
+#include "api/socket.hpp"
+#include "api/event_queue.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,7 +1,7 @@
 // The control API's request/response endpoints: parse the request, call the Vm, render the result.
-#include "launcher/api_handlers.hpp"
+#include "api/handlers.hpp"
 
-#include "launcher/api_params.hpp"
+#include "api/params.hpp"
 
 namespace qshim::api {
 

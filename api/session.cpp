@@ -1,11 +1,11 @@
 // One control API connection: who may talk, the keep-alive request loop, and the event stream.
-#include "launcher/api_session.hpp"
+#include "api/session.hpp"
 
-#include "launcher/api_handlers.hpp"
-#include "launcher/api_json.hpp"
-#include "launcher/api_routes.hpp"
-#include "launcher/api_socket.hpp"
-#include "launcher/event_queue.hpp"
+#include "api/handlers.hpp"
+#include "api/json.hpp"
+#include "api/routes.hpp"
+#include "api/socket.hpp"
+#include "api/event_queue.hpp"
 
 #include <qshim/log.hpp>
 

@@ -2,8 +2,8 @@
 #include <qshim/api.hpp>
 
 #include "common/spawn.hpp"
-#include "launcher/api_session.hpp"
-#include "launcher/api_socket.hpp"
+#include "api/session.hpp"
+#include "api/socket.hpp"
 
 #include <qshim/log.hpp>
 

@@ -1,8 +1,8 @@
 // The control API endpoints that answer with one response, each a thin call into the Vm.
 #pragma once
 
-#include "launcher/api_json.hpp"
-#include "launcher/api_routes.hpp"
+#include "api/json.hpp"
+#include "api/routes.hpp"
 
 #include <qshim/vm.hpp>
 

@@ -1,8 +1,8 @@
 // Parameters of the control API that are not a device: timeouts in a query or a small body.
 #pragma once
 
-#include "launcher/api_json.hpp"
-#include "launcher/api_routes.hpp"
+#include "api/json.hpp"
+#include "api/routes.hpp"
 
 #include <chrono>
 #include <optional>

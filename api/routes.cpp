@@ -1,5 +1,5 @@
 // Routing of control API requests: split, decode and match the target against the endpoint table.
-#include "launcher/api_routes.hpp"
+#include "api/routes.hpp"
 
 #include <array>
 #include <vector>

@@ -1,5 +1,5 @@
 // Parsing and range checks of timeoutSeconds, in the query of a DELETE or the body of a shutdown.
-#include "launcher/api_params.hpp"
+#include "api/params.hpp"
 
 #include <fmt/format.h>
 

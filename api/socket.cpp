@@ -1,7 +1,7 @@
 // Creating the API socket file safely, and checking who connects to it.
-#include "launcher/api_socket.hpp"
+#include "api/socket.hpp"
 
-#include "launcher/unix_socket.hpp"
+#include "common/unix_socket.hpp"
 
 #include <fmt/format.h>
 
@@ -60,11 +60,11 @@ Result<Listener> listen_unix(const std::string& path, int backlog) {
             return make_error(Errc::conflict,
                               fmt::format("{} exists and is not a socket; not replacing it", path),
                               context);
-        auto probe = launcher::detail::probe_unix_socket(path);
-        if (probe == launcher::detail::SocketProbe::served)
+        auto probe = qshim::detail::probe_unix_socket(path);
+        if (probe == qshim::detail::SocketProbe::served)
             return make_error(Errc::conflict, fmt::format("another process is serving on {}", path),
                               context);
-        if (probe == launcher::detail::SocketProbe::unknown) return sys_error(Errc::io, "cannot probe the existing socket", path, errno);
+        if (probe == qshim::detail::SocketProbe::unknown) return sys_error(Errc::io, "cannot probe the existing socket", path, errno);
         // A killed run's leftover: nothing listens, so nobody loses anything when it goes.
         if (unlink(path.c_str()) != 0 && errno != ENOENT)
             return sys_error(Errc::io, "cannot remove the stale socket", path, errno);

@@ -1,5 +1,5 @@
 // Error bodies, the Errc -> HTTP status mapping, and the device JSON of the control API.
-#include "launcher/api_json.hpp"
+#include "api/json.hpp"
 
 #include "common/clock.hpp"
 

@@ -1,5 +1,5 @@
 // The bounded event queue behind GET /v1/events.
-#include "launcher/event_queue.hpp"
+#include "api/event_queue.hpp"
 
 #include <iterator>
 

@@ -1,7 +1,7 @@
 // The control API's JSON vocabulary: error bodies, status codes and device renderings.
 #pragma once
 
-#include "launcher/api_routes.hpp"
+#include "api/routes.hpp"
 
 #include <qshim/error.hpp>
 #include <qshim/topology.hpp>
