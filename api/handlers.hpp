@@ -1,14 +1,12 @@
 // The control API endpoints that answer with one response, each a thin call into the Vm.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+#include <qshim/vm.hpp>
+#include <string>
+
 #include "api/json.hpp"
 #include "api/routes.hpp"
-
-#include <qshim/vm.hpp>
-
-#include <boost/asio/awaitable.hpp>
-
-#include <string>
 
 namespace qshim::api {
 

@@ -1,10 +1,9 @@
 // Error bodies, the Errc -> HTTP status mapping, and the device JSON of the control API.
 #include "api/json.hpp"
 
-#include "common/clock.hpp"
-
 #include <fmt/format.h>
 
+#include "common/clock.hpp"
 
 namespace qshim::api {
 
@@ -149,6 +148,5 @@ Response field_error(std::string path, std::string reason) {
     e.diagnostics.push_back(std::move(d));
     return error_response(e);
 }
-
 
 }  // namespace qshim::api

@@ -1,16 +1,14 @@
 // The control API's JSON vocabulary: error bodies, status codes and device renderings.
 #pragma once
 
-#include "api/routes.hpp"
-
+#include <cstddef>
+#include <nlohmann/json.hpp>
 #include <qshim/error.hpp>
 #include <qshim/topology.hpp>
-
-#include <nlohmann/json.hpp>
-
-#include <cstddef>
 #include <string>
 #include <string_view>
+
+#include "api/routes.hpp"
 
 namespace qshim::api {
 
@@ -51,6 +49,5 @@ Response route_error(const Route& route);
 // A 400 about one field of the request (a query parameter or a body key), in the shape of a spec
 // diagnostic so a client prints every validation problem the same way.
 Response field_error(std::string path, std::string reason);
-
 
 }  // namespace qshim::api

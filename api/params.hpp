@@ -1,13 +1,13 @@
 // Parameters of the control API that are not a device: timeouts in a query or a small body.
 #pragma once
 
-#include "api/json.hpp"
-#include "api/routes.hpp"
-
 #include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "api/json.hpp"
+#include "api/routes.hpp"
 
 namespace qshim::api {
 

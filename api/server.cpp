@@ -1,18 +1,16 @@
 // ApiServer: the listening socket and its accept loop; each connection runs as its own coroutine.
-#include <qshim/api.hpp>
-
-#include "common/spawn.hpp"
-#include "api/session.hpp"
-#include "api/socket.hpp"
-
-#include <qshim/log.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <fmt/format.h>
+#include <qshim/api.hpp>
+#include <qshim/log.hpp>
 
-#include <unistd.h>
+#include "api/session.hpp"
+#include "api/socket.hpp"
+#include "common/spawn.hpp"
 
 namespace qshim {
 

@@ -1,13 +1,8 @@
 // One control API connection: who may talk, the keep-alive request loop, and the event stream.
 #include "api/session.hpp"
 
-#include "api/handlers.hpp"
-#include "api/json.hpp"
-#include "api/routes.hpp"
-#include "api/socket.hpp"
-#include "api/event_queue.hpp"
-
-#include <qshim/log.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -18,10 +13,14 @@
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-
 #include <optional>
-#include <unistd.h>
+#include <qshim/log.hpp>
+
+#include "api/event_queue.hpp"
+#include "api/handlers.hpp"
+#include "api/json.hpp"
+#include "api/routes.hpp"
+#include "api/socket.hpp"
 
 namespace qshim::api {
 

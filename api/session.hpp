@@ -1,16 +1,14 @@
 // One control API connection: peer check, keep-alive request loop, or an event stream.
 #pragma once
 
-#include <qshim/api.hpp>
-#include <qshim/vm.hpp>
-
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <qshim/api.hpp>
+#include <qshim/vm.hpp>
 
 namespace qshim::api {
 

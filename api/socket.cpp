@@ -1,16 +1,16 @@
 // Creating the API socket file safely, and checking who connects to it.
 #include "api/socket.hpp"
 
-#include "common/unix_socket.hpp"
-
 #include <fmt/format.h>
-
-#include <cerrno>
-#include <cstring>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/unix_socket.hpp"
 
 namespace qshim::api {
 
@@ -27,7 +27,6 @@ sockaddr_un address_of(const std::string& path) {
     std::memcpy(a.sun_path, path.data(), path.size());  // length checked by the caller
     return a;
 }
-
 
 }  // namespace
 
@@ -64,7 +63,8 @@ Result<Listener> listen_unix(const std::string& path, int backlog) {
         if (probe == qshim::detail::SocketProbe::served)
             return make_error(Errc::conflict, fmt::format("another process is serving on {}", path),
                               context);
-        if (probe == qshim::detail::SocketProbe::unknown) return sys_error(Errc::io, "cannot probe the existing socket", path, errno);
+        if (probe == qshim::detail::SocketProbe::unknown)
+            return sys_error(Errc::io, "cannot probe the existing socket", path, errno);
         // A killed run's leftover: nothing listens, so nobody loses anything when it goes.
         if (unlink(path.c_str()) != 0 && errno != ENOENT)
             return sys_error(Errc::io, "cannot remove the stale socket", path, errno);

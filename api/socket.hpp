@@ -2,10 +2,10 @@
 // replaced only when provably dead, and peers admitted by their credentials.
 #pragma once
 
-#include <qshim/error.hpp>
-
-#include <string>
 #include <sys/types.h>
+
+#include <qshim/error.hpp>
+#include <string>
 
 namespace qshim::api {
 

@@ -1,11 +1,10 @@
 // bench/topology: how long planning takes for specs of 10, 50 and 200 devices.
-#include <qshim/launcher.hpp>
-#include <qshim/topology.hpp>
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
+#include <qshim/launcher.hpp>
+#include <qshim/topology.hpp>
 #include <vector>
 
 using namespace qshim;
@@ -18,7 +17,8 @@ spec::VmSpec make_spec(unsigned devices) {
     spec::VmSpec s;
     s.name = "bench";
     s.source_file = "bench.yaml";
-    unsigned virtio = std::min(devices * 3 / 10, 60u), nics = std::min(devices / 10, 28u), sata = devices >= 50 ? 4 : 0;
+    unsigned virtio = std::min(devices * 3 / 10, 60u), nics = std::min(devices / 10, 28u),
+             sata = devices >= 50 ? 4 : 0;
     unsigned hostdevs = devices >= 200 ? 4 : 0;
     unsigned scsi = devices - virtio - nics - sata - hostdevs;
     auto disk = [&s](spec::DiskBus bus) {
@@ -38,7 +38,8 @@ spec::VmSpec make_spec(unsigned devices) {
         n.mac = spec::default_mac(s.name, n.name);
         s.interfaces.push_back(n);
     }
-    for (unsigned i = 0; i < hostdevs; ++i) s.host_devices.push_back({fmt::format("h{}", i), {0, uint8_t(0x20 + i), 0, 0}, {}});
+    for (unsigned i = 0; i < hostdevs; ++i)
+        s.host_devices.push_back({fmt::format("h{}", i), {0, uint8_t(0x20 + i), 0, 0}, {}});
     s.hotplug = {4, 4};
     return s;
 }
@@ -62,7 +63,8 @@ Stats time_us(F&& f, int runs) {
 }  // namespace
 
 int main() {
-    fmt::print("{:>8} {:>8} | {:>28} | {:>28}\n", "devices*", "runs", "plan() us (min/median/max)", "plan+argv us (min/median/max)");
+    fmt::print("{:>8} {:>8} | {:>28} | {:>28}\n", "devices*", "runs", "plan() us (min/median/max)",
+               "plan+argv us (min/median/max)");
     for (unsigned n : {10u, 50u, 200u}) {
         auto s = make_spec(n);
         auto probe = topology::plan(s);
@@ -72,12 +74,15 @@ int main() {
         }
         const int runs = 2000;
         auto plan = time_us([&] { (void)topology::plan(s); }, runs);
-        auto both = time_us([&] {
-            auto t = topology::plan(s);
-            (void)launcher::build_argv(s, *t);
-        }, runs);
-        fmt::print("{:>8} {:>8} | {:>8.1f} {:>9.1f} {:>9.1f} | {:>8.1f} {:>9.1f} {:>9.1f}\n", probe->devices.size(), runs,
-                   plan.min, plan.median, plan.max, both.min, both.median, both.max);
+        auto both = time_us(
+            [&] {
+                auto t = topology::plan(s);
+                (void)launcher::build_argv(s, *t);
+            },
+            runs);
+        fmt::print("{:>8} {:>8} | {:>8.1f} {:>9.1f} {:>9.1f} | {:>8.1f} {:>9.1f} {:>9.1f}\n",
+                   probe->devices.size(), runs, plan.min, plan.median, plan.max, both.min,
+                   both.median, both.max);
     }
     fmt::print("* devices in the topology, built-in ones (rng, SCSI controller) included\n");
     fmt::print("target: planning 200 devices well under 1000 us\n");

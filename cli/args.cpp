@@ -3,7 +3,8 @@
 
 namespace qshim::cli {
 
-Args::Args(const std::vector<std::string>& argv, std::set<std::string> with_value, std::set<std::string> flags) {
+Args::Args(const std::vector<std::string>& argv, std::set<std::string> with_value,
+           std::set<std::string> flags) {
     bool options_done = false;
     for (size_t i = 0; i < argv.size(); ++i) {
         const std::string& a = argv[i];

@@ -10,10 +10,11 @@
 namespace qshim::cli {
 
 class Args {
-public:
+  public:
     // `with_value` names the options that take a value (--format json or --format=json);
     // `flags` the ones that do not. Anything else starting with "-" is an error.
-    Args(const std::vector<std::string>& argv, std::set<std::string> with_value, std::set<std::string> flags);
+    Args(const std::vector<std::string>& argv, std::set<std::string> with_value,
+         std::set<std::string> flags);
 
     bool ok() const { return error_.empty(); }
     const std::string& error() const { return error_; }
@@ -21,7 +22,7 @@ public:
     std::optional<std::string> get(const std::string& name) const;
     const std::vector<std::string>& positional() const { return positional_; }
 
-private:
+  private:
     std::map<std::string, std::string> values_;
     std::vector<std::string> positional_;
     std::string error_;

@@ -1,7 +1,7 @@
 // qshim cmdline: print the QEMU command line for a spec, one argument per line.
-#include "cli/common.hpp"
-
 #include <fmt/format.h>
+
+#include "cli/common.hpp"
 
 namespace qshim::cli {
 
@@ -32,13 +32,18 @@ int cmd_cmdline(const std::vector<std::string>& argv) {
     }
     Args args(argv, {"--accel", "--qemu", "--qmp-socket"}, {"--paused"});
     if (!args.ok()) return usage_error("cmdline", args.error());
-    if (args.positional().size() != 1) return usage_error("cmdline", "expected exactly one SPEC file");
+    if (args.positional().size() != 1)
+        return usage_error("cmdline", "expected exactly one SPEC file");
     launcher::CommandOptions options;
     if (auto a = args.get("--accel")) {
-        if (*a == "auto") options.accel = spec::Accel::automatic;
-        else if (*a == "kvm") options.accel = spec::Accel::kvm;
-        else if (*a == "tcg") options.accel = spec::Accel::tcg;
-        else return usage_error("cmdline", "--accel must be auto, kvm or tcg");
+        if (*a == "auto")
+            options.accel = spec::Accel::automatic;
+        else if (*a == "kvm")
+            options.accel = spec::Accel::kvm;
+        else if (*a == "tcg")
+            options.accel = spec::Accel::tcg;
+        else
+            return usage_error("cmdline", "--accel must be auto, kvm or tcg");
     }
     if (auto q = args.get("--qemu")) options.qemu_binary = *q;
     if (auto s = args.get("--qmp-socket")) options.qmp_socket = *s;

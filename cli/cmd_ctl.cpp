@@ -1,14 +1,14 @@
 // qshim ctl: the command-line client of the control API that `qshim run --api-socket` serves.
-#include "cli/common.hpp"
-#include "cli/ctl_client.hpp"
-#include "cli/ctl_help.hpp"
-
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string_view>
+
+#include "cli/common.hpp"
+#include "cli/ctl_client.hpp"
+#include "cli/ctl_help.hpp"
 
 namespace qshim::cli {
 

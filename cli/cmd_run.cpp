@@ -1,25 +1,23 @@
 // qshim run: start a VM from a spec and supervise it like a container entrypoint.
-#include "cli/common.hpp"
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <qshim/api.hpp>
 #include <qshim/log.hpp>
 #include <qshim/vm.hpp>
 
-#include <boost/asio/co_spawn.hpp>
+#include "cli/common.hpp"
 #include "cli/event_writer.hpp"
 #include "common/spawn.hpp"
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <fmt/format.h>
-
-#include <csignal>
-#include <cstdio>
-#include <filesystem>
-#include <cstring>
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace qshim::cli {
 
@@ -71,10 +69,14 @@ Example:
 int exit_code(VmExit::Reason reason) {
     switch (reason) {
         case VmExit::Reason::guest_shutdown:
-        case VmExit::Reason::stopped: return exit_ok;
-        case VmExit::Reason::forced: return exit_forced_stop;
-        case VmExit::Reason::crashed: return exit_qemu_crashed;
-        case VmExit::Reason::launch_failed: return exit_launch_failed;
+        case VmExit::Reason::stopped:
+            return exit_ok;
+        case VmExit::Reason::forced:
+            return exit_forced_stop;
+        case VmExit::Reason::crashed:
+            return exit_qemu_crashed;
+        case VmExit::Reason::launch_failed:
+            return exit_launch_failed;
     }
     return exit_internal;
 }
@@ -101,18 +103,24 @@ int cmd_run(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--events", "--accel", "--qemu", "--qmp-socket", "--api-socket"}, {"--console", "--verbose", "-v"});
+    Args args(argv, {"--events", "--accel", "--qemu", "--qmp-socket", "--api-socket"},
+              {"--console", "--verbose", "-v"});
     if (!args.ok()) return usage_error("run", args.error());
     if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
     VmOptions options;
     if (auto a = args.get("--accel")) {
-        if (*a == "auto") options.command.accel = spec::Accel::automatic;
-        else if (*a == "kvm") options.command.accel = spec::Accel::kvm;
-        else if (*a == "tcg") options.command.accel = spec::Accel::tcg;
-        else return usage_error("run", "--accel must be auto, kvm or tcg");
+        if (*a == "auto")
+            options.command.accel = spec::Accel::automatic;
+        else if (*a == "kvm")
+            options.command.accel = spec::Accel::kvm;
+        else if (*a == "tcg")
+            options.command.accel = spec::Accel::tcg;
+        else
+            return usage_error("run", "--accel must be auto, kvm or tcg");
     }
     if (auto q = args.get("--qemu")) options.command.qemu_binary = *q;
-    if (auto q = args.get("--qmp-socket")) options.command.qmp_socket = std::filesystem::absolute(*q).string();
+    if (auto q = args.get("--qmp-socket"))
+        options.command.qmp_socket = std::filesystem::absolute(*q).string();
     options.console_to_stdout = args.has("--console");
     if (const char* env = std::getenv("QSHIM_LOG")) log::configure(env);
     if (args.has("--verbose") || args.has("-v")) log::configure("*:debug");
@@ -120,7 +128,8 @@ int cmd_run(const std::vector<std::string>& argv) {
     asio::io_context io;
     EventWriter events(io.get_executor());
     if (auto target = args.get("--events"); target && !events.open(*target)) {
-        fmt::print(stderr, "qshim run: cannot open {} for events: {}\n", *target, std::strerror(errno));
+        fmt::print(stderr, "qshim run: cannot open {} for events: {}\n", *target,
+                   std::strerror(errno));
         return exit_invalid;
     }
     auto planned = plan_or_report(args.positional()[0]);
@@ -139,7 +148,8 @@ int cmd_run(const std::vector<std::string>& argv) {
     std::function<void()> wait_stop = [&] {
         stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
             if (ec || done) return;
-            log::write("launcher", log::Level::info, fmt::format("{}: stopping the VM", sigabbrev_np(sig)));
+            log::write("launcher", log::Level::info,
+                       fmt::format("{}: stopping the VM", sigabbrev_np(sig)));
             vm.request_stop();
             wait_stop();
         });
@@ -166,29 +176,36 @@ int cmd_run(const std::vector<std::string>& argv) {
         stop_signals.cancel();
         child_signals.cancel();
     };
-    detail::spawn(io.get_executor(), [&]() -> asio::awaitable<void> {
-        auto started = co_await vm.start();
-        if (!started) print_error(started.error());
-        if (auto path = args.get("--api-socket"); started && path) {
-            api.emplace(io.get_executor(), vm, *path);
-            if (auto served = api->start(); !served) {
-                // A controller that cannot reach its VM cannot manage it: do not leave it running.
-                fmt::print(stderr, "qshim run: cannot serve the API: {}; stopping the VM\n", served.error().what());
-                api_failed = true;
-                vm.request_stop(std::chrono::milliseconds(0));
+    detail::spawn(
+        io.get_executor(),
+        [&]() -> asio::awaitable<void> {
+            auto started = co_await vm.start();
+            if (!started) print_error(started.error());
+            if (auto path = args.get("--api-socket"); started && path) {
+                api.emplace(io.get_executor(), vm, *path);
+                if (auto served = api->start(); !served) {
+                    // A controller that cannot reach its VM cannot manage it: do not leave it
+                    // running.
+                    fmt::print(stderr, "qshim run: cannot serve the API: {}; stopping the VM\n",
+                               served.error().what());
+                    api_failed = true;
+                    vm.request_stop(std::chrono::milliseconds(0));
+                }
             }
-        }
-        VmExit exit = co_await vm.wait_exit();
-        if (api) api->stop();
-        code = api_failed ? exit_launch_failed : exit_code(exit.reason);
-        if (started && !api_failed && exit.reason != VmExit::Reason::guest_shutdown && exit.reason != VmExit::Reason::stopped)
-            fmt::print(stderr, "qshim: VM {}: QEMU {} ({})\n", vm.spec().name, exit.description, to_string(exit.reason));
-        if (pid1) reap_orphans(-1);
-        done = true;
-        events.stop_waiting();
-        stop_signals.cancel();
-        child_signals.cancel();
-    }, "supervising the VM", on_failure);
+            VmExit exit = co_await vm.wait_exit();
+            if (api) api->stop();
+            code = api_failed ? exit_launch_failed : exit_code(exit.reason);
+            if (started && !api_failed && exit.reason != VmExit::Reason::guest_shutdown &&
+                exit.reason != VmExit::Reason::stopped)
+                fmt::print(stderr, "qshim: VM {}: QEMU {} ({})\n", vm.spec().name, exit.description,
+                           to_string(exit.reason));
+            if (pid1) reap_orphans(-1);
+            done = true;
+            events.stop_waiting();
+            stop_signals.cancel();
+            child_signals.cancel();
+        },
+        "supervising the VM", on_failure);
     io.run();
     events.flush(std::chrono::seconds(2));  // the last events (exited) for a reader still reading
     return code;

@@ -1,7 +1,7 @@
 // qshim topology: print, resolve or compare the PCI topology of specs.
-#include "cli/common.hpp"
-
 #include <fmt/format.h>
+
+#include "cli/common.hpp"
 
 namespace qshim::cli {
 
@@ -56,14 +56,16 @@ int cmd_topology(const std::vector<std::string>& argv) {
     Args args(argv, {"--format"}, {"--resolve", "--diff"});
     if (!args.ok()) return usage_error("topology", args.error());
     const auto& pos = args.positional();
-    if (args.has("--resolve") && args.has("--diff")) return usage_error("topology", "--resolve and --diff exclude each other");
+    if (args.has("--resolve") && args.has("--diff"))
+        return usage_error("topology", "--resolve and --diff exclude each other");
     if (args.has("--diff")) {
         if (pos.size() != 2) return usage_error("topology", "--diff takes two specs: OLD NEW");
         return diff(pos[0], pos[1]);
     }
     if (pos.size() != 1) return usage_error("topology", "expected exactly one SPEC file");
     std::string format = args.get("--format").value_or("json");
-    if (format != "json" && format != "yaml") return usage_error("topology", "--format must be json or yaml");
+    if (format != "json" && format != "yaml")
+        return usage_error("topology", "--format must be json or yaml");
     auto planned = plan_or_report(pos[0]);
     if (!planned) return exit_invalid;
     if (args.has("--resolve")) {
@@ -71,7 +73,8 @@ int cmd_topology(const std::vector<std::string>& argv) {
         fmt::print("{}", spec::to_yaml(topology::resolve(planned->spec, planned->topology)));
         return exit_ok;
     }
-    fmt::print("{}", format == "json" ? topology::to_json(planned->topology) : topology::to_yaml(planned->topology));
+    fmt::print("{}", format == "json" ? topology::to_json(planned->topology)
+                                      : topology::to_yaml(planned->topology));
     return exit_ok;
 }
 

@@ -1,7 +1,7 @@
 // qshim validate: check a spec and report every problem.
-#include "cli/common.hpp"
-
 #include <fmt/format.h>
+
+#include "cli/common.hpp"
 
 namespace qshim::cli {
 
@@ -37,12 +37,16 @@ int cmd_validate(const std::vector<std::string>& argv) {
     }
     Args args(argv, {"--format"}, {});
     if (!args.ok()) return usage_error("validate", args.error());
-    if (args.positional().size() != 1) return usage_error("validate", "expected exactly one SPEC file");
+    if (args.positional().size() != 1)
+        return usage_error("validate", "expected exactly one SPEC file");
     spec::LoadOptions options;
     if (auto f = args.get("--format")) {
-        if (*f == "yaml") options.format = spec::Format::yaml;
-        else if (*f == "json") options.format = spec::Format::json;
-        else return usage_error("validate", "--format must be yaml or json");
+        if (*f == "yaml")
+            options.format = spec::Format::yaml;
+        else if (*f == "json")
+            options.format = spec::Format::json;
+        else
+            return usage_error("validate", "--format must be yaml or json");
     }
     const std::string& path = args.positional()[0];
     auto loaded = spec::load_spec(path, options);
@@ -55,8 +59,8 @@ int cmd_validate(const std::vector<std::string>& argv) {
         print_error(topo.error());
         return exit_invalid;
     }
-    fmt::print("{}: valid ({} disks, {} interfaces, {} hotplug ports)\n", path, loaded->disks.size(),
-               loaded->interfaces.size(), topo->hotplug_ports.size());
+    fmt::print("{}: valid ({} disks, {} interfaces, {} hotplug ports)\n", path,
+               loaded->disks.size(), loaded->interfaces.size(), topo->hotplug_ports.size());
     return exit_ok;
 }
 

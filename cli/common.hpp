@@ -1,14 +1,13 @@
 // Helpers shared by the CLI commands: loading a spec and printing errors the same way.
 #pragma once
 
-#include "cli/args.hpp"
-#include "cli/exit_codes.hpp"
-
-#include <qshim/qshim.hpp>
-
 #include <optional>
+#include <qshim/qshim.hpp>
 #include <string>
 #include <vector>
+
+#include "cli/args.hpp"
+#include "cli/exit_codes.hpp"
 
 namespace qshim::cli {
 

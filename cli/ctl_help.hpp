@@ -71,7 +71,8 @@ Example:
   curl --unix-socket /run/vm1.sock http://localhost/v1/vm/topology
 )";
 
-constexpr const char* disk_add = R"(Usage: qshim ctl --api-socket PATH disk add --name N --path P --format raw|qcow2
+constexpr const char* disk_add =
+    R"(Usage: qshim ctl --api-socket PATH disk add --name N --path P --format raw|qcow2
                                       [--bus virtio] [--serial S] [--read-only]
                                       [--pci-address DDDD:BB:SS.F]
 
@@ -98,7 +99,8 @@ Example:
        -d '{"name": "data", "path": "/var/lib/vm1/data.qcow2", "format": "qcow2"}'
 )";
 
-constexpr const char* disk_remove = R"(Usage: qshim ctl --api-socket PATH disk remove NAME [--timeout SECONDS]
+constexpr const char* disk_remove =
+    R"(Usage: qshim ctl --api-socket PATH disk remove NAME [--timeout SECONDS]
 
 Unplug a disk: ask the guest to release it, wait up to --timeout seconds
 (default 30, at most 3600) for it to do so, then close the image. If the
@@ -138,7 +140,8 @@ Example:
        -d '{"name": "net1", "backend": {"type": "tap", "name": "tap-vm1"}}'
 )";
 
-constexpr const char* interface_remove = R"(Usage: qshim ctl --api-socket PATH interface remove NAME [--timeout SECONDS]
+constexpr const char* interface_remove =
+    R"(Usage: qshim ctl --api-socket PATH interface remove NAME [--timeout SECONDS]
 
 Unplug a network interface: ask the guest to release it, wait up to --timeout
 seconds (default 30, at most 3600), then remove its backend. On timeout the

@@ -1,13 +1,13 @@
 // EventWriter: lines to a file directly; to a pipe or socket without blocking, oldest dropped.
 #include "cli/event_writer.hpp"
 
-#include <qshim/log.hpp>
-
-#include <cerrno>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <qshim/log.hpp>
 
 namespace qshim::cli {
 
@@ -30,8 +30,10 @@ bool EventWriter::open(const std::string& target) {
     if (asynchronous_) {
         fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
         int watched = fcntl(fd_, F_DUPFD_CLOEXEC, 3);
-        if (watched >= 0) waiter_.emplace(ex_, watched);
-        else asynchronous_ = false;
+        if (watched >= 0)
+            waiter_.emplace(ex_, watched);
+        else
+            asynchronous_ = false;
     }
     return true;
 }
@@ -66,11 +68,13 @@ bool EventWriter::write_some() {
             dropped_ = 0;
         }
         const std::string& front = queue_.front();
-        ssize_t n = ::write(fd_, front.data() + written_of_front_, front.size() - written_of_front_);
+        ssize_t n =
+            ::write(fd_, front.data() + written_of_front_, front.size() - written_of_front_);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return true;
             // EPIPE and the like: the reader is gone for good; stop writing (SIGPIPE is ignored).
-            log::write("launcher", log::Level::warn, "the events reader went away; no more events are written");
+            log::write("launcher", log::Level::warn,
+                       "the events reader went away; no more events are written");
             gone_ = true;
             queue_.clear();
             return false;
@@ -88,11 +92,12 @@ bool EventWriter::write_some() {
 void EventWriter::start_flush() {
     if (queue_.empty() || waiting_ || !waiter_ || stopped_) return;
     waiting_ = true;
-    waiter_->async_wait(asio::posix::stream_descriptor::wait_write, [this](const boost::system::error_code& ec) {
-        waiting_ = false;
-        if (ec) return;
-        if (write_some()) start_flush();
-    });
+    waiter_->async_wait(asio::posix::stream_descriptor::wait_write,
+                        [this](const boost::system::error_code& ec) {
+                            waiting_ = false;
+                            if (ec) return;
+                            if (write_some()) start_flush();
+                        });
 }
 
 void EventWriter::stop_waiting() {
@@ -106,7 +111,8 @@ void EventWriter::flush(std::chrono::milliseconds limit) {
     waiting_ = false;
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (!queue_.empty() && !gone_) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) break;
         pollfd p{fd_, POLLOUT, 0};
         if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;

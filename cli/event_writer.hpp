@@ -3,17 +3,16 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstddef>
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 namespace qshim::cli {
 
 class EventWriter {
-public:
+  public:
     explicit EventWriter(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
     ~EventWriter();
 
@@ -29,7 +28,7 @@ public:
     // Bytes a slow pipe reader may have pending before the oldest lines are dropped.
     static constexpr std::size_t max_queued = 1 << 20;
 
-private:
+  private:
     void start_flush();
     bool write_some();  // false once the reader has gone
 

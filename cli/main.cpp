@@ -1,10 +1,10 @@
 // qshim: the command-line face of libqshim.
-#include "cli/common.hpp"
-
 #include <fmt/format.h>
 
 #include <exception>
 #include <map>
+
+#include "cli/common.hpp"
 
 namespace {
 
@@ -55,11 +55,8 @@ int main(int argc, char** argv) {
         return exit_ok;
     }
     static const std::map<std::string, Command> commands = {
-        {"validate", cmd_validate},
-        {"topology", cmd_topology},
-        {"cmdline", cmd_cmdline},
-        {"run", cmd_run},
-        {"ctl", cmd_ctl},
+        {"validate", cmd_validate}, {"topology", cmd_topology}, {"cmdline", cmd_cmdline},
+        {"run", cmd_run},           {"ctl", cmd_ctl},
     };
     auto it = commands.find(args[0]);
     if (it == commands.end()) {

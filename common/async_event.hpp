@@ -6,14 +6,14 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
 #include <chrono>
 
 namespace qshim::detail {
 
 class AsyncEvent {
-public:
-    explicit AsyncEvent(const boost::asio::any_io_executor& ex) : signal_(ex, boost::asio::steady_timer::time_point::max()) {}
+  public:
+    explicit AsyncEvent(const boost::asio::any_io_executor& ex)
+        : signal_(ex, boost::asio::steady_timer::time_point::max()) {}
 
     void set() {
         set_ = true;
@@ -36,7 +36,7 @@ public:
         while (!set_) co_await signal_.async_wait(token);
     }
 
-private:
+  private:
     boost::asio::steady_timer signal_;
     bool set_ = false;
 };

@@ -1,21 +1,21 @@
 // A coroutine mutex for one executor: waiters are served in order, ownership handed over directly.
 #pragma once
 
-#include "common/async_event.hpp"
-
 #include <algorithm>
 #include <deque>
 #include <memory>
 #include <utility>
 
+#include "common/async_event.hpp"
+
 namespace qshim::detail {
 
 class AsyncMutex {
-public:
+  public:
     explicit AsyncMutex(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
 
     class Guard {
-    public:
+      public:
         explicit Guard(AsyncMutex* m) : m_(m) {}
         Guard(Guard&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
         Guard& operator=(Guard&&) = delete;
@@ -23,7 +23,7 @@ public:
             if (m_) m_->unlock();
         }
 
-    private:
+      private:
         AsyncMutex* m_;
     };
 
@@ -42,8 +42,10 @@ public:
             bool taken = false;
             ~Abandon() {
                 if (taken) return;
-                if (turn->is_set()) m->unlock();  // the lock was ours already: pass it on
-                else std::erase(m->waiters_, turn);
+                if (turn->is_set())
+                    m->unlock();  // the lock was ours already: pass it on
+                else
+                    std::erase(m->waiters_, turn);
             }
         } abandon{this, turn};
         co_await turn->wait();
@@ -51,7 +53,7 @@ public:
         co_return Guard(this);  // unlock() handed the lock to us: locked_ is still true
     }
 
-private:
+  private:
     void unlock() {
         if (waiters_.empty()) {
             locked_ = false;

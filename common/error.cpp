@@ -1,25 +1,38 @@
 // Formatting of qshim::Error and qshim::Diagnostic.
-#include <qshim/error.hpp>
-
 #include <fmt/format.h>
+
+#include <qshim/error.hpp>
 
 namespace qshim {
 
 const char* to_string(Errc code) {
     switch (code) {
-        case Errc::invalid_spec: return "invalid spec";
-        case Errc::io: return "I/O error";
-        case Errc::topology: return "topology error";
-        case Errc::qmp: return "QMP error";
-        case Errc::protocol: return "QMP protocol error";
-        case Errc::launch: return "launch failure";
-        case Errc::timeout: return "timed out";
-        case Errc::interrupted: return "interrupted";
-        case Errc::state: return "wrong state";
-        case Errc::not_found: return "not found";
-        case Errc::conflict: return "conflict";
-        case Errc::unsupported: return "unsupported";
-        case Errc::internal: return "internal error";
+        case Errc::invalid_spec:
+            return "invalid spec";
+        case Errc::io:
+            return "I/O error";
+        case Errc::topology:
+            return "topology error";
+        case Errc::qmp:
+            return "QMP error";
+        case Errc::protocol:
+            return "QMP protocol error";
+        case Errc::launch:
+            return "launch failure";
+        case Errc::timeout:
+            return "timed out";
+        case Errc::interrupted:
+            return "interrupted";
+        case Errc::state:
+            return "wrong state";
+        case Errc::not_found:
+            return "not found";
+        case Errc::conflict:
+            return "conflict";
+        case Errc::unsupported:
+            return "unsupported";
+        case Errc::internal:
+            return "internal error";
     }
     return "unknown error";
 }

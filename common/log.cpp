@@ -1,11 +1,10 @@
 // The log: category levels and the replaceable sink.
-#include <qshim/log.hpp>
-
 #include <fmt/format.h>
 
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <qshim/log.hpp>
 #include <string>
 
 namespace qshim::log {
@@ -35,10 +34,14 @@ std::optional<Level> parse_level(std::string_view s) {
 
 const char* to_string(Level level) {
     switch (level) {
-        case Level::error: return "error";
-        case Level::warn: return "warning";
-        case Level::info: return "info";
-        case Level::debug: return "debug";
+        case Level::error:
+            return "error";
+        case Level::warn:
+            return "warning";
+        case Level::info:
+            return "info";
+        case Level::debug:
+            return "debug";
     }
     return "?";
 }
@@ -55,8 +58,10 @@ void configure(std::string_view spec) {
         auto level = parse_level(colon == std::string_view::npos ? item : item.substr(colon + 1));
         if (!level) continue;
         std::string_view category = colon == std::string_view::npos ? "*" : item.substr(0, colon);
-        if (category == "*") c.fallback = *level;
-        else c.levels[std::string(category)] = *level;
+        if (category == "*")
+            c.fallback = *level;
+        else
+            c.levels[std::string(category)] = *level;
     }
 }
 

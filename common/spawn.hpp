@@ -1,11 +1,9 @@
 // co_spawn for fire-and-forget coroutines that must never die silently.
 #pragma once
 
-#include <qshim/log.hpp>
-
 #include <boost/asio/co_spawn.hpp>
-
 #include <exception>
+#include <qshim/log.hpp>
 #include <string>
 
 namespace qshim::detail {

@@ -1,11 +1,12 @@
 // probe_unix_socket(): connect and see, the only way to tell a live socket from a leftover.
 #include "common/unix_socket.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace qshim::detail {
 

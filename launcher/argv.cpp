@@ -1,10 +1,10 @@
 // build_argv(): the QEMU command line for a planned VM.
-#include "launcher/device_json.hpp"
+#include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
 #include <qshim/launcher.hpp>
 
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
+#include "launcher/device_json.hpp"
 
 namespace qshim::launcher {
 
@@ -27,17 +27,20 @@ std::string node_name(char prefix, std::string_view name) {
 }
 
 class ArgvBuilder {
-public:
-    ArgvBuilder(const spec::VmSpec& spec, const topology::Topology& topo, const CommandOptions& options)
+  public:
+    ArgvBuilder(const spec::VmSpec& spec, const topology::Topology& topo,
+                const CommandOptions& options)
         : spec_(spec), topo_(topo), options_(options) {}
 
     Result<std::vector<std::string>> build() {
         spec::Accel accel = options_.accel.value_or(spec_.machine.accel);
         if (options_.serial_stdio && !spec_.serial.socket.empty())
-            return make_error(Errc::invalid_spec, "the console cannot go to stdout and to serial.socket at once",
+            return make_error(Errc::invalid_spec,
+                              "the console cannot go to stdout and to serial.socket at once",
                               "building the QEMU command line for " + spec_.name);
         if (spec_.cpu.model == "host" && accel == spec::Accel::tcg)
-            return make_error(Errc::invalid_spec, "cpu.model host needs KVM, but the accelerator is tcg",
+            return make_error(Errc::invalid_spec,
+                              "cpu.model host needs KVM, but the accelerator is tcg",
                               "building the QEMU command line for " + spec_.name);
         arg(options_.qemu_binary);
         arg("-name", fmt::format("guest={},debug-threads=on", qemu_opts_escape(spec_.name)));
@@ -46,8 +49,8 @@ public:
         if (accel != spec::Accel::tcg) arg("-accel", "kvm");
         if (accel != spec::Accel::kvm) arg("-accel", "tcg");
         arg("-cpu", spec_.cpu.model);
-        arg("-smp", fmt::format("cpus={},sockets={},cores={},threads={}", spec_.cpu.count(), spec_.cpu.sockets,
-                                spec_.cpu.cores, spec_.cpu.threads));
+        arg("-smp", fmt::format("cpus={},sockets={},cores={},threads={}", spec_.cpu.count(),
+                                spec_.cpu.sockets, spec_.cpu.cores, spec_.cpu.threads));
         arg("-m", fmt::format("{}M", spec_.memory.size_bytes >> 20));
         // No devices, config files or displays we did not ask for: the topology is all there is.
         arg("-nodefaults");
@@ -69,7 +72,7 @@ public:
         return std::move(argv_);
     }
 
-private:
+  private:
     void arg(std::string a) { argv_.push_back(std::move(a)); }
     void arg(std::string a, std::string b) {
         argv_.push_back(std::move(a));
@@ -85,7 +88,8 @@ private:
         if (!options_.qmp_socket.empty()) {
             // A monitor of its own, so a person or test can inspect QEMU beside qshim's monitor.
             const char* id = options_.qmp_fd ? "qmp.extra" : "qmp";
-            arg("-chardev", fmt::format("socket,id={},path={},server=on,wait=off", id, qemu_opts_escape(options_.qmp_socket)));
+            arg("-chardev", fmt::format("socket,id={},path={},server=on,wait=off", id,
+                                        qemu_opts_escape(options_.qmp_socket)));
             arg("-mon", fmt::format("chardev={},mode=control", id));
         }
     }
@@ -102,14 +106,18 @@ private:
         if (options_.serial_stdio) {
             // signal=off: a ^C typed at qshim's terminal is qshim's to handle, not QEMU's.
             std::string chardev = "stdio,id=serial0,signal=off";
-            if (!s.log.empty()) chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
+            if (!s.log.empty())
+                chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
             arg("-chardev", chardev);
         } else if (!s.socket.empty()) {
-            std::string chardev = fmt::format("socket,id=serial0,path={},server=on,wait=off", qemu_opts_escape(s.socket));
-            if (!s.log.empty()) chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
+            std::string chardev = fmt::format("socket,id=serial0,path={},server=on,wait=off",
+                                              qemu_opts_escape(s.socket));
+            if (!s.log.empty())
+                chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
             arg("-chardev", chardev);
         } else if (!s.log.empty()) {
-            arg("-chardev", fmt::format("file,id=serial0,path={},append=on", qemu_opts_escape(s.log)));
+            arg("-chardev",
+                fmt::format("file,id=serial0,path={},append=on", qemu_opts_escape(s.log)));
         } else {
             arg("-chardev", "null,id=serial0");
         }
@@ -139,11 +147,14 @@ private:
 
     void device(const Device& d) {
         switch (d.kind) {
-            case DeviceKind::disk: return disk(d, spec_.disks[static_cast<size_t>(d.spec_index)]);
-            case DeviceKind::interface: return nic(d, spec_.interfaces[static_cast<size_t>(d.spec_index)]);
+            case DeviceKind::disk:
+                return disk(d, spec_.disks[static_cast<size_t>(d.spec_index)]);
+            case DeviceKind::interface:
+                return nic(d, spec_.interfaces[static_cast<size_t>(d.spec_index)]);
             case DeviceKind::hostdev: {
                 Json j{{"driver", d.driver}, {"id", d.id}};
-                j["host"] = spec::to_string(spec_.host_devices[static_cast<size_t>(d.spec_index)].host_address);
+                j["host"] = spec::to_string(
+                    spec_.host_devices[static_cast<size_t>(d.spec_index)].host_address);
                 pci_placement(j, d);
                 return json("-device", j);
             }
@@ -164,15 +175,21 @@ private:
     }
 
     void builtin(const Device& d) {
-        if (d.driver == "virtio-rng-pci") json("-object", Json{{"qom-type", "rng-random"}, {"id", "rng.src"}, {"filename", "/dev/urandom"}});
+        if (d.driver == "virtio-rng-pci")
+            json("-object",
+                 Json{{"qom-type", "rng-random"}, {"id", "rng.src"}, {"filename", "/dev/urandom"}});
         Json j{{"driver", d.driver}, {"id", d.id}};
         pci_placement(j, d);
         if (d.driver == "virtio-rng-pci") j["rng"] = "rng.src";
         json("-device", j);
         if (d.driver == "virtio-serial-pci") {
-            arg("-chardev", fmt::format("socket,id=qga.0,path={},server=on,wait=off", qemu_opts_escape(spec_.devices.guest_agent)));
-            json("-device", Json{{"driver", "virtserialport"}, {"id", "qga.port"}, {"bus", "vserial.0.0"},
-                                 {"chardev", "qga.0"}, {"name", "org.qemu.guest_agent.0"}});
+            arg("-chardev", fmt::format("socket,id=qga.0,path={},server=on,wait=off",
+                                        qemu_opts_escape(spec_.devices.guest_agent)));
+            json("-device", Json{{"driver", "virtserialport"},
+                                 {"id", "qga.port"},
+                                 {"bus", "vserial.0.0"},
+                                 {"chardev", "qga.0"},
+                                 {"name", "org.qemu.guest_agent.0"}});
         }
     }
 
@@ -203,16 +220,20 @@ std::string qemu_opts_escape(std::string_view value) {
 
 std::string format_node_name(std::string_view disk_name) { return node_name('b', disk_name); }
 std::string file_node_name(std::string_view disk_name) { return node_name('f', disk_name); }
-std::string netdev_id(std::string_view interface_name) { return fmt::format("net.{}", interface_name); }
+std::string netdev_id(std::string_view interface_name) {
+    return fmt::format("net.{}", interface_name);
+}
 
-Result<std::vector<std::string>> build_argv(const spec::VmSpec& spec, const topology::Topology& topology,
+Result<std::vector<std::string>> build_argv(const spec::VmSpec& spec,
+                                            const topology::Topology& topology,
                                             const CommandOptions& options) {
     try {
         return ArgvBuilder(spec, topology, options).build();
     } catch (const nlohmann::json::exception& e) {
         // A spec loaded from a file has valid UTF-8 everywhere; one built in code may not, and
         // nlohmann refuses to write it.
-        return make_error(Errc::invalid_spec, std::string("a value cannot be written as JSON: ") + e.what(),
+        return make_error(Errc::invalid_spec,
+                          std::string("a value cannot be written as JSON: ") + e.what(),
                           "building the QEMU command line for " + spec.name);
     }
 }

@@ -1,9 +1,9 @@
 // Disk and NIC JSON for QEMU, shared by the command line and hotplug so they can never differ.
 #include "launcher/device_json.hpp"
 
-#include <qshim/launcher.hpp>
-
 #include <fmt/format.h>
+
+#include <qshim/launcher.hpp>
 
 namespace qshim::launcher::detail {
 
@@ -18,23 +18,32 @@ void pci_placement(Json& j, const topology::Device& d) {
 
 std::array<Json, 2> disk_blockdevs(const spec::Disk& disk) {
     // The format is always explicit: letting QEMU probe lets a raw image pose as qcow2.
-    return {Json{{"driver", "file"}, {"filename", disk.path}, {"node-name", file_node_name(disk.name)},
-                 {"read-only", disk.read_only}, {"discard", "unmap"}},
-            Json{{"driver", spec::to_string(disk.format)}, {"file", file_node_name(disk.name)},
-                 {"node-name", format_node_name(disk.name)}, {"read-only", disk.read_only}}};
+    return {Json{{"driver", "file"},
+                 {"filename", disk.path},
+                 {"node-name", file_node_name(disk.name)},
+                 {"read-only", disk.read_only},
+                 {"discard", "unmap"}},
+            Json{{"driver", spec::to_string(disk.format)},
+                 {"file", file_node_name(disk.name)},
+                 {"node-name", format_node_name(disk.name)},
+                 {"read-only", disk.read_only}}};
 }
 
 Json disk_device(const topology::Device& d, const spec::Disk& disk) {
     Json j{{"driver", d.driver}, {"id", d.id}, {"drive", format_node_name(disk.name)}};
     switch (disk.bus) {
-        case spec::DiskBus::virtio: pci_placement(j, d); break;
+        case spec::DiskBus::virtio:
+            pci_placement(j, d);
+            break;
         case spec::DiskBus::scsi:
             j["bus"] = d.parent;
             j["channel"] = 0;
             j["scsi-id"] = 0;
             j["lun"] = *d.unit;
             break;
-        case spec::DiskBus::sata: j["bus"] = d.parent; break;
+        case spec::DiskBus::sata:
+            j["bus"] = d.parent;
+            break;
     }
     j["serial"] = disk.serial;
     if (disk.boot_order) j["bootindex"] = *disk.boot_order;
@@ -44,7 +53,9 @@ Json disk_device(const topology::Device& d, const spec::Disk& disk) {
 Json netdev(const spec::Interface& nic) {
     Json backend{{"id", netdev_id(nic.name)}};
     switch (nic.backend.type) {
-        case spec::BackendType::user: backend["type"] = "user"; break;
+        case spec::BackendType::user:
+            backend["type"] = "user";
+            break;
         case spec::BackendType::tap:
             backend["type"] = "tap";
             if (nic.backend.tap_fd) {
@@ -67,8 +78,10 @@ Json netdev(const spec::Interface& nic) {
 Json nic_device(const topology::Device& d, const spec::Interface& nic) {
     Json j{{"driver", d.driver}, {"id", d.id}, {"netdev", netdev_id(nic.name)}, {"mac", d.mac}};
     pci_placement(j, d);
-    if (nic.boot_order) j["bootindex"] = *nic.boot_order;
-    else if (d.driver != "e1000") j["romfile"] = "";  // no PXE ROM unless the NIC boots
+    if (nic.boot_order)
+        j["bootindex"] = *nic.boot_order;
+    else if (d.driver != "e1000")
+        j["romfile"] = "";  // no PXE ROM unless the NIC boots
     return j;
 }
 

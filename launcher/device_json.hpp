@@ -1,12 +1,10 @@
 // The JSON QEMU is given for a disk or NIC: the same on the command line and in hotplug.
 #pragma once
 
+#include <array>
+#include <nlohmann/json.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
-
-#include <nlohmann/json.hpp>
-
-#include <array>
 
 namespace qshim::launcher::detail {
 

@@ -1,17 +1,17 @@
-// Hotplug: validate, place in the first free reserved port, backend then device, roll back on failure.
+// Hotplug: validate, place in the first free reserved port, backend then device, roll back on
+// failure.
 #include "launcher/hotplug.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <qshim/launcher.hpp>
+#include <qshim/log.hpp>
 
 #include "common/spawn.hpp"
 #include "launcher/device_json.hpp"
 #include "launcher/preflight.hpp"
-
-#include <qshim/launcher.hpp>
-#include <qshim/log.hpp>
-
-#include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
-
-#include <unistd.h>
 
 namespace qshim::launcher::detail {
 
@@ -68,36 +68,50 @@ LiveState make_live_state(const spec::VmSpec& spec, const topology::Topology& to
     return live;
 }
 
-Hotplug::Hotplug(asio::any_io_executor ex, qmp::Client& qmp, LiveState& live, Emit emit, std::function<bool()> running,
-                 std::function<std::shared_ptr<void>()> anchor)
-    : ex_(ex), qmp_(qmp), live_(live), emit_(std::move(emit)), running_(std::move(running)), anchor_(std::move(anchor)),
+Hotplug::Hotplug(asio::any_io_executor ex, qmp::Client& qmp, LiveState& live, Emit emit,
+                 std::function<bool()> running, std::function<std::shared_ptr<void>()> anchor)
+    : ex_(ex),
+      qmp_(qmp),
+      live_(live),
+      emit_(std::move(emit)),
+      running_(std::move(running)),
+      anchor_(std::move(anchor)),
       mutex_(ex) {}
 
 Result<void> Hotplug::check_new_name(const std::string& name) const {
     const auto& s = live_.spec;
-    bool taken = std::any_of(s.disks.begin(), s.disks.end(), [&](auto& d) { return d.name == name; }) ||
-                 std::any_of(s.interfaces.begin(), s.interfaces.end(), [&](auto& i) { return i.name == name; }) ||
-                 std::any_of(s.host_devices.begin(), s.host_devices.end(), [&](auto& h) { return h.name == name; });
-    if (taken) return make_error(Errc::conflict, fmt::format("a device named '{}' already exists", name));
+    bool taken =
+        std::any_of(s.disks.begin(), s.disks.end(), [&](auto& d) { return d.name == name; }) ||
+        std::any_of(s.interfaces.begin(), s.interfaces.end(),
+                    [&](auto& i) { return i.name == name; }) ||
+        std::any_of(s.host_devices.begin(), s.host_devices.end(),
+                    [&](auto& h) { return h.name == name; });
+    if (taken)
+        return make_error(Errc::conflict, fmt::format("a device named '{}' already exists", name));
     return {};
 }
 
-Result<Hotplug::Plan> Hotplug::place(const std::string& cls, const std::optional<spec::PciAddress>& wanted,
-                                     const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add) {
+Result<Hotplug::Plan> Hotplug::place(
+    const std::string& cls, const std::optional<spec::PciAddress>& wanted,
+    const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add) {
     std::vector<const topology::HotplugPort*> free;
     for (const auto& p : live_.topology.hotplug_ports)
         if (p.cls == cls) free.push_back(&p);
     if (free.empty())
-        return make_error(Errc::conflict, fmt::format("no free hotplug port for {}: every reserved port is in use "
-                                                      "(reserve more with hotplug.{} in the spec)", cls, cls));
+        return make_error(Errc::conflict,
+                          fmt::format("no free hotplug port for {}: every reserved port is in use "
+                                      "(reserve more with hotplug.{} in the spec)",
+                                      cls, cls));
     const topology::HotplugPort* port = free.front();
     if (wanted) {
-        auto it = std::find_if(free.begin(), free.end(), [&](auto* p) { return p->address == *wanted; });
+        auto it =
+            std::find_if(free.begin(), free.end(), [&](auto* p) { return p->address == *wanted; });
         if (it == free.end()) {
             std::string list;
             for (auto* p : free) list += (list.empty() ? "" : ", ") + spec::to_string(p->address);
-            return make_error(Errc::conflict, fmt::format("pciAddress {} is not a free {} hotplug port (free: {})",
-                                                          spec::to_string(*wanted), cls, list));
+            return make_error(Errc::conflict,
+                              fmt::format("pciAddress {} is not a free {} hotplug port (free: {})",
+                                          spec::to_string(*wanted), cls, list));
         }
         port = *it;
     }
@@ -105,19 +119,23 @@ Result<Hotplug::Plan> Hotplug::place(const std::string& cls, const std::optional
     add(candidate, port->address);
     refresh_hotplug_counts(candidate, live_.topology);
     auto planned = topology::plan(candidate);
-    if (!planned) return make_error(Errc::internal, "the live spec no longer plans: " + planned.error().what());
+    if (!planned)
+        return make_error(Errc::internal,
+                          "the live spec no longer plans: " + planned.error().what());
     // Hotplug adds a device, never a port: anything else would be a bug in the live state.
     if (planned->controllers.size() != live_.topology.controllers.size())
         return make_error(Errc::internal, "hotplug would change the set of root ports");
     for (const auto& d : planned->devices)
-        if (d.address == port->address && d.spec_index >= 0) return Plan{std::move(candidate), std::move(*planned), d};
+        if (d.address == port->address && d.spec_index >= 0)
+            return Plan{std::move(candidate), std::move(*planned), d};
     return make_error(Errc::internal, "the planned device is not at its port");
 }
 
 Device Hotplug::commit(Plan plan) {
     live_.spec = std::move(plan.spec);
     live_.topology = std::move(plan.topology);
-    emit_("device-added", {{"kind", to_string(plan.device.kind)}, {"name", plan.device.name},
+    emit_("device-added", {{"kind", to_string(plan.device.kind)},
+                           {"name", plan.device.name},
                            {"address", spec::to_string(plan.device.address)}});
     return plan.device;
 }
@@ -127,27 +145,38 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
     const std::string context = "hot-plugging disk " + disk.name;
     if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
     if (disk.bus != spec::DiskBus::virtio)
-        co_return field_error("bus", "only virtio disks can be hot-plugged; scsi and sata disks sit on controllers", context);
+        co_return field_error(
+            "bus", "only virtio disks can be hot-plugged; scsi and sata disks sit on controllers",
+            context);
     if (auto ok = check_new_name(disk.name); !ok) co_return Error(ok.error());
     for (const auto& d : live_.spec.disks)
         if (d.serial == disk.serial)
-            co_return make_error(Errc::conflict, fmt::format("serial '{}' is already used by disk {}", disk.serial, d.name), context);
-    if (auto why = disk_file_problem(disk); !why.empty()) co_return field_error("path", disk.path + ": " + why, context);
-    auto plan = place("disks", disk.pci_address, [&disk](spec::VmSpec& s, const spec::PciAddress& a) {
-        s.disks.push_back(disk);
-        s.disks.back().pci_address = a;
-    });
+            co_return make_error(
+                Errc::conflict,
+                fmt::format("serial '{}' is already used by disk {}", disk.serial, d.name),
+                context);
+    if (auto why = disk_file_problem(disk); !why.empty())
+        co_return field_error("path", disk.path + ": " + why, context);
+    auto plan =
+        place("disks", disk.pci_address, [&disk](spec::VmSpec& s, const spec::PciAddress& a) {
+            s.disks.push_back(disk);
+            s.disks.back().pci_address = a;
+        });
     if (!plan) co_return Error(plan.error());
 
     // Backend first, then the device; on failure undo what was done, newest first.
     auto nodes = disk_blockdevs(disk);
     auto file = co_await qmp_.execute("blockdev-add", plain(nodes[0]));
-    if (!file) co_return make_error(Errc::invalid_spec, "QEMU cannot open " + disk.path + ": " + file.error().message, context);
+    if (!file)
+        co_return make_error(Errc::invalid_spec,
+                             "QEMU cannot open " + disk.path + ": " + file.error().message,
+                             context);
     auto format = co_await qmp_.execute("blockdev-add", plain(nodes[1]));
     if (!format) {
         (void)co_await qmp_.execute("blockdev-del", one("node-name", file_node_name(disk.name)));
         co_return make_error(Errc::invalid_spec,
-                             fmt::format("QEMU cannot read {} as {}: {}", disk.path, spec::to_string(disk.format), format.error().message),
+                             fmt::format("QEMU cannot read {} as {}: {}", disk.path,
+                                         spec::to_string(disk.format), format.error().message),
                              context);
     }
     auto device = co_await qmp_.execute("device_add", plain(disk_device(plan->device, disk)));
@@ -166,20 +195,31 @@ asio::awaitable<Result<Device>> Hotplug::add_interface(spec::Interface nic) {
     const std::string context = "hot-plugging interface " + nic.name;
     if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
     if (nic.model == spec::NicModel::e1000)
-        co_return field_error("model", "e1000 NICs sit behind the PCI bridge and cannot be hot-plugged; use virtio or e1000e", context);
+        co_return field_error(
+            "model",
+            "e1000 NICs sit behind the PCI bridge and cannot be hot-plugged; use virtio or e1000e",
+            context);
     if (nic.backend.tap_fd)
-        co_return field_error("backend.fd", "an fd cannot be handed over through the API; use a tap name or a stream socket", context);
-    if (nic.backend.type == spec::BackendType::stream && access(nic.backend.socket.c_str(), F_OK) != 0)
+        co_return field_error(
+            "backend.fd",
+            "an fd cannot be handed over through the API; use a tap name or a stream socket",
+            context);
+    if (nic.backend.type == spec::BackendType::stream &&
+        access(nic.backend.socket.c_str(), F_OK) != 0)
         co_return field_error("backend.socket", nic.backend.socket + ": no such socket", context);
     if (auto ok = check_new_name(nic.name); !ok) co_return Error(ok.error());
     for (const auto& i : live_.spec.interfaces)
         if (i.mac == nic.mac)
-            co_return make_error(Errc::conflict, fmt::format("MAC {} is already used by interface {}", spec::to_string(nic.mac), i.name), context);
-    auto plan = place("interfaces", nic.pci_address, [&nic](spec::VmSpec& s, const spec::PciAddress& a) {
-        s.interfaces.push_back(nic);
-        s.interfaces.back().pci_address = a;
-        s.interfaces.back().mac_explicit = true;
-    });
+            co_return make_error(Errc::conflict,
+                                 fmt::format("MAC {} is already used by interface {}",
+                                             spec::to_string(nic.mac), i.name),
+                                 context);
+    auto plan =
+        place("interfaces", nic.pci_address, [&nic](spec::VmSpec& s, const spec::PciAddress& a) {
+            s.interfaces.push_back(nic);
+            s.interfaces.back().pci_address = a;
+            s.interfaces.back().mac_explicit = true;
+        });
     if (!plan) co_return Error(plan.error());
 
     auto backend = co_await qmp_.execute("netdev_add", plain(netdev(nic)));
@@ -198,7 +238,8 @@ asio::awaitable<Result<Device>> Hotplug::add_interface(spec::Interface nic) {
     co_return commit(std::move(*plan));
 }
 
-asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name, std::chrono::milliseconds timeout) {
+asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
+                                              std::chrono::milliseconds timeout) {
     const std::string key = fmt::format("{}/{}", to_string(kind), name);
     const std::string context = fmt::format("unplugging {} {}", to_string(kind), name);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -210,9 +251,13 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
             if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
             const Device* found = live_.topology.find_device(name, kind);
             if (!found || found->spec_index < 0)
-                co_return make_error(Errc::not_found, fmt::format("no {} named '{}'", to_string(kind), name), context);
+                co_return make_error(Errc::not_found,
+                                     fmt::format("no {} named '{}'", to_string(kind), name),
+                                     context);
             if (!on_disk_port(*found) && !on_nic_port(*found))
-                co_return make_error(Errc::unsupported, "only virtio disks and virtio/e1000e NICs sit on hotplug ports", context);
+                co_return make_error(
+                    Errc::unsupported,
+                    "only virtio disks and virtio/e1000e NICs sit on hotplug ports", context);
             Device device = *found;
             if (auto it = live_.removing.find(key); it != live_.removing.end()) {
                 done = it->second;  // a retry: keep waiting for the same release
@@ -222,7 +267,9 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
             qmp::EventFilter filter;
             filter.names = {"DEVICE_DELETED"};
             std::string id = device.id;
-            filter.predicate = [id](const qmp::Event& e) { return e.data.value("device", std::string()) == id; };
+            filter.predicate = [id](const qmp::Event& e) {
+                return e.data.value("device", std::string()) == id;
+            };
             auto deleted = qmp_.listen(std::move(filter), 4);
             auto r = co_await qmp_.execute("device_del", one("id", id));
             if (r) {
@@ -230,7 +277,9 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
                 live_.removing[key] = done;
                 nlohmann::json data = {{"kind", to_string(kind)}, {"name", name}};
                 emit_("device-removing", data);
-                qshim::detail::spawn(ex_, finish_removal(anchor_(), key, device, std::move(deleted)), "finishing an unplug");
+                qshim::detail::spawn(ex_,
+                                     finish_removal(anchor_(), key, device, std::move(deleted)),
+                                     "finishing an unplug");
             } else if (busy(r.error()) && std::chrono::steady_clock::now() < deadline) {
                 busy_slot = true;
             } else {
@@ -247,21 +296,27 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
             co_await pause.async_wait(token);
         }
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (co_await done->wait(std::max(left, std::chrono::milliseconds(0)))) {
         if (live_.removing.count(key) == 0 && running_()) co_return Result<void>{};
-        co_return make_error(Errc::state, "the VM stopped before the guest released the device", context);
+        co_return make_error(Errc::state, "the VM stopped before the guest released the device",
+                             context);
     }
-    co_return make_error(Errc::timeout,
-                         fmt::format("the guest did not release it within {} ms; it stays listed as removing and "
-                                     "goes when the guest lets go", timeout.count()),
-                         context);
+    co_return make_error(
+        Errc::timeout,
+        fmt::format("the guest did not release it within {} ms; it stays listed as removing and "
+                    "goes when the guest lets go",
+                    timeout.count()),
+        context);
 }
 
-asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std::string key, Device device,
+asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std::string key,
+                                              Device device,
                                               std::shared_ptr<qmp::EventListener> deleted) {
     (void)anchor;  // keeps our owner, and so this object, alive until we are done
-    auto e = co_await qmp::wait_event(*deleted, [](const qmp::Event&) { return true; }, std::chrono::hours(24 * 365));
+    auto e = co_await qmp::wait_event(
+        *deleted, [](const qmp::Event&) { return true; }, std::chrono::hours(24 * 365));
     if (!e) {
         // The connection closed: QEMU, and the device with it, is gone. Whoever waits must not
         // wait for a release that cannot come any more.
@@ -277,19 +332,27 @@ asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std:
     if (device.kind == DeviceKind::disk) {
         for (const auto& node : {format_node_name(device.name), file_node_name(device.name)})
             if (auto r = co_await qmp_.execute("blockdev-del", one("node-name", node)); !r)
-                log::write("hotplug", log::Level::warn, "blockdev-del " + node + ": " + r.error().what());
-    } else if (auto r = co_await qmp_.execute("netdev_del", one("id", netdev_id(device.name))); !r) {
+                log::write("hotplug", log::Level::warn,
+                           "blockdev-del " + node + ": " + r.error().what());
+    } else if (auto r = co_await qmp_.execute("netdev_del", one("id", netdev_id(device.name)));
+               !r) {
         log::write("hotplug", log::Level::warn, "netdev_del: " + r.error().what());
     }
     auto& s = live_.spec;
     if (device.kind == DeviceKind::disk)
-        s.disks.erase(std::remove_if(s.disks.begin(), s.disks.end(), [&](auto& d) { return d.name == device.name; }), s.disks.end());
+        s.disks.erase(std::remove_if(s.disks.begin(), s.disks.end(),
+                                     [&](auto& d) { return d.name == device.name; }),
+                      s.disks.end());
     else
-        s.interfaces.erase(std::remove_if(s.interfaces.begin(), s.interfaces.end(), [&](auto& i) { return i.name == device.name; }),
+        s.interfaces.erase(std::remove_if(s.interfaces.begin(), s.interfaces.end(),
+                                          [&](auto& i) { return i.name == device.name; }),
                            s.interfaces.end());
     refresh_hotplug_counts(s, live_.topology);
-    if (auto planned = topology::plan(s)) live_.topology = std::move(*planned);
-    else log::write("hotplug", log::Level::error, "the live spec no longer plans: " + planned.error().what());
+    if (auto planned = topology::plan(s))
+        live_.topology = std::move(*planned);
+    else
+        log::write("hotplug", log::Level::error,
+                   "the live spec no longer plans: " + planned.error().what());
     auto done = live_.removing[key];
     live_.removing.erase(key);
     nlohmann::json data = {{"kind", to_string(device.kind)}, {"name", device.name}};

@@ -1,17 +1,16 @@
 // Hot-plug and unplug of disks and NICs: placement in reserved ports, transactions, live state.
 #pragma once
 
-#include "common/async_event.hpp"
-#include "common/async_mutex.hpp"
-
-#include <qshim/qmp.hpp>
-#include <qshim/spec.hpp>
-#include <qshim/topology.hpp>
-
 #include <functional>
 #include <map>
 #include <memory>
+#include <qshim/qmp.hpp>
+#include <qshim/spec.hpp>
+#include <qshim/topology.hpp>
 #include <string>
+
+#include "common/async_event.hpp"
+#include "common/async_mutex.hpp"
 
 namespace qshim::launcher::detail {
 
@@ -19,7 +18,8 @@ namespace qshim::launcher::detail {
 struct LiveState {
     spec::VmSpec spec;  // every device pinned; hotplug counts = ports of the class left free
     topology::Topology topology;
-    std::map<std::string, std::shared_ptr<qshim::detail::AsyncEvent>> removing;  // "kind/name" -> done
+    std::map<std::string, std::shared_ptr<qshim::detail::AsyncEvent>>
+        removing;  // "kind/name" -> done
 };
 
 // Builds the live state of a freshly planned VM: the spec resolved (every address pinned), so
@@ -27,7 +27,7 @@ struct LiveState {
 LiveState make_live_state(const spec::VmSpec& spec, const topology::Topology& topology);
 
 class Hotplug {
-public:
+  public:
     using Emit = std::function<void(const char* event, nlohmann::json data)>;
 
     // `anchor` returns a reference that keeps the owner (and so this object, the QMP client and
@@ -42,7 +42,7 @@ public:
     // Mutations other than hotplug (pause, resume) take the same turn.
     boost::asio::awaitable<qshim::detail::AsyncMutex::Guard> lock() { return mutex_.lock(); }
 
-private:
+  private:
     struct Plan {
         spec::VmSpec spec;
         topology::Topology topology;
@@ -53,7 +53,8 @@ private:
     Result<void> check_new_name(const std::string& name) const;
     // Makes a successful plug the live state and announces it.
     topology::Device commit(Plan plan);
-    boost::asio::awaitable<void> finish_removal(std::shared_ptr<void> anchor, std::string key, topology::Device device,
+    boost::asio::awaitable<void> finish_removal(std::shared_ptr<void> anchor, std::string key,
+                                                topology::Device device,
                                                 std::shared_ptr<qmp::EventListener> deleted);
 
     boost::asio::any_io_executor ex_;

@@ -1,16 +1,16 @@
 // spawn(): fork/exec with a fixed fd plan, a death signal, and exec errors reported back.
 #include "launcher/process.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
-#include <sys/syscall.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace qshim::launcher::detail {
 
@@ -25,8 +25,8 @@ namespace {
 
 // Runs in the child. Every fd we hand over is first moved above the target range, so a source
 // that happens to sit on a target number is not overwritten before it is used.
-[[noreturn]] void child_exec(const SpawnPlan& plan, char* const* argv, char* const* envp, int report_fd,
-                             pid_t parent) {
+[[noreturn]] void child_exec(const SpawnPlan& plan, char* const* argv, char* const* envp,
+                             int report_fd, pid_t parent) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, errno);
     // The parent may have died between fork and prctl; then nobody would ever kill us.
     if (getppid() != parent) child_fail(report_fd, ESRCH);
@@ -47,7 +47,8 @@ namespace {
     for (int i = 0; i < count; ++i)
         if (dup2(moved[i], i) < 0) child_fail(report, errno);  // dup2 clears CLOEXEC on i
     // Everything else goes, except the report pipe, which closes itself on exec.
-    if (close_range(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, 0) != 0) child_fail(report, errno);
+    if (close_range(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, 0) != 0)
+        child_fail(report, errno);
     if (close_range(static_cast<unsigned>(report) + 1, ~0u, 0) != 0) child_fail(report, errno);
     // Signals blocked or ignored by qshim must not be inherited by QEMU.
     sigset_t none;
@@ -85,14 +86,16 @@ Result<Child> spawn(const SpawnPlan& plan) {
     }
     std::vector<char*> argv;
     argv.push_back(binary.data());
-    for (size_t i = 1; i < plan.argv.size(); ++i) argv.push_back(const_cast<char*>(plan.argv[i].c_str()));
+    for (size_t i = 1; i < plan.argv.size(); ++i)
+        argv.push_back(const_cast<char*>(plan.argv[i].c_str()));
     argv.push_back(nullptr);
     std::vector<char*> envp;
     for (const auto& e : plan.env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
 
     int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)), context);
+    if (pipe2(report, O_CLOEXEC) != 0)
+        return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)), context);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -115,7 +118,8 @@ Result<Child> spawn(const SpawnPlan& plan) {
     if (n == sizeof child_errno) {
         while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
         }
-        return make_error(Errc::launch, fmt::format("exec {}: {}", binary, std::strerror(child_errno)), context);
+        return make_error(Errc::launch,
+                          fmt::format("exec {}: {}", binary, std::strerror(child_errno)), context);
     }
     int pidfd = detail::pidfd_open(pid);
     if (pidfd < 0) {
@@ -131,12 +135,15 @@ Result<Child> spawn(const SpawnPlan& plan) {
 
 int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
-int pidfd_kill(int pidfd, int signal) { return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0)); }
+int pidfd_kill(int pidfd, int signal) {
+    return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+}
 
 std::string describe_wait_status(int status) {
     if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
     if (WIFSIGNALED(status))
-        return fmt::format("killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+        return fmt::format("killed by signal {} ({})", WTERMSIG(status),
+                           strsignal(WTERMSIG(status)));
     return fmt::format("ended with wait status {:#x}", status);
 }
 

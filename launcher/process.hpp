@@ -1,10 +1,10 @@
 // Spawning a child whose argv, environment and fds are all planned before fork.
 #pragma once
 
-#include <qshim/error.hpp>
-
-#include <string>
 #include <sys/types.h>
+
+#include <qshim/error.hpp>
+#include <string>
 #include <vector>
 
 namespace qshim::launcher::detail {
@@ -25,8 +25,9 @@ struct Child {
 // Forks and execs. Nothing is allocated between fork and exec: the pointer arrays are built
 // first. The child dies with SIGKILL if the parent dies (PR_SET_PDEATHSIG), so no QEMU outlives
 // qshim. Linux ties that signal to the *thread* that forked: spawn from a thread that lives as
-// long as the VM (qshim's single event-loop thread does). exec failure is reported through a CLOEXEC pipe as errno, so "binary not found" is an
-// Error here rather than a mysterious exit status later.
+// long as the VM (qshim's single event-loop thread does). exec failure is reported through a
+// CLOEXEC pipe as errno, so "binary not found" is an Error here rather than a mysterious exit
+// status later.
 Result<Child> spawn(const SpawnPlan& plan);
 
 // pidfd_open/pidfd_send_signal as raw syscalls: glibc 2.36's <sys/pidfd.h> declares them without

@@ -1,4 +1,22 @@
 // Vm: spawn QEMU paused, connect QMP, verify the plan, run, and supervise until QEMU is gone.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <chrono>
+#include <csignal>
+#include <deque>
+#include <map>
+#include <qshim/log.hpp>
+#include <qshim/vm.hpp>
+#include <set>
+
 #include "common/async_event.hpp"
 #include "common/clock.hpp"
 #include "common/spawn.hpp"
@@ -6,25 +24,6 @@
 #include "launcher/hotplug.hpp"
 #include "launcher/preflight.hpp"
 #include "launcher/process.hpp"
-
-#include <qshim/log.hpp>
-#include <qshim/vm.hpp>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <fmt/format.h>
-
-#include <chrono>
-#include <csignal>
-#include <deque>
-#include <fcntl.h>
-#include <map>
-#include <set>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 extern char** environ;
 
@@ -41,29 +40,38 @@ constexpr size_t stderr_tail_lines = 20;
 
 void info(const std::string& m) { log::write("launcher", log::Level::info, m); }
 
-
-
 }  // namespace
 
 const char* to_string(VmExit::Reason reason) {
     switch (reason) {
-        case VmExit::Reason::guest_shutdown: return "guest-shutdown";
-        case VmExit::Reason::stopped: return "stopped";
-        case VmExit::Reason::forced: return "forced";
-        case VmExit::Reason::crashed: return "crashed";
-        case VmExit::Reason::launch_failed: return "launch-failed";
+        case VmExit::Reason::guest_shutdown:
+            return "guest-shutdown";
+        case VmExit::Reason::stopped:
+            return "stopped";
+        case VmExit::Reason::forced:
+            return "forced";
+        case VmExit::Reason::crashed:
+            return "crashed";
+        case VmExit::Reason::launch_failed:
+            return "launch-failed";
     }
     return "?";
 }
 
 const char* to_string(VmState state) {
     switch (state) {
-        case VmState::created: return "created";
-        case VmState::starting: return "starting";
-        case VmState::running: return "running";
-        case VmState::paused: return "paused";
-        case VmState::stopping: return "stopping";
-        case VmState::exited: return "exited";
+        case VmState::created:
+            return "created";
+        case VmState::starting:
+            return "starting";
+        case VmState::running:
+            return "running";
+        case VmState::paused:
+            return "paused";
+        case VmState::stopping:
+            return "stopping";
+        case VmState::exited:
+            return "exited";
     }
     return "?";
 }
@@ -75,22 +83,32 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
         return o;
     }
 
-public:
+  public:
     Impl(asio::any_io_executor ex, spec::VmSpec spec, topology::Topology topo, VmOptions options)
-        : ex_(ex), spec_(std::move(spec)), topo_(std::move(topo)), options_(std::move(options)),
+        : ex_(ex),
+          spec_(std::move(spec)),
+          topo_(std::move(topo)),
+          options_(std::move(options)),
           qmp_(ex, qmp_options(options_.start_timeout)),
-          exited_(ex), pid_watch_(ex), stderr_(ex), live_(launcher::detail::make_live_state(spec_, topo_)),
-          hotplug_(ex, qmp_, live_, [this](const char* event, json data) { emit(event, std::move(data)); },
-                   [this] { return state_ == VmState::running || state_ == VmState::paused; },
-                   [this] { return std::shared_ptr<void>(shared_from_this()); }) {}
+          exited_(ex),
+          pid_watch_(ex),
+          stderr_(ex),
+          live_(launcher::detail::make_live_state(spec_, topo_)),
+          hotplug_(
+              ex, qmp_, live_,
+              [this](const char* event, json data) { emit(event, std::move(data)); },
+              [this] { return state_ == VmState::running || state_ == VmState::paused; },
+              [this] { return std::shared_ptr<void>(shared_from_this()); }) {}
 
     // The owner let go of the Vm. The supervising coroutines keep this object alive until QEMU
     // is reaped, so kill QEMU now and stop calling back into an owner that is gone.
     void abandon() {
         options_.on_event = nullptr;
         subscribers_.clear();
-        if (child_.pid > 0 && state_ != VmState::exited) launcher::detail::pidfd_kill(child_.pidfd, SIGKILL);
-        else if (state_ == VmState::created) state_ = VmState::exited;
+        if (child_.pid > 0 && state_ != VmState::exited)
+            launcher::detail::pidfd_kill(child_.pidfd, SIGKILL);
+        else if (state_ == VmState::created)
+            state_ = VmState::exited;
     }
 
     ~Impl() {
@@ -105,7 +123,8 @@ public:
     asio::awaitable<Result<void>> start() {
         const std::string context = "starting VM " + spec_.name;
         if (state_ != VmState::created)
-            co_return make_error(Errc::state, fmt::format("the VM is {}, not created", to_string(state_)), context);
+            co_return make_error(
+                Errc::state, fmt::format("the VM is {}, not created", to_string(state_)), context);
         state_ = VmState::starting;
         emit("spec-accepted", {{"topologyVersion", topo_.version}, {"machine", topo_.machine}});
         if (auto ok = launcher::detail::preflight(spec_); !ok) {
@@ -118,11 +137,14 @@ public:
         remove_sockets();
 
         int pair[2], errpipe[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0 || pipe2(errpipe, O_CLOEXEC) != 0)
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0 ||
+            pipe2(errpipe, O_CLOEXEC) != 0)
             co_return fail_early(fmt::format("socketpair/pipe: {}", std::strerror(errno)), context);
-        detail::UniqueFd ours(pair[0]), theirs(pair[1]), err_read(errpipe[0]), err_write(errpipe[1]);
+        detail::UniqueFd ours(pair[0]), theirs(pair[1]), err_read(errpipe[0]),
+            err_write(errpipe[1]);
         detail::UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
-        if (devnull.get() < 0) co_return fail_early(fmt::format("/dev/null: {}", std::strerror(errno)), context);
+        if (devnull.get() < 0)
+            co_return fail_early(fmt::format("/dev/null: {}", std::strerror(errno)), context);
 
         launcher::CommandOptions command = options_.command;
         command.qmp_fd = 3;
@@ -135,8 +157,8 @@ public:
         launcher::detail::SpawnPlan plan;
         plan.argv = argv_;
         for (char** e = environ; e && *e; ++e) plan.env.emplace_back(*e);
-        plan.fds = {devnull.get(), options_.console_to_stdout ? STDOUT_FILENO : devnull.get(), err_write.get(),
-                    theirs.get()};
+        plan.fds = {devnull.get(), options_.console_to_stdout ? STDOUT_FILENO : devnull.get(),
+                    err_write.get(), theirs.get()};
         auto child = launcher::detail::spawn(plan);
         if (!child) co_return fail_early(child.error().what(), context);
         child_ = *child;
@@ -151,14 +173,18 @@ public:
         detail::spawn(ex_, watch_exit(self), "watching QEMU");
         detail::spawn(ex_, read_stderr(self), "reading QEMU stderr");
 
-        auto connected = co_await with_deadline(qmp_.connect_fd(ours.release()), options_.start_timeout);
-        if (!connected) co_return co_await fail_launch("QMP handshake failed: " + connected.error().what(), context);
+        auto connected =
+            co_await with_deadline(qmp_.connect_fd(ours.release()), options_.start_timeout);
+        if (!connected)
+            co_return co_await fail_launch("QMP handshake failed: " + connected.error().what(),
+                                           context);
         qemu_version_ = (*connected).value("version", json::object());
         emit("qmp-connected", {{"qemu", qemu_version_}});
         events_ = qmp_.listen({}, 256);
         detail::spawn(ex_, pump_events(self), "reading QMP events");
 
-        if (auto v = co_await verify_plan(); !v) co_return co_await fail_launch(v.error().what(), context);
+        if (auto v = co_await verify_plan(); !v)
+            co_return co_await fail_launch(v.error().what(), context);
         if (stop_requested_)  // the stop ladder is already quitting QEMU; the guest never ran
             co_return make_error(Errc::state, "a stop was requested before the guest ran", context);
         auto cont = co_await qmp_.execute("cont");
@@ -185,16 +211,21 @@ public:
         auto period = grace.value_or(std::chrono::seconds(spec_.lifecycle.grace_period_seconds));
         emit("shutdown-requested", {{"gracePeriodMs", period.count()}});
         // No grace period means no time for the guest: go straight to quit.
-        bool could_power_down = state_ == VmState::running && qmp_.state() == qmp::State::running && period.count() > 0;
+        bool could_power_down =
+            state_ == VmState::running && qmp_.state() == qmp::State::running && period.count() > 0;
         state_ = VmState::stopping;
-        detail::spawn(ex_, stop_ladder(shared_from_this(), period, could_power_down), "stopping the VM");
+        detail::spawn(ex_, stop_ladder(shared_from_this(), period, could_power_down),
+                      "stopping the VM");
     }
 
-    asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk) { return hotplug_.add_disk(std::move(disk)); }
+    asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk) {
+        return hotplug_.add_disk(std::move(disk));
+    }
     asio::awaitable<Result<topology::Device>> add_interface(spec::Interface nic) {
         return hotplug_.add_interface(std::move(nic));
     }
-    asio::awaitable<Result<void>> remove(topology::DeviceKind kind, std::string name, std::chrono::milliseconds timeout) {
+    asio::awaitable<Result<void>> remove(topology::DeviceKind kind, std::string name,
+                                         std::chrono::milliseconds timeout) {
         return hotplug_.remove(kind, std::move(name), timeout);
     }
 
@@ -203,7 +234,8 @@ public:
         auto turn = co_await hotplug_.lock();
         // stop and cont are idempotent in QEMU: only a VM that is not up is an error.
         if (state_ != VmState::running && state_ != VmState::paused)
-            co_return make_error(Errc::state, fmt::format("the VM is {}", to_string(state_)), command);
+            co_return make_error(Errc::state, fmt::format("the VM is {}", to_string(state_)),
+                                 command);
         auto r = co_await qmp_.execute(command);
         if (!r) co_return std::move(r).error();
         co_return Result<void>{};
@@ -230,9 +262,10 @@ public:
     const spec::VmSpec& spec() const { return spec_; }
     const topology::Topology& topology() const { return topo_; }
 
-private:
+  private:
     template <typename T>
-    asio::awaitable<Result<T>> with_deadline(asio::awaitable<Result<T>> op, std::chrono::milliseconds timeout) {
+    asio::awaitable<Result<T>> with_deadline(asio::awaitable<Result<T>> op,
+                                             std::chrono::milliseconds timeout) {
         using namespace asio::experimental::awaitable_operators;
         asio::steady_timer deadline(ex_, timeout);
         auto r = co_await (std::move(op) || deadline.async_wait(token));
@@ -289,7 +322,8 @@ private:
     static std::set<std::string> child_names(const json& listing) {
         std::set<std::string> names;
         for (const auto& p : listing)
-            if (p.value("type", std::string()).rfind("child<", 0) == 0) names.insert(p.value("name", std::string()));
+            if (p.value("type", std::string()).rfind("child<", 0) == 0)
+                names.insert(p.value("name", std::string()));
         return names;
     }
 
@@ -309,7 +343,7 @@ private:
 
     void on_exit(int status) {
         using R = VmExit::Reason;
-        R reason = stop_requested_ ? (forced_ ? R::forced : R::stopped)
+        R reason = stop_requested_   ? (forced_ ? R::forced : R::stopped)
                    : guest_shutdown_ ? R::guest_shutdown
                    : was_running_    ? R::crashed
                                      : R::launch_failed;
@@ -321,7 +355,8 @@ private:
         if (WIFEXITED(status)) data["code"] = WEXITSTATUS(status);
         if (WIFSIGNALED(status)) {
             data["signal"] = WTERMSIG(status);
-            data["signalName"] = sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?";
+            data["signalName"] =
+                sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?";
         }
         info(fmt::format("QEMU {} ({})", exit_.description, to_string(reason)));
         emit("exited", data);
@@ -333,7 +368,8 @@ private:
         for (;;) {
             auto [ec, n] = co_await asio::async_read_until(self->stderr_, buffer, '\n', token);
             if (ec && buffer.size() == 0) break;
-            std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + (n ? n : buffer.size()));
+            std::string line(asio::buffers_begin(buffer.data()),
+                             asio::buffers_begin(buffer.data()) + (n ? n : buffer.size()));
             buffer.consume(n ? n : buffer.size());
             while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
             log::write("qemu", log::Level::warn, line);
@@ -371,10 +407,13 @@ private:
         }
     }
 
-    static asio::awaitable<void> stop_ladder(std::shared_ptr<Impl> self, std::chrono::milliseconds grace, bool power_down) {
+    static asio::awaitable<void> stop_ladder(std::shared_ptr<Impl> self,
+                                             std::chrono::milliseconds grace, bool power_down) {
         if (power_down) {
-            auto r = co_await self->qmp_.execute("system_powerdown", json::object(), std::chrono::milliseconds(5000));
-            if (!r) log::write("launcher", log::Level::warn, "system_powerdown: " + r.error().what());
+            auto r = co_await self->qmp_.execute("system_powerdown", json::object(),
+                                                 std::chrono::milliseconds(5000));
+            if (!r)
+                log::write("launcher", log::Level::warn, "system_powerdown: " + r.error().what());
             if (co_await self->exited_.wait(grace)) co_return;
         }
         // A guest that never ran, or that was paused, had no chance to power off: quitting it
@@ -383,7 +422,8 @@ private:
         self->emit("forcing-stop", {{"step", "quit"}});
         // Without QMP (still starting) there is nobody to ask: go straight to SIGKILL.
         if (self->qmp_.state() == qmp::State::running) {
-            (void)co_await self->qmp_.execute("quit", json::object(), std::chrono::milliseconds(2000));
+            (void)co_await self->qmp_.execute("quit", json::object(),
+                                              std::chrono::milliseconds(2000));
             if (co_await self->exited_.wait(self->options_.quit_timeout)) co_return;
         }
         self->emit("forcing-stop", {{"step", "kill"}});
@@ -435,12 +475,16 @@ private:
 
 namespace qshim {
 
-Vm::Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topology topology, VmOptions options)
-    : impl_(std::make_shared<Impl>(std::move(executor), std::move(spec), std::move(topology), std::move(options))) {}
+Vm::Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topology topology,
+       VmOptions options)
+    : impl_(std::make_shared<Impl>(std::move(executor), std::move(spec), std::move(topology),
+                                   std::move(options))) {}
 Vm::~Vm() { impl_->abandon(); }
 boost::asio::awaitable<Result<void>> Vm::start() { return impl_->start(); }
 boost::asio::awaitable<VmExit> Vm::wait_exit() { return impl_->wait_exit(); }
-void Vm::request_stop(std::optional<std::chrono::milliseconds> grace) { impl_->request_stop(grace); }
+void Vm::request_stop(std::optional<std::chrono::milliseconds> grace) {
+    impl_->request_stop(grace);
+}
 VmState Vm::state() const { return impl_->state(); }
 pid_t Vm::pid() const { return impl_->pid(); }
 const std::vector<std::string>& Vm::argv() const { return impl_->argv(); }
@@ -450,16 +494,22 @@ const topology::Topology& Vm::topology() const { return impl_->live_topology(); 
 const spec::VmSpec& Vm::live_spec() const { return impl_->live_spec(); }
 std::vector<std::string> Vm::removing() const { return impl_->removing(); }
 const nlohmann::json& Vm::qemu_version() const { return impl_->qemu_version(); }
-std::size_t Vm::subscribe(std::function<void(const nlohmann::json&)> sink) { return impl_->subscribe(std::move(sink)); }
+std::size_t Vm::subscribe(std::function<void(const nlohmann::json&)> sink) {
+    return impl_->subscribe(std::move(sink));
+}
 void Vm::unsubscribe(std::size_t id) { impl_->unsubscribe(id); }
-boost::asio::awaitable<Result<topology::Device>> Vm::add_disk(spec::Disk disk) { return impl_->add_disk(std::move(disk)); }
+boost::asio::awaitable<Result<topology::Device>> Vm::add_disk(spec::Disk disk) {
+    return impl_->add_disk(std::move(disk));
+}
 boost::asio::awaitable<Result<topology::Device>> Vm::add_interface(spec::Interface nic) {
     return impl_->add_interface(std::move(nic));
 }
-boost::asio::awaitable<Result<void>> Vm::remove_disk(std::string name, std::chrono::milliseconds timeout) {
+boost::asio::awaitable<Result<void>> Vm::remove_disk(std::string name,
+                                                     std::chrono::milliseconds timeout) {
     return impl_->remove(topology::DeviceKind::disk, std::move(name), timeout);
 }
-boost::asio::awaitable<Result<void>> Vm::remove_interface(std::string name, std::chrono::milliseconds timeout) {
+boost::asio::awaitable<Result<void>> Vm::remove_interface(std::string name,
+                                                          std::chrono::milliseconds timeout) {
     return impl_->remove(topology::DeviceKind::interface, std::move(name), timeout);
 }
 boost::asio::awaitable<Result<void>> Vm::pause() { return impl_->run_control("stop"); }

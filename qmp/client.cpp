@@ -1,28 +1,26 @@
 // Client::Impl: the QMP connection, its single reader and serialized writer, and id routing.
-#include <qshim/qmp.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
 
-#include "common/spawn.hpp"
-#include "common/unique_fd.hpp"
-#include "qmp/events.hpp"
-#include "qmp/fd_passing.hpp"
-#include "qmp/framing.hpp"
-
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
-
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cstring>
 #include <deque>
+#include <qshim/qmp.hpp>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "common/spawn.hpp"
+#include "common/unique_fd.hpp"
+#include "qmp/events.hpp"
+#include "qmp/fd_passing.hpp"
+#include "qmp/framing.hpp"
 
 namespace qshim::qmp {
 
@@ -32,10 +30,14 @@ using Socket = asio::local::stream_protocol::socket;
 
 const char* to_string(State state) {
     switch (state) {
-        case State::idle: return "idle";
-        case State::connecting: return "connecting";
-        case State::running: return "running";
-        case State::disconnected: return "disconnected";
+        case State::idle:
+            return "idle";
+        case State::connecting:
+            return "connecting";
+        case State::running:
+            return "running";
+        case State::disconnected:
+            return "disconnected";
     }
     return "unknown";
 }
@@ -49,7 +51,6 @@ constexpr std::size_t read_chunk_bytes = 64 * 1024;
 // QEMU's own JSON parser refuses deeper nesting. The limit also keeps nlohmann's recursive copy
 // and dump from overflowing the stack on a hostile message (QEMU runs guest-influenced code).
 constexpr int max_json_depth = 1024;
-
 
 // Enough of an offending message to recognise it in an error, never megabytes of it.
 std::string snippet(std::string_view text) {
@@ -70,7 +71,7 @@ Duration remaining(Clock::time_point deadline) {
 }  // namespace
 
 class Client::Impl : public std::enable_shared_from_this<Impl> {
-public:
+  public:
     Impl(asio::any_io_executor executor, ClientOptions options)
         : executor_(executor),
           options_(options),
@@ -82,17 +83,21 @@ public:
     // suspended, even if the Client that started them is destroyed.
     static asio::awaitable<Result<Json>> connect_fd(std::shared_ptr<Impl> self, int fd);
     static asio::awaitable<Result<Json>> connect_path(std::shared_ptr<Impl> self, std::string path);
-    static asio::awaitable<Result<Json>> execute(std::shared_ptr<Impl> self, std::string command, Json arguments,
-                                                 std::optional<Duration> timeout, std::optional<int> fd);
+    static asio::awaitable<Result<Json>> execute(std::shared_ptr<Impl> self, std::string command,
+                                                 Json arguments, std::optional<Duration> timeout,
+                                                 std::optional<int> fd);
 
     std::shared_ptr<EventListener> listen(EventFilter filter, std::size_t capacity) {
-        return listeners_.add(executor_, std::move(filter), capacity, state_ == State::disconnected);
+        return listeners_.add(executor_, std::move(filter), capacity,
+                              state_ == State::disconnected);
     }
-    void close() { teardown(make_error(Errc::interrupted, "the QMP connection was closed by its owner")); }
+    void close() {
+        teardown(make_error(Errc::interrupted, "the QMP connection was closed by its owner"));
+    }
     State state() const { return state_; }
     Stats stats() const { return stats_; }
 
-private:
+  private:
     struct Pending {
         Pending(const asio::any_io_executor& executor, std::string command)
             : command(std::move(command)), signal(executor) {}
@@ -117,9 +122,9 @@ private:
 
     static asio::awaitable<Result<Json>> handshake(std::shared_ptr<Impl> self, std::string context,
                                                    Clock::time_point deadline);
-    static asio::awaitable<Result<Json>> run_command(std::shared_ptr<Impl> self, std::string command,
-                                                     Json arguments, Duration timeout, int fd,
-                                                     std::string context);
+    static asio::awaitable<Result<Json>> run_command(std::shared_ptr<Impl> self,
+                                                     std::string command, Json arguments,
+                                                     Duration timeout, int fd, std::string context);
     static asio::awaitable<void> read_loop(std::shared_ptr<Impl> self);
     static asio::awaitable<void> write_loop(std::shared_ptr<Impl> self);
     asio::awaitable<boost::system::error_code> write_one(Outgoing& out);
@@ -132,12 +137,15 @@ private:
     void on_line(const std::string& line);
     void on_event(const Json& msg, const std::string& line);
     void on_reply(const Json& msg, const std::string& line);
-    void protocol_failure(std::string message) { teardown(make_error(Errc::protocol, std::move(message))); }
+    void protocol_failure(std::string message) {
+        teardown(make_error(Errc::protocol, std::move(message)));
+    }
     void teardown(Error why);
-    Error state_error(std::string_view operation, std::string_view required, std::string context) const {
+    Error state_error(std::string_view operation, std::string_view required,
+                      std::string context) const {
         return make_error(Errc::state,
-                          fmt::format("{} needs the QMP connection {}, but it is {}", operation, required,
-                                      to_string(state_)),
+                          fmt::format("{} needs the QMP connection {}, but it is {}", operation,
+                                      required, to_string(state_)),
                           std::move(context));
     }
 
@@ -162,9 +170,12 @@ private:
 template <typename Coroutine>
 void Client::Impl::spawn(Coroutine coroutine) {
     std::weak_ptr<Impl> weak = weak_from_this();
-    qshim::detail::spawn(executor_, std::move(coroutine), "a QMP connection coroutine", [weak](const std::string& what) {
-        if (auto self = weak.lock()) self->teardown(make_error(Errc::internal, "the QMP connection failed: " + what));
-    });
+    qshim::detail::spawn(
+        executor_, std::move(coroutine), "a QMP connection coroutine",
+        [weak](const std::string& what) {
+            if (auto self = weak.lock())
+                self->teardown(make_error(Errc::internal, "the QMP connection failed: " + what));
+        });
 }
 
 asio::awaitable<Result<Json>> Client::Impl::connect_fd(std::shared_ptr<Impl> self, int fd) {
@@ -181,7 +192,8 @@ asio::awaitable<Result<Json>> Client::Impl::connect_fd(std::shared_ptr<Impl> sel
         self->socket_.assign(asio::local::stream_protocol(), fd, ec);
         if (ec) {
             ::close(fd);
-            self->teardown(make_error(Errc::io, "cannot use the fd as a unix stream socket: " + ec.message()));
+            self->teardown(
+                make_error(Errc::io, "cannot use the fd as a unix stream socket: " + ec.message()));
             co_return with_context(*self->close_error_, context);
         }
         co_return co_await handshake(self, std::move(context), deadline);
@@ -191,10 +203,12 @@ asio::awaitable<Result<Json>> Client::Impl::connect_fd(std::shared_ptr<Impl> sel
     }
 }
 
-asio::awaitable<Result<Json>> Client::Impl::connect_path(std::shared_ptr<Impl> self, std::string path) {
+asio::awaitable<Result<Json>> Client::Impl::connect_path(std::shared_ptr<Impl> self,
+                                                         std::string path) {
     std::string context = fmt::format("connecting to QMP at {}", path);
     try {
-        if (self->state_ != State::idle) co_return self->state_error("connect", "idle (a client connects once)", context);
+        if (self->state_ != State::idle)
+            co_return self->state_error("connect", "idle (a client connects once)", context);
         const auto deadline = detail::deadline_after(self->options_.connect_timeout);
         self->state_ = State::connecting;
         // connect() on a unix socket only blocks when the listener's backlog is full; the
@@ -207,13 +221,16 @@ asio::awaitable<Result<Json>> Client::Impl::connect_path(std::shared_ptr<Impl> s
         timer.async_wait([weak, connect_done](const boost::system::error_code& ec) {
             if (auto impl = weak.lock(); impl && !ec && !*connect_done) impl->socket_.cancel();
         });
-        auto [ec] = co_await self->socket_.async_connect(asio::local::stream_protocol::endpoint(path), use_tuple);
+        auto [ec] = co_await self->socket_.async_connect(
+            asio::local::stream_protocol::endpoint(path), use_tuple);
         *connect_done = true;
         timer.cancel();
-        if (self->state_ == State::disconnected) co_return with_context(*self->close_error_, context);
+        if (self->state_ == State::disconnected)
+            co_return with_context(*self->close_error_, context);
         if (ec == asio::error::operation_aborted) {
-            self->teardown(make_error(Errc::timeout, fmt::format("no connection within {} ms",
-                                                                  self->options_.connect_timeout.count())));
+            self->teardown(make_error(
+                Errc::timeout,
+                fmt::format("no connection within {} ms", self->options_.connect_timeout.count())));
             co_return with_context(*self->close_error_, context);
         }
         if (ec) {
@@ -227,7 +244,8 @@ asio::awaitable<Result<Json>> Client::Impl::connect_path(std::shared_ptr<Impl> s
     }
 }
 
-asio::awaitable<Result<Json>> Client::Impl::handshake(std::shared_ptr<Impl> self, std::string context,
+asio::awaitable<Result<Json>> Client::Impl::handshake(std::shared_ptr<Impl> self,
+                                                      std::string context,
                                                       Clock::time_point deadline) {
     self->spawn(read_loop(self));
     if (!self->greeting_ && self->state_ == State::connecting) {
@@ -236,16 +254,18 @@ asio::awaitable<Result<Json>> Client::Impl::handshake(std::shared_ptr<Impl> self
     }
     if (self->state_ == State::disconnected) co_return with_context(*self->close_error_, context);
     if (!self->greeting_ && Clock::now() < deadline) {
-        self->teardown(make_error(Errc::interrupted, "the wait for the QMP greeting was cancelled"));
+        self->teardown(
+            make_error(Errc::interrupted, "the wait for the QMP greeting was cancelled"));
         co_return with_context(*self->close_error_, context);
     }
     if (!self->greeting_) {
-        self->teardown(make_error(Errc::timeout, fmt::format("no QMP greeting within {} ms",
-                                                              self->options_.connect_timeout.count())));
+        self->teardown(make_error(
+            Errc::timeout,
+            fmt::format("no QMP greeting within {} ms", self->options_.connect_timeout.count())));
         co_return with_context(*self->close_error_, context);
     }
-    auto caps = co_await run_command(self, "qmp_capabilities", Json::object(), remaining(deadline), -1,
-                                     "executing qmp_capabilities");
+    auto caps = co_await run_command(self, "qmp_capabilities", Json::object(), remaining(deadline),
+                                     -1, "executing qmp_capabilities");
     if (!caps) {
         self->teardown(caps.error());
         co_return with_context(std::move(caps).error(), context);
@@ -256,22 +276,27 @@ asio::awaitable<Result<Json>> Client::Impl::handshake(std::shared_ptr<Impl> self
     co_return *self->greeting_;
 }
 
-asio::awaitable<Result<Json>> Client::Impl::execute(std::shared_ptr<Impl> self, std::string command, Json arguments,
-                                                    std::optional<Duration> timeout, std::optional<int> fd) {
+asio::awaitable<Result<Json>> Client::Impl::execute(std::shared_ptr<Impl> self, std::string command,
+                                                    Json arguments, std::optional<Duration> timeout,
+                                                    std::optional<int> fd) {
     std::string context = "executing " + command;
     try {
-        if (self->state_ != State::running) co_return self->state_error(command, "running", context);
-        if (fd && *fd < 0) co_return make_error(Errc::io, fmt::format("{} is not a file descriptor", *fd), context);
+        if (self->state_ != State::running)
+            co_return self->state_error(command, "running", context);
+        if (fd && *fd < 0)
+            co_return make_error(Errc::io, fmt::format("{} is not a file descriptor", *fd),
+                                 context);
         co_return co_await run_command(self, std::move(command), std::move(arguments),
-                                       timeout.value_or(self->options_.command_timeout), fd.value_or(-1),
-                                       std::move(context));
+                                       timeout.value_or(self->options_.command_timeout),
+                                       fd.value_or(-1), std::move(context));
     } catch (const std::exception& e) {
         co_return make_error(Errc::internal, e.what(), context);
     }
 }
 
-asio::awaitable<Result<Json>> Client::Impl::run_command(std::shared_ptr<Impl> self, std::string command,
-                                                        Json arguments, Duration timeout, int fd,
+asio::awaitable<Result<Json>> Client::Impl::run_command(std::shared_ptr<Impl> self,
+                                                        std::string command, Json arguments,
+                                                        Duration timeout, int fd,
                                                         std::string context) {
     std::string id = fmt::format("qshim-{}", ++self->last_id_);
     Json message = {{"execute", command}, {"id", id}};
@@ -282,7 +307,8 @@ asio::awaitable<Result<Json>> Client::Impl::run_command(std::shared_ptr<Impl> se
         bytes = message.dump();
     } catch (const Json::exception& e) {
         // Only invalid UTF-8 gets here, and QMP has no way to carry it.
-        co_return make_error(Errc::unsupported, fmt::format("the arguments are not valid QMP JSON: {}", e.what()),
+        co_return make_error(Errc::unsupported,
+                             fmt::format("the arguments are not valid QMP JSON: {}", e.what()),
                              context);
     }
     bytes += '\n';
@@ -290,8 +316,9 @@ asio::awaitable<Result<Json>> Client::Impl::run_command(std::shared_ptr<Impl> se
     if (fd >= 0) {
         fd_copy = qshim::detail::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
         if (!fd_copy)
-            co_return make_error(Errc::io, fmt::format("cannot duplicate fd {}: {}", fd, std::strerror(errno)),
-                                 context);
+            co_return make_error(
+                Errc::io, fmt::format("cannot duplicate fd {}: {}", fd, std::strerror(errno)),
+                context);
     }
 
     auto pending = std::make_shared<Pending>(self->executor_, command);
@@ -303,7 +330,8 @@ asio::awaitable<Result<Json>> Client::Impl::run_command(std::shared_ptr<Impl> se
     if (pending->result) co_return std::move(*pending->result);
     // No result: the deadline passed, or whoever awaits us cancelled the wait.
     if (Clock::now() >= pending->signal.expiry())
-        co_return make_error(Errc::timeout, fmt::format("no reply within {} ms", timeout.count()), context);
+        co_return make_error(Errc::timeout, fmt::format("no reply within {} ms", timeout.count()),
+                             context);
     co_return make_error(Errc::interrupted, "the wait for the reply was cancelled", context);
 }
 
@@ -366,11 +394,13 @@ asio::awaitable<boost::system::error_code> Client::Impl::write_one(Outgoing& out
         std::error_code sent_ec;
         std::size_t n = detail::send_with_fd(socket_.native_handle(), rest, out.fd.get(), sent_ec);
         if (sent_ec == std::errc::resource_unavailable_try_again) continue;
-        if (sent_ec) co_return boost::system::error_code(sent_ec.value(), boost::system::system_category());
+        if (sent_ec)
+            co_return boost::system::error_code(sent_ec.value(), boost::system::system_category());
         rest.remove_prefix(n);
         out.fd.reset();
     }
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(rest.data(), rest.size()), use_tuple);
+    auto [ec, n] =
+        co_await asio::async_write(socket_, asio::buffer(rest.data(), rest.size()), use_tuple);
     co_return ec;
 }
 
@@ -390,8 +420,8 @@ asio::awaitable<void> Client::Impl::read_loop(std::shared_ptr<Impl> self) {
             auto status = self->framer_.next(line);
             if (status == detail::LineFramer::Status::incomplete) break;
             if (status == detail::LineFramer::Status::too_long) {
-                self->protocol_failure(
-                    fmt::format("a QMP message is larger than {} bytes", self->options_.max_message_bytes));
+                self->protocol_failure(fmt::format("a QMP message is larger than {} bytes",
+                                                   self->options_.max_message_bytes));
                 co_return;
             }
             self->on_line(line);
@@ -402,8 +432,9 @@ asio::awaitable<void> Client::Impl::read_loop(std::shared_ptr<Impl> self) {
 
 void Client::Impl::on_read_error(const boost::system::error_code& ec) {
     if (ec == asio::error::eof && framer_.pending_bytes() > 0)
-        protocol_failure(fmt::format("the connection closed in the middle of a message ({} bytes of it)",
-                                     framer_.pending_bytes()));
+        protocol_failure(
+            fmt::format("the connection closed in the middle of a message ({} bytes of it)",
+                        framer_.pending_bytes()));
     else if (ec == asio::error::eof || ec == asio::error::connection_reset)
         teardown(make_error(Errc::interrupted, "QEMU closed the QMP connection"));
     else
@@ -420,9 +451,12 @@ void Client::Impl::on_line(const std::string& line) {
         },
         /*allow_exceptions=*/false);
     if (too_deep)
-        return protocol_failure(fmt::format("a QMP message nests deeper than {} levels", max_json_depth));
-    if (msg.is_discarded()) return protocol_failure("the peer sent a line that is not JSON: " + snippet(line));
-    if (!msg.is_object()) return protocol_failure("a QMP message is not a JSON object: " + snippet(line));
+        return protocol_failure(
+            fmt::format("a QMP message nests deeper than {} levels", max_json_depth));
+    if (msg.is_discarded())
+        return protocol_failure("the peer sent a line that is not JSON: " + snippet(line));
+    if (!msg.is_object())
+        return protocol_failure("a QMP message is not a JSON object: " + snippet(line));
     if (!greeting_) {
         auto qmp = msg.find("QMP");
         if (qmp == msg.end() || !qmp->is_object())
@@ -438,7 +472,8 @@ void Client::Impl::on_line(const std::string& line) {
 
 void Client::Impl::on_event(const Json& msg, const std::string& line) {
     const Json& name = msg.at("event");
-    if (!name.is_string()) return protocol_failure("an event whose name is not a string: " + snippet(line));
+    if (!name.is_string())
+        return protocol_failure("an event whose name is not a string: " + snippet(line));
     Event event;
     event.name = name.get<std::string>();
     auto data = msg.find("data");
@@ -468,10 +503,11 @@ void Client::Impl::on_reply(const Json& msg, const std::string& line) {
     if (auto error = msg.find("error"); error != msg.end()) {
         auto cls = error->is_object() ? error->find("class") : error->end();
         auto desc = error->is_object() ? error->find("desc") : error->end();
-        if (!error->is_object() || cls == error->end() || !cls->is_string() || desc == error->end() ||
-            !desc->is_string())
+        if (!error->is_object() || cls == error->end() || !cls->is_string() ||
+            desc == error->end() || !desc->is_string())
             return protocol_failure("a malformed QMP error: " + snippet(line));
-        Error e = make_error(Errc::qmp, desc->get<std::string>(), "executing " + it->second->command);
+        Error e =
+            make_error(Errc::qmp, desc->get<std::string>(), "executing " + it->second->command);
         e.qmp_class = cls->get<std::string>();
         result.emplace(std::move(e));
     } else {
@@ -513,7 +549,8 @@ asio::awaitable<Result<Json>> Client::connect_path(std::string path) {
     return Impl::connect_path(impl_, std::move(path));
 }
 
-asio::awaitable<Result<Json>> Client::execute(std::string command, Json arguments, std::optional<Duration> timeout) {
+asio::awaitable<Result<Json>> Client::execute(std::string command, Json arguments,
+                                              std::optional<Duration> timeout) {
     return Impl::execute(impl_, std::move(command), std::move(arguments), timeout, std::nullopt);
 }
 

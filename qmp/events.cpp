@@ -1,12 +1,12 @@
 // Event listeners: bounded queues with drop counting, waiting with deadlines, and wait_event.
 #include "qmp/events.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 namespace qshim::qmp {
 namespace detail {
@@ -14,8 +14,11 @@ namespace detail {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
-QueueListener::QueueListener(asio::any_io_executor executor, EventFilter filter, std::size_t capacity)
-    : executor_(std::move(executor)), filter_(std::move(filter)), capacity_(std::max<std::size_t>(capacity, 1)) {}
+QueueListener::QueueListener(asio::any_io_executor executor, EventFilter filter,
+                             std::size_t capacity)
+    : executor_(std::move(executor)),
+      filter_(std::move(filter)),
+      capacity_(std::max<std::size_t>(capacity, 1)) {}
 
 asio::awaitable<Result<Event>> QueueListener::next(Duration timeout) {
     // A static coroutine holding a shared_ptr: the listener outlives the wait even if its owner
@@ -23,16 +26,19 @@ asio::awaitable<Result<Event>> QueueListener::next(Duration timeout) {
     return wait_next(shared_from_this(), timeout);
 }
 
-asio::awaitable<Result<Event>> QueueListener::wait_next(std::shared_ptr<QueueListener> self, Duration timeout) {
+asio::awaitable<Result<Event>> QueueListener::wait_next(std::shared_ptr<QueueListener> self,
+                                                        Duration timeout) {
     try {
         const auto deadline = deadline_after(timeout);
         asio::steady_timer timer(self->executor_);
         for (;;) {
             if (auto event = self->try_next()) co_return std::move(*event);
             if (self->closed_)
-                co_return make_error(Errc::interrupted, "the QMP connection closed", "waiting for an event");
+                co_return make_error(Errc::interrupted, "the QMP connection closed",
+                                     "waiting for an event");
             if (Clock::now() >= deadline)
-                co_return make_error(Errc::timeout, fmt::format("no matching event within {} ms", timeout.count()),
+                co_return make_error(Errc::timeout,
+                                     fmt::format("no matching event within {} ms", timeout.count()),
                                      "waiting for an event");
             timer.expires_at(deadline);
             // Unregistered on every exit, including the frame's destruction by a dying io_context.
@@ -47,7 +53,8 @@ asio::awaitable<Result<Event>> QueueListener::wait_next(std::shared_ptr<QueueLis
             // would sit out the whole timeout, as the cancellation signal does not repeat.
             auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
             if (cancelled != asio::cancellation_type::none)
-                co_return make_error(Errc::interrupted, "the wait for an event was cancelled", "waiting for an event");
+                co_return make_error(Errc::interrupted, "the wait for an event was cancelled",
+                                     "waiting for an event");
         }
     } catch (const std::exception& e) {
         co_return make_error(Errc::internal, e.what(), "waiting for an event");
@@ -96,8 +103,10 @@ void QueueListener::wake_all() {
 std::shared_ptr<EventListener> ListenerSet::add(asio::any_io_executor executor, EventFilter filter,
                                                 std::size_t capacity, bool closed) {
     // Pruned here too, not only on delivery: on a quiet VM no event may come for months.
-    std::erase_if(listeners_, [](const std::weak_ptr<QueueListener>& weak) { return weak.expired(); });
-    auto listener = std::make_shared<QueueListener>(std::move(executor), std::move(filter), capacity);
+    std::erase_if(listeners_,
+                  [](const std::weak_ptr<QueueListener>& weak) { return weak.expired(); });
+    auto listener =
+        std::make_shared<QueueListener>(std::move(executor), std::move(filter), capacity);
     if (closed)
         listener->close();
     else
@@ -106,7 +115,8 @@ std::shared_ptr<EventListener> ListenerSet::add(asio::any_io_executor executor, 
 }
 
 std::vector<std::shared_ptr<QueueListener>> ListenerSet::live() {
-    std::erase_if(listeners_, [](const std::weak_ptr<QueueListener>& weak) { return weak.expired(); });
+    std::erase_if(listeners_,
+                  [](const std::weak_ptr<QueueListener>& weak) { return weak.expired(); });
     std::vector<std::shared_ptr<QueueListener>> out;
     out.reserve(listeners_.size());
     for (auto& weak : listeners_)
@@ -128,21 +138,25 @@ void ListenerSet::close_all() {
 
 }  // namespace detail
 
-boost::asio::awaitable<Result<Event>> wait_event(EventListener& listener, std::function<bool(const Event&)> match,
-                                          Duration timeout) {
+boost::asio::awaitable<Result<Event>> wait_event(EventListener& listener,
+                                                 std::function<bool(const Event&)> match,
+                                                 Duration timeout) {
     const auto deadline = detail::deadline_after(timeout);
     for (;;) {
-        auto left = std::max(Duration(0), std::chrono::ceil<Duration>(deadline - detail::Clock::now()));
+        auto left =
+            std::max(Duration(0), std::chrono::ceil<Duration>(deadline - detail::Clock::now()));
         // With no time left, next() still hands out what is already queued, then times out.
         auto event = co_await listener.next(left);
         if (!event && event.error().code == Errc::timeout)
-            co_return make_error(Errc::timeout, fmt::format("no matching event within {} ms", timeout.count()),
+            co_return make_error(Errc::timeout,
+                                 fmt::format("no matching event within {} ms", timeout.count()),
                                  "waiting for an event");
         if (!event) co_return event;
         try {
             if (!match || match(*event)) co_return event;
         } catch (const std::exception& e) {
-            co_return make_error(Errc::internal, fmt::format("the event matcher threw: {}", e.what()),
+            co_return make_error(Errc::internal,
+                                 fmt::format("the event matcher threw: {}", e.what()),
                                  "waiting for an event");
         }
     }

@@ -1,14 +1,12 @@
 // Internal: the bounded per-listener event queues and the set the client fans events out to.
 #pragma once
 
-#include <qshim/qmp.hpp>
-
 #include <boost/asio/steady_timer.hpp>
-
 #include <chrono>
 #include <deque>
 #include <list>
 #include <memory>
+#include <qshim/qmp.hpp>
 #include <vector>
 
 namespace qshim::qmp::detail {
@@ -16,13 +14,15 @@ namespace qshim::qmp::detail {
 // now + timeout, saturating: a caller may pass Duration::max() to mean "no deadline".
 inline std::chrono::steady_clock::time_point deadline_after(Duration timeout) {
     auto now = std::chrono::steady_clock::now();
-    auto room = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::time_point::max() - now);
+    auto room =
+        std::chrono::duration_cast<Duration>(std::chrono::steady_clock::time_point::max() - now);
     return timeout >= room ? std::chrono::steady_clock::time_point::max() : now + timeout;
 }
 
 // One listener's queue. Bound to the client's executor like the client itself.
-class QueueListener final : public EventListener, public std::enable_shared_from_this<QueueListener> {
-public:
+class QueueListener final : public EventListener,
+                            public std::enable_shared_from_this<QueueListener> {
+  public:
     QueueListener(boost::asio::any_io_executor executor, EventFilter filter, std::size_t capacity);
 
     boost::asio::awaitable<Result<Event>> next(Duration timeout) override;
@@ -36,7 +36,7 @@ public:
     // The connection ended: queued events stay readable, then next() fails with interrupted.
     void close();
 
-private:
+  private:
     static boost::asio::awaitable<Result<Event>> wait_next(std::shared_ptr<QueueListener> self,
                                                            Duration timeout);
     void wake_all();
@@ -53,13 +53,13 @@ private:
 
 // The client's listeners, held weakly: a listener its owner dropped costs nothing and is pruned.
 class ListenerSet {
-public:
+  public:
     std::shared_ptr<EventListener> add(boost::asio::any_io_executor executor, EventFilter filter,
                                        std::size_t capacity, bool closed);
     void deliver(const Event& event);
     void close_all();
 
-private:
+  private:
     std::vector<std::shared_ptr<QueueListener>> live();
 
     std::vector<std::weak_ptr<QueueListener>> listeners_;

@@ -10,7 +10,7 @@ namespace qshim::qmp::detail {
 // QEMU ends every QMP message with "\r\n" and never puts a raw newline inside one, so a line is
 // a message. Pure: no I/O, so the stream's edge cases are unit-testable.
 class LineFramer {
-public:
+  public:
     enum class Status {
         line,        // a complete line was taken
         incomplete,  // no complete line yet; append more bytes
@@ -25,10 +25,11 @@ public:
     // Bytes of an unfinished line: non-zero at end of stream means the peer stopped mid-message.
     std::size_t pending_bytes() const { return buf_.size() - start_; }
 
-private:
+  private:
     std::string buf_;
-    std::size_t start_ = 0;    // first byte not yet taken
-    std::size_t scanned_ = 0;  // bytes from start_ known to hold no newline: no rescans of a big line
+    std::size_t start_ = 0;  // first byte not yet taken
+    std::size_t scanned_ =
+        0;  // bytes from start_ known to hold no newline: no rescans of a big line
     std::size_t max_;
     bool failed_ = false;
 };

@@ -9,7 +9,7 @@ guest_dir=$cache_dir/guest
 # Debian 12 packages: build tools and libraries, QEMU, and what the test guest is made from.
 packages=(meson ninja-build g++ pkg-config python3
     libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libcap-ng-dev libfmt-dev catch2
-    qemu-system-x86 qemu-utils busybox-static cpio)
+    qemu-system-x86 qemu-utils busybox-static cpio clang-format)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -1,11 +1,11 @@
 // Typed field readers over the Node tree, with "unknown field, did you mean" reporting.
 #include "spec/decoder.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-
-#include <fmt/format.h>
 
 namespace qshim::spec::detail {
 
@@ -29,10 +29,14 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 const char* kind_name(Node::Kind k) {
     switch (k) {
-        case Node::Kind::null: return "null";
-        case Node::Kind::scalar: return "a scalar";
-        case Node::Kind::sequence: return "a list";
-        case Node::Kind::map: return "a map";
+        case Node::Kind::null:
+            return "null";
+        case Node::Kind::scalar:
+            return "a scalar";
+        case Node::Kind::sequence:
+            return "a list";
+        case Node::Kind::map:
+            return "a map";
     }
     return "?";
 }
@@ -82,8 +86,8 @@ bool is_yaml_number(std::string_view s) {
 bool is_plain_non_string(const Node& n) {
     if (n.kind != Node::Kind::scalar) return true;
     if (n.quoted) return false;
-    static constexpr std::string_view literals[] = {"true", "false", "True", "False", "TRUE",
-                                                    "FALSE", "null", "Null", "NULL", "~"};
+    static constexpr std::string_view literals[] = {"true",  "false", "True", "False", "TRUE",
+                                                    "FALSE", "null",  "Null", "NULL",  "~"};
     return is_yaml_number(n.value) ||
            std::find(std::begin(literals), std::end(literals), n.value) != std::end(literals);
 }
@@ -120,7 +124,8 @@ bool Fields::string(std::string_view key, std::string& out) {
     if (n->kind != Node::Kind::scalar || is_plain_non_string(*n)) {
         diags_.add(*n, path_of(key),
                    n->kind == Node::Kind::scalar
-                       ? fmt::format("must be a string; quote it (\"{}\") if '{}' is meant", n->value, n->value)
+                       ? fmt::format("must be a string; quote it (\"{}\") if '{}' is meant",
+                                     n->value, n->value)
                        : fmt::format("must be a string, not {}", kind_name(n->kind)));
         return false;
     }
@@ -137,7 +142,8 @@ bool Fields::uint(std::string_view key, unsigned& out, unsigned min, unsigned ma
         return false;
     }
     if (*v < min || *v > max) {
-        diags_.add(*n, path_of(key), fmt::format("{} is out of range: must be from {} to {}", *v, min, max));
+        diags_.add(*n, path_of(key),
+                   fmt::format("{} is out of range: must be from {} to {}", *v, min, max));
         return false;
     }
     out = static_cast<unsigned>(*v);
@@ -147,7 +153,8 @@ bool Fields::uint(std::string_view key, unsigned& out, unsigned min, unsigned ma
 bool Fields::boolean(std::string_view key, bool& out) {
     const Node* n = get(key);
     if (!n) return false;
-    if (n->kind == Node::Kind::scalar && !n->quoted && (n->value == "true" || n->value == "false")) {
+    if (n->kind == Node::Kind::scalar && !n->quoted &&
+        (n->value == "true" || n->value == "false")) {
         out = n->value == "true";
         return true;
     }
@@ -155,7 +162,8 @@ bool Fields::boolean(std::string_view key, bool& out) {
     return false;
 }
 
-bool Fields::choice_index(std::string_view key, std::vector<std::string_view> names, size_t& index) {
+bool Fields::choice_index(std::string_view key, std::vector<std::string_view> names,
+                          size_t& index) {
     const Node* n = get(key);
     if (!n) return false;
     if (n->kind == Node::Kind::scalar) {

@@ -1,8 +1,6 @@
 // Reads typed fields out of a Node tree, collecting every problem as a positioned Diagnostic.
 #pragma once
 
-#include "spec/document.hpp"
-
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -11,11 +9,13 @@
 #include <utility>
 #include <vector>
 
+#include "spec/document.hpp"
+
 namespace qshim::spec::detail {
 
 // Collects diagnostics for one file.
 class Diagnostics {
-public:
+  public:
     explicit Diagnostics(std::string file) : file_(std::move(file)) {}
 
     void add(const Node& at, std::string path, std::string reason) {
@@ -25,7 +25,7 @@ public:
     std::vector<Diagnostic> take() { return std::move(list_); }
     const std::string& file() const { return file_; }
 
-private:
+  private:
     std::string file_;
     std::vector<Diagnostic> list_;
 };
@@ -33,7 +33,7 @@ private:
 // A view of one map in the document. Every key read through it is "known"; finish() reports the
 // rest as unknown fields, so a typo is never silently ignored.
 class Fields {
-public:
+  public:
     Fields(Diagnostics& diags, const Node& map, std::string path);
 
     // The node for `key`, or nullptr when absent.
@@ -46,7 +46,8 @@ public:
     bool uint(std::string_view key, unsigned& out, unsigned min, unsigned max);
     bool boolean(std::string_view key, bool& out);
     template <typename E>
-    bool choice(std::string_view key, E& out, std::initializer_list<std::pair<const char*, E>> options);
+    bool choice(std::string_view key, E& out,
+                std::initializer_list<std::pair<const char*, E>> options);
 
     // Reports a missing required field at the map's position.
     void require(std::string_view key);
@@ -54,7 +55,7 @@ public:
 
     Diagnostics& diags() { return diags_; }
 
-private:
+  private:
     bool choice_index(std::string_view key, std::vector<std::string_view> names, size_t& index);
 
     Diagnostics& diags_;

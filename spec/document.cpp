@@ -1,12 +1,12 @@
 // YAML/JSON text to a positioned Node tree, through yaml-cpp's event parser.
 #include "spec/document.hpp"
 
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/mark.h>
 #include <yaml-cpp/parser.h>
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <unordered_set>
@@ -47,10 +47,14 @@ std::optional<size_t> invalid_utf8(std::string_view s) {
     for (size_t i = 0; i < s.size();) {
         auto c = static_cast<unsigned char>(s[i]);
         size_t n = 0;  // continuation bytes
-        if (c >= 0xc2 && c <= 0xdf) n = 1;
-        else if (c >= 0xe0 && c <= 0xef) n = 2;
-        else if (c >= 0xf0 && c <= 0xf4) n = 3;
-        else if (c >= 0x80) return i;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3;
+        else if (c >= 0x80)
+            return i;
         if (i + n >= s.size()) return i;
         auto next = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
         // The second byte's range is narrower after E0, ED, F0 and F4.
@@ -80,7 +84,7 @@ std::optional<Error> check_text(std::string_view text, const std::string& filena
 // Builds the tree from parser events. The first problem stops the build: a document that is not
 // well formed has no meaningful fields to report on.
 class TreeBuilder : public YAML::EventHandler {
-public:
+  public:
     explicit TreeBuilder(std::string file) : file_(std::move(file)) {}
 
     std::optional<Node> root;
@@ -121,10 +125,10 @@ public:
     }
     void OnMapEnd() override { close(); }
 
-private:
+  private:
     struct Open {
         Node node;
-        std::optional<Node> pending_key;  // maps alternate key, value
+        std::optional<Node> pending_key;       // maps alternate key, value
         std::unordered_set<std::string> keys;  // a scan of entries per key would be quadratic
     };
 
@@ -137,17 +141,20 @@ private:
     }
 
     void fail(const YAML::Mark& mark, std::string reason) {
-        if (!error) error = document_error(file_, mark.line + 1, mark.column + 1, std::move(reason));
+        if (!error)
+            error = document_error(file_, mark.line + 1, mark.column + 1, std::move(reason));
     }
     void check_anchor(YAML::anchor_t anchor, const YAML::Mark& mark) {
-        if (anchor != YAML::NullAnchor) fail(mark, "YAML anchors (&name) are not supported in a VM spec");
+        if (anchor != YAML::NullAnchor)
+            fail(mark, "YAML anchors (&name) are not supported in a VM spec");
     }
     void check_tag(const std::string& tag, const YAML::Mark& mark) {
         if (!tag.empty() && tag != "?" && tag != "!")
             fail(mark, "YAML tags (" + tag + ") are not supported in a VM spec");
     }
 
-    void open(Node::Kind kind, const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor) {
+    void open(Node::Kind kind, const YAML::Mark& mark, const std::string& tag,
+              YAML::anchor_t anchor) {
         check_anchor(anchor, mark);
         check_tag(tag, mark);
         if (static_cast<int>(stack_.size()) >= max_depth)
@@ -170,7 +177,8 @@ private:
         if (top.node.kind == Node::Kind::sequence) {
             top.node.items.push_back(std::move(n));
         } else if (!top.pending_key) {
-            if (n.kind != Node::Kind::scalar) fail_at(n, "map keys must be plain strings");
+            if (n.kind != Node::Kind::scalar)
+                fail_at(n, "map keys must be plain strings");
             else if (!top.keys.insert(n.value).second)
                 fail_at(n, "duplicate key '" + n.value + "'");
             top.pending_key = std::move(n);
@@ -226,8 +234,10 @@ std::optional<size_t> too_deep(std::string_view text) {
     for (size_t i = 0; i < text.size(); ++i) {
         char c = text[i];
         if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
         } else if (c == '"') {
             in_string = true;
         } else if (c == '{' || c == '[') {
@@ -242,7 +252,7 @@ std::optional<size_t> too_deep(std::string_view text) {
 // A JSON syntax check that builds nothing and hears of every error through parse_error, where
 // nlohmann::json::parse throws out_of_range, not parse_error, for a number past a double (1e999).
 class SyntaxCheck : public nlohmann::json_sax<nlohmann::json> {
-public:
+  public:
     std::optional<std::pair<size_t, std::string>> error;  // byte offset and message
 
     bool null() override { return true; }
@@ -263,7 +273,7 @@ public:
         return false;
     }
 
-private:
+  private:
     // Drops the "[json.exception.parse_error.101] parse error at line 1, column 2: " preamble:
     // the diagnostic carries the position.
     static std::string reason(const std::string& what) {
@@ -280,8 +290,9 @@ Result<Node> parse_json_document(std::string_view text, const std::string& filen
     if (auto bad = check_text(text, filename)) return std::move(*bad);
     if (auto deep = too_deep(text)) {
         auto [line, column] = line_column(text, *deep);
-        return document_error(filename, line, column,
-                              "document is nested deeper than " + std::to_string(max_depth) + " levels");
+        return document_error(
+            filename, line, column,
+            "document is nested deeper than " + std::to_string(max_depth) + " levels");
     }
     // nlohmann is strict about JSON syntax (trailing commas, comments, control characters);
     // yaml-cpp then gives us the positions, since JSON is a subset of YAML 1.2.

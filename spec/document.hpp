@@ -1,9 +1,8 @@
 // A parsed YAML/JSON document as a tree of nodes that remember where they were written.
 #pragma once
 
-#include <qshim/error.hpp>
-
 #include <memory>
+#include <qshim/error.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,11 +15,11 @@ struct Node {
     struct Entry;  // not std::pair<Node, Node>: clang cannot instantiate that inside Node
 
     Kind kind = Kind::null;
-    std::string value;   // scalar text
-    bool quoted = false; // a quoted scalar is always a string, never a number or bool
-    int line = 0;        // 1-based
+    std::string value;    // scalar text
+    bool quoted = false;  // a quoted scalar is always a string, never a number or bool
+    int line = 0;         // 1-based
     int column = 0;
-    std::vector<Node> items;                     // sequence
+    std::vector<Node> items;     // sequence
     std::vector<Entry> entries;  // map, in document order
 
     const Node* find(std::string_view key) const;

@@ -1,9 +1,8 @@
 // A VmSpec written back as JSON or YAML, every default made explicit.
-#include "common/json_yaml.hpp"
-
+#include <nlohmann/json.hpp>
 #include <qshim/spec.hpp>
 
-#include <nlohmann/json.hpp>
+#include "common/json_yaml.hpp"
 
 namespace qshim::spec {
 
@@ -16,8 +15,10 @@ void optional_string(Json& j, const char* key, const std::string& value) {
 }
 
 Json disk_json(const Disk& d) {
-    Json j{{"name", d.name}, {"path", d.path_as_written}, {"format", to_string(d.format)}, {"bus", to_string(d.bus)},
-           {"device", to_string(d.device)}, {"readOnly", d.read_only}, {"serial", d.serial}};
+    Json j{
+        {"name", d.name},          {"path", d.path_as_written},     {"format", to_string(d.format)},
+        {"bus", to_string(d.bus)}, {"device", to_string(d.device)}, {"readOnly", d.read_only},
+        {"serial", d.serial}};
     if (d.boot_order) j["bootOrder"] = *d.boot_order;
     if (d.pci_address) j["pciAddress"] = to_string(*d.pci_address);
     return j;
@@ -28,7 +29,10 @@ Json interface_json(const Interface& i) {
     optional_string(backend, "name", i.backend.tap_name);
     if (i.backend.tap_fd) backend["fd"] = *i.backend.tap_fd;
     optional_string(backend, "socket", i.backend.socket_as_written);
-    Json j{{"name", i.name}, {"model", to_string(i.model)}, {"mac", to_string(i.mac)}, {"backend", backend}};
+    Json j{{"name", i.name},
+           {"model", to_string(i.model)},
+           {"mac", to_string(i.mac)},
+           {"backend", backend}};
     if (i.boot_order) j["bootOrder"] = *i.boot_order;
     if (i.pci_address) j["pciAddress"] = to_string(*i.pci_address);
     return j;
@@ -37,8 +41,13 @@ Json interface_json(const Interface& i) {
 Json spec_json(const VmSpec& s) {
     Json j;
     j["name"] = s.name;
-    j["machine"] = {{"type", s.machine.type}, {"accel", to_string(s.machine.accel)}, {"topologyVersion", s.machine.topology_version}};
-    j["cpu"] = {{"sockets", s.cpu.sockets}, {"cores", s.cpu.cores}, {"threads", s.cpu.threads}, {"model", s.cpu.model}};
+    j["machine"] = {{"type", s.machine.type},
+                    {"accel", to_string(s.machine.accel)},
+                    {"topologyVersion", s.machine.topology_version}};
+    j["cpu"] = {{"sockets", s.cpu.sockets},
+                {"cores", s.cpu.cores},
+                {"threads", s.cpu.threads},
+                {"model", s.cpu.model}};
     j["memory"] = {{"size", s.memory.size_text}};
     if (!s.boot.kernel.empty()) {
         Json boot = Json::object();

@@ -1,17 +1,16 @@
 // load_spec/parse_spec: a positioned document to a validated VmSpec, reporting every problem.
-#include "spec/decoder.hpp"
-#include "spec/document.hpp"
-#include "spec/values.hpp"
-
-#include <qshim/spec.hpp>
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <qshim/spec.hpp>
 #include <set>
+
+#include "spec/decoder.hpp"
+#include "spec/document.hpp"
+#include "spec/values.hpp"
 
 namespace qshim::spec {
 
@@ -24,21 +23,23 @@ namespace {
 namespace fs = std::filesystem;
 
 class SpecReader {
-public:
+  public:
     SpecReader(Diagnostics& diags, VmSpec& spec) : diags_(diags), spec_(spec) {}
 
     void read(const Node& root) {
         Fields f(diags_, root, "");
         f.require("name");
         if (f.string("name", spec_.name) && !detail::is_dns_label(spec_.name))
-            diags_.add(*root.find("name"), "name",
-                       "must be a DNS label: lowercase letters, digits and '-', at most 63 characters");
+            diags_.add(
+                *root.find("name"), "name",
+                "must be a DNS label: lowercase letters, digits and '-', at most 63 characters");
         if (auto* n = f.get("machine"); n && expect(*n, Node::Kind::map, "machine")) machine(*n);
         if (auto* n = f.get("cpu"); n && expect(*n, Node::Kind::map, "cpu")) cpu(*n);
         if (auto* n = f.get("memory"); n && expect(*n, Node::Kind::map, "memory")) memory(*n);
         if (auto* n = f.get("boot"); n && expect(*n, Node::Kind::map, "boot")) boot(*n);
         if (auto* n = f.get("disks"); n && expect(*n, Node::Kind::sequence, "disks"))
-            for (size_t i = 0; i < n->items.size(); ++i) disk(n->items[i], fmt::format("disks[{}]", i));
+            for (size_t i = 0; i < n->items.size(); ++i)
+                disk(n->items[i], fmt::format("disks[{}]", i));
         if (auto* n = f.get("interfaces"); n && expect(*n, Node::Kind::sequence, "interfaces"))
             for (size_t i = 0; i < n->items.size(); ++i)
                 interface(n->items[i], fmt::format("interfaces[{}]", i));
@@ -48,7 +49,8 @@ public:
         if (auto* n = f.get("hotplug"); n && expect(*n, Node::Kind::map, "hotplug")) hotplug(*n);
         if (auto* n = f.get("devices"); n && expect(*n, Node::Kind::map, "devices")) devices(*n);
         if (auto* n = f.get("serial"); n && expect(*n, Node::Kind::map, "serial")) serial(*n);
-        if (auto* n = f.get("lifecycle"); n && expect(*n, Node::Kind::map, "lifecycle")) lifecycle(*n);
+        if (auto* n = f.get("lifecycle"); n && expect(*n, Node::Kind::map, "lifecycle"))
+            lifecycle(*n);
         f.finish();
         cross_checks();
     }
@@ -57,7 +59,7 @@ public:
     void read_disk(const Node& root) { disk(root, ""); }
     void read_interface(const Node& root) { interface(root, ""); }
 
-private:
+  private:
     // "disks[1]" + "format" -> "disks[1].format"; a lone device (a request body) has no prefix.
     static std::string at(const std::string& prefix, std::string_view key) {
         return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
@@ -87,7 +89,9 @@ private:
         std::string text;
         if (!f.string(key, text)) return std::nullopt;
         auto a = parse_pci_address(text);
-        if (!a) diags_.add(*f.get(key), f.path_of(key), "must be a PCI address DDDD:BB:SS.F (hex, slot at most 1f)");
+        if (!a)
+            diags_.add(*f.get(key), f.path_of(key),
+                       "must be a PCI address DDDD:BB:SS.F (hex, slot at most 1f)");
         return a;
     }
 
@@ -95,14 +99,17 @@ private:
         Fields f(diags_, n, "machine");
         if (f.string("type", spec_.machine.type) && spec_.machine.type != "q35" &&
             !detail::is_versioned_q35(spec_.machine.type))
-            diags_.add(*f.get("type"), "machine.type", "must be q35 or a versioned q35 type such as pc-q35-7.2");
+            diags_.add(*f.get("type"), "machine.type",
+                       "must be q35 or a versioned q35 type such as pc-q35-7.2");
         f.choice("accel", spec_.machine.accel,
                  {{"auto", Accel::automatic}, {"kvm", Accel::kvm}, {"tcg", Accel::tcg}});
         unsigned version = 1;
         if (f.uint("topologyVersion", version, 1, 1000)) {
             if (version != 1)
-                diags_.add(*f.get("topologyVersion"), "machine.topologyVersion",
-                           fmt::format("topology version {} is not known to this qshim (it knows 1)", version));
+                diags_.add(
+                    *f.get("topologyVersion"), "machine.topologyVersion",
+                    fmt::format("topology version {} is not known to this qshim (it knows 1)",
+                                version));
             spec_.machine.topology_version = static_cast<int>(version);
         }
         f.finish();
@@ -115,11 +122,13 @@ private:
         f.uint("cores", spec_.cpu.cores, 1, 255);
         f.uint("threads", spec_.cpu.threads, 1, 255);
         if (f.string("model", spec_.cpu.model) && !detail::is_cpu_model(spec_.cpu.model))
-            diags_.add(*f.get("model"), "cpu.model",
-                       "must be a QEMU CPU model name (letters, digits, '.', '_', '-'; no CPU flags)");
+            diags_.add(
+                *f.get("model"), "cpu.model",
+                "must be a QEMU CPU model name (letters, digits, '.', '_', '-'; no CPU flags)");
         if (spec_.cpu.count() > 255)
-            diags_.add(n, "cpu", fmt::format("sockets x cores x threads = {} vCPUs; q35 supports at most 255",
-                                             spec_.cpu.count()));
+            diags_.add(n, "cpu",
+                       fmt::format("sockets x cores x threads = {} vCPUs; q35 supports at most 255",
+                                   spec_.cpu.count()));
         f.finish();
     }
 
@@ -127,9 +136,11 @@ private:
         Fields f(diags_, n, "memory");
         f.require("size");
         if (const Node* s = f.get("size")) {
-            auto bytes = s->kind == Node::Kind::scalar ? detail::parse_quantity(s->value) : std::nullopt;
+            auto bytes =
+                s->kind == Node::Kind::scalar ? detail::parse_quantity(s->value) : std::nullopt;
             if (!bytes)
-                diags_.add(*s, "memory.size", "must be a size such as 512Mi or 4Gi (suffix Ki, Mi, Gi or Ti)");
+                diags_.add(*s, "memory.size",
+                           "must be a size such as 512Mi or 4Gi (suffix Ki, Mi, Gi or Ti)");
             else if (*bytes % (1u << 20) != 0)
                 diags_.add(*s, "memory.size", "must be a whole number of MiB");
             else if (*bytes < (16ull << 20) || *bytes > (4ull << 40))
@@ -149,11 +160,13 @@ private:
         if (f.string("cmdline", spec_.boot.cmdline)) {
             for (unsigned char c : spec_.boot.cmdline)
                 if (c < 0x20 || c == 0x7f) {
-                    diags_.add(*f.get("cmdline"), "boot.cmdline", "must not contain control characters");
+                    diags_.add(*f.get("cmdline"), "boot.cmdline",
+                               "must not contain control characters");
                     break;
                 }
         }
-        if (spec_.boot.kernel.empty() && (!spec_.boot.initrd.empty() || !spec_.boot.cmdline.empty()))
+        if (spec_.boot.kernel.empty() &&
+            (!spec_.boot.initrd.empty() || !spec_.boot.cmdline.empty()))
             diags_.add(n, "boot.kernel", "is required when initrd or cmdline is set");
         f.finish();
     }
@@ -162,8 +175,9 @@ private:
         f.require("name");
         if (!f.string("name", out)) return false;
         if (!detail::is_dns_label(out) || !std::isalpha(static_cast<unsigned char>(out[0]))) {
-            diags_.add(*f.get("name"), at(path, "name"),
-                       "must be a DNS label that starts with a letter (it becomes the QEMU device id)");
+            diags_.add(
+                *f.get("name"), at(path, "name"),
+                "must be a DNS label that starts with a letter (it becomes the QEMU device id)");
             return false;
         }
         return true;
@@ -178,11 +192,14 @@ private:
         path(f, "path", d.path, d.path_as_written);
         f.require("format");
         f.choice("format", d.format, {{"raw", DiskFormat::raw}, {"qcow2", DiskFormat::qcow2}});
-        f.choice("bus", d.bus, {{"virtio", DiskBus::virtio}, {"scsi", DiskBus::scsi}, {"sata", DiskBus::sata}});
-        if (f.choice("device", d.device, {{"disk", DiskDevice::disk}, {"cdrom", DiskDevice::cdrom}}) &&
+        f.choice("bus", d.bus,
+                 {{"virtio", DiskBus::virtio}, {"scsi", DiskBus::scsi}, {"sata", DiskBus::sata}});
+        if (f.choice("device", d.device,
+                     {{"disk", DiskDevice::disk}, {"cdrom", DiskDevice::cdrom}}) &&
             d.device == DiskDevice::cdrom) {
             if (d.bus == DiskBus::virtio)
-                diags_.add(*f.get("device"), at(p, "device"), "a cdrom needs bus scsi or sata (virtio-blk has no cdrom)");
+                diags_.add(*f.get("device"), at(p, "device"),
+                           "a cdrom needs bus scsi or sata (virtio-blk has no cdrom)");
             d.read_only = true;
         }
         bool ro = d.read_only;
@@ -203,9 +220,11 @@ private:
         if (f.uint("bootOrder", order, 1, 999)) d.boot_order = order;
         d.pci_address = pci(f, "pciAddress");
         if (d.pci_address && d.bus != DiskBus::virtio)
-            diags_.add(*f.get("pciAddress"), at(p, "pciAddress"),
-                       fmt::format("only virtio disks have their own PCI function; a {} disk sits on its "
-                                   "controller", to_string(d.bus)));
+            diags_.add(
+                *f.get("pciAddress"), at(p, "pciAddress"),
+                fmt::format("only virtio disks have their own PCI function; a {} disk sits on its "
+                            "controller",
+                            to_string(d.bus)));
         f.finish();
         spec_.disks.push_back(std::move(d));
         disk_nodes_.push_back(&n);
@@ -216,12 +235,19 @@ private:
         Fields f(diags_, n, p);
         Interface i;
         device_name(f, i.name, p);
-        f.choice("model", i.model, {{"virtio", NicModel::virtio}, {"e1000e", NicModel::e1000e}, {"e1000", NicModel::e1000}});
+        f.choice("model", i.model,
+                 {{"virtio", NicModel::virtio},
+                  {"e1000e", NicModel::e1000e},
+                  {"e1000", NicModel::e1000}});
         std::string mac;
         if (f.string("mac", mac)) {
             auto m = detail::parse_mac(mac);
-            if (!m) diags_.add(*f.get("mac"), at(p, "mac"), "must be six hex bytes separated by ':' (52:54:00:12:34:56)");
-            else if ((*m)[0] & 1) diags_.add(*f.get("mac"), at(p, "mac"), "is a multicast address; a NIC needs a unicast one");
+            if (!m)
+                diags_.add(*f.get("mac"), at(p, "mac"),
+                           "must be six hex bytes separated by ':' (52:54:00:12:34:56)");
+            else if ((*m)[0] & 1)
+                diags_.add(*f.get("mac"), at(p, "mac"),
+                           "is a multicast address; a NIC needs a unicast one");
             else {
                 i.mac = *m;
                 i.mac_explicit = true;
@@ -229,7 +255,8 @@ private:
         }
         if (!i.mac_explicit) i.mac = default_mac(spec_.name, i.name);
         f.require("backend");
-        if (auto* b = f.get("backend"); b && expect(*b, Node::Kind::map, at(p, "backend"))) backend(*b, at(p, "backend"), i.backend);
+        if (auto* b = f.get("backend"); b && expect(*b, Node::Kind::map, at(p, "backend")))
+            backend(*b, at(p, "backend"), i.backend);
         unsigned order = 0;
         if (f.uint("bootOrder", order, 1, 999)) i.boot_order = order;
         i.pci_address = pci(f, "pciAddress");
@@ -247,7 +274,8 @@ private:
                                {"stream", BackendType::stream}});
         bool has_name = f.string("name", b.tap_name);
         if (has_name && !detail::is_ifname(b.tap_name))
-            diags_.add(*f.get("name"), at(p, "name"), "must be a host interface name (1 to 15 of A-Z a-z 0-9 _ . -)");
+            diags_.add(*f.get("name"), at(p, "name"),
+                       "must be a host interface name (1 to 15 of A-Z a-z 0-9 _ . -)");
         unsigned fd = 0;
         if (f.uint("fd", fd, 3, 65535)) b.tap_fd = static_cast<int>(fd);
         bool has_socket = path(f, "socket", b.socket, b.socket_as_written);
@@ -255,11 +283,14 @@ private:
         if (!typed) return;  // reported already; judging the rest as type user would only add noise
         switch (b.type) {
             case BackendType::user:
-                if (has_name || b.tap_fd || has_socket) diags_.add(n, p, "type user takes no name, fd or socket");
+                if (has_name || b.tap_fd || has_socket)
+                    diags_.add(n, p, "type user takes no name, fd or socket");
                 break;
             case BackendType::tap:
-                if (has_name == b.tap_fd.has_value()) diags_.add(n, p, "type tap needs exactly one of name or fd");
-                if (has_socket) diags_.add(*f.get("socket"), at(p, "socket"), "applies to type stream only");
+                if (has_name == b.tap_fd.has_value())
+                    diags_.add(n, p, "type tap needs exactly one of name or fd");
+                if (has_socket)
+                    diags_.add(*f.get("socket"), at(p, "socket"), "applies to type stream only");
                 break;
             case BackendType::stream:
                 if (!has_socket) diags_.add(n, at(p, "socket"), "is required for type stream");
@@ -329,22 +360,29 @@ private:
             const Node& at = *disk_nodes_[i];
             std::string p = fmt::format("disks[{}]", i);
             if (!d.name.empty()) unique(names, d.name, at, p + ".name", "name '" + d.name + "'");
-            if (d.boot_order) unique(boot_orders, *d.boot_order, at, p + ".bootOrder", fmt::format("bootOrder {}", *d.boot_order));
-            if (!d.serial.empty()) unique(serials, d.serial, at, p + ".serial", "serial '" + d.serial + "'");
+            if (d.boot_order)
+                unique(boot_orders, *d.boot_order, at, p + ".bootOrder",
+                       fmt::format("bootOrder {}", *d.boot_order));
+            if (!d.serial.empty())
+                unique(serials, d.serial, at, p + ".serial", "serial '" + d.serial + "'");
         }
         for (size_t i = 0; i < spec_.interfaces.size(); ++i) {
             const Interface& n = spec_.interfaces[i];
             const Node& at = *interface_nodes_[i];
             std::string p = fmt::format("interfaces[{}]", i);
             if (!n.name.empty()) unique(names, n.name, at, p + ".name", "name '" + n.name + "'");
-            if (n.boot_order) unique(boot_orders, *n.boot_order, at, p + ".bootOrder", fmt::format("bootOrder {}", *n.boot_order));
+            if (n.boot_order)
+                unique(boot_orders, *n.boot_order, at, p + ".bootOrder",
+                       fmt::format("bootOrder {}", *n.boot_order));
             unique(macs, n.mac, at, p + ".mac",
-                   "MAC " + to_string(n.mac) + (n.mac_explicit ? "" : " (derived from the names; set mac explicitly)"));
+                   "MAC " + to_string(n.mac) +
+                       (n.mac_explicit ? "" : " (derived from the names; set mac explicitly)"));
         }
         for (size_t i = 0; i < spec_.host_devices.size(); ++i) {
             const HostDevice& h = spec_.host_devices[i];
             if (!h.name.empty())
-                unique(names, h.name, *host_device_nodes_[i], fmt::format("hostDevices[{}].name", i), "name '" + h.name + "'");
+                unique(names, h.name, *host_device_nodes_[i],
+                       fmt::format("hostDevices[{}].name", i), "name '" + h.name + "'");
         }
     }
 
@@ -363,18 +401,21 @@ bool looks_like_json(std::string_view text, const std::string& filename) {
 
 }  // namespace
 
-Result<VmSpec> parse_spec(std::string_view text, const std::string& filename, const LoadOptions& options) {
+Result<VmSpec> parse_spec(std::string_view text, const std::string& filename,
+                          const LoadOptions& options) {
     const std::string context = "loading spec " + filename;
     if (text.size() > max_spec_bytes) {
         Error e = make_error(Errc::invalid_spec,
-                             fmt::format("file is {} bytes; a spec may be at most {} bytes", text.size(), max_spec_bytes),
+                             fmt::format("file is {} bytes; a spec may be at most {} bytes",
+                                         text.size(), max_spec_bytes),
                              context);
         e.diagnostics.push_back({filename, 0, 0, "", e.message});
         return e;
     }
     bool json = options.format == Format::json ||
                 (options.format == Format::automatic && looks_like_json(text, filename));
-    auto doc = json ? detail::parse_json_document(text, filename) : detail::parse_yaml_document(text, filename);
+    auto doc = json ? detail::parse_json_document(text, filename)
+                    : detail::parse_yaml_document(text, filename);
     if (!doc) return std::move(doc).error();
 
     VmSpec spec;
@@ -383,7 +424,9 @@ Result<VmSpec> parse_spec(std::string_view text, const std::string& filename, co
     // an unknown working directory leaves relative paths relative rather than throwing.
     std::error_code ec;
     spec.base_dir = fs::absolute(filename.empty() ? fs::path(".") : fs::path(filename), ec)
-                        .parent_path().lexically_normal().string();
+                        .parent_path()
+                        .lexically_normal()
+                        .string();
     Diagnostics diags(filename);
     SpecReader(diags, spec).read(*doc);
     if (!diags.empty()) {
@@ -395,7 +438,8 @@ Result<VmSpec> parse_spec(std::string_view text, const std::string& filename, co
                          [](const Diagnostic& a, const Diagnostic& b) {
                              return std::pair(a.line, a.column) < std::pair(b.line, b.column);
                          });
-        e.message = fmt::format("the spec has {} problem{}", e.diagnostics.size(), e.diagnostics.size() == 1 ? "" : "s");
+        e.message = fmt::format("the spec has {} problem{}", e.diagnostics.size(),
+                                e.diagnostics.size() == 1 ? "" : "s");
         return e;
     }
     return spec;
@@ -416,22 +460,27 @@ Result<Device> parse_device(std::string_view json, const VmSpec& vm, const char*
     SpecReader reader(diags, scratch);
     read(reader, *doc);
     if (!diags.empty()) {
-        Error e = make_error(Errc::invalid_spec, fmt::format("the {} is invalid", what), "reading the request body");
+        Error e = make_error(Errc::invalid_spec, fmt::format("the {} is invalid", what),
+                             "reading the request body");
         e.diagnostics = diags.take();
         return e;
     }
-    if constexpr (std::is_same_v<Device, Disk>) return std::move(scratch.disks.at(0));
-    else return std::move(scratch.interfaces.at(0));
+    if constexpr (std::is_same_v<Device, Disk>)
+        return std::move(scratch.disks.at(0));
+    else
+        return std::move(scratch.interfaces.at(0));
 }
 
 }  // namespace
 
 Result<Disk> parse_disk(std::string_view json, const VmSpec& vm) {
-    return parse_device<Disk>(json, vm, "disk", [](SpecReader& r, const Node& n) { r.read_disk(n); });
+    return parse_device<Disk>(json, vm, "disk",
+                              [](SpecReader& r, const Node& n) { r.read_disk(n); });
 }
 
 Result<Interface> parse_interface(std::string_view json, const VmSpec& vm) {
-    return parse_device<Interface>(json, vm, "interface", [](SpecReader& r, const Node& n) { r.read_interface(n); });
+    return parse_device<Interface>(json, vm, "interface",
+                                   [](SpecReader& r, const Node& n) { r.read_interface(n); });
 }
 
 Result<VmSpec> load_spec(const std::string& path, const LoadOptions& options) {
@@ -439,7 +488,10 @@ Result<VmSpec> load_spec(const std::string& path, const LoadOptions& options) {
     std::error_code ec;
     auto status = fs::status(path, ec);
     if (ec || !fs::exists(status))
-        return make_error(Errc::io, "cannot read the file: " + (ec ? ec.message() : std::string("No such file or directory")), context);
+        return make_error(Errc::io,
+                          "cannot read the file: " +
+                              (ec ? ec.message() : std::string("No such file or directory")),
+                          context);
     if (!fs::is_regular_file(status)) return make_error(Errc::io, "not a regular file", context);
     std::ifstream in(path, std::ios::binary);
     if (!in) return make_error(Errc::io, "cannot open the file for reading", context);
@@ -449,7 +501,10 @@ Result<VmSpec> load_spec(const std::string& path, const LoadOptions& options) {
     if (in.bad()) return make_error(Errc::io, "read failed", context);
     text.resize(static_cast<size_t>(in.gcount()));
     if (text.size() > max_spec_bytes) {
-        Error e = make_error(Errc::invalid_spec, fmt::format("file is larger than {} bytes, the most a spec may be", max_spec_bytes), context);
+        Error e = make_error(
+            Errc::invalid_spec,
+            fmt::format("file is larger than {} bytes, the most a spec may be", max_spec_bytes),
+            context);
         e.diagnostics.push_back({path, 0, 0, "", e.message});
         return e;
     }

@@ -1,11 +1,11 @@
 // Value parsers for spec fields, and the stable formatting of PCI and MAC addresses.
 #include "spec/values.hpp"
 
-#include "spec/decoder.hpp"
-
 #include <fmt/format.h>
 
 #include <regex>
+
+#include "spec/decoder.hpp"
 
 namespace qshim::spec {
 
@@ -44,23 +44,33 @@ MacAddress default_mac(std::string_view vm_name, std::string_view interface_name
     mix(vm_name);
     mix("/");
     mix(interface_name);
-    return {0x52, 0x54, 0x00, static_cast<uint8_t>(h >> 16), static_cast<uint8_t>(h >> 8),
+    return {0x52,
+            0x54,
+            0x00,
+            static_cast<uint8_t>(h >> 16),
+            static_cast<uint8_t>(h >> 8),
             static_cast<uint8_t>(h)};
 }
 
 const char* to_string(Accel v) {
     switch (v) {
-        case Accel::automatic: return "auto";
-        case Accel::kvm: return "kvm";
-        case Accel::tcg: return "tcg";
+        case Accel::automatic:
+            return "auto";
+        case Accel::kvm:
+            return "kvm";
+        case Accel::tcg:
+            return "tcg";
     }
     return "?";
 }
 const char* to_string(DiskBus v) {
     switch (v) {
-        case DiskBus::virtio: return "virtio";
-        case DiskBus::scsi: return "scsi";
-        case DiskBus::sata: return "sata";
+        case DiskBus::virtio:
+            return "virtio";
+        case DiskBus::scsi:
+            return "scsi";
+        case DiskBus::sata:
+            return "sata";
     }
     return "?";
 }
@@ -68,17 +78,23 @@ const char* to_string(DiskFormat v) { return v == DiskFormat::raw ? "raw" : "qco
 const char* to_string(DiskDevice v) { return v == DiskDevice::disk ? "disk" : "cdrom"; }
 const char* to_string(NicModel v) {
     switch (v) {
-        case NicModel::virtio: return "virtio";
-        case NicModel::e1000e: return "e1000e";
-        case NicModel::e1000: return "e1000";
+        case NicModel::virtio:
+            return "virtio";
+        case NicModel::e1000e:
+            return "e1000e";
+        case NicModel::e1000:
+            return "e1000";
     }
     return "?";
 }
 const char* to_string(BackendType v) {
     switch (v) {
-        case BackendType::user: return "user";
-        case BackendType::tap: return "tap";
-        case BackendType::stream: return "stream";
+        case BackendType::user:
+            return "user";
+        case BackendType::tap:
+            return "tap";
+        case BackendType::stream:
+            return "stream";
     }
     return "?";
 }
@@ -91,12 +107,14 @@ bool is_dns_label(std::string_view s) {
 }
 
 std::optional<MacAddress> parse_mac(std::string_view s) {
-    static const std::regex re("([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):"
-                               "([0-9a-fA-F]{2}):([0-9a-fA-F]{2})");
+    static const std::regex re(
+        "([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):"
+        "([0-9a-fA-F]{2}):([0-9a-fA-F]{2})");
     std::cmatch m;
     if (!std::regex_match(s.begin(), s.end(), m, re)) return std::nullopt;
     MacAddress mac;
-    for (size_t i = 0; i < 6; ++i) mac[i] = static_cast<uint8_t>(std::stoul(m[i + 1].str(), nullptr, 16));
+    for (size_t i = 0; i < 6; ++i)
+        mac[i] = static_cast<uint8_t>(std::stoul(m[i + 1].str(), nullptr, 16));
     return mac;
 }
 

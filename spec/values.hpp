@@ -1,9 +1,8 @@
 // Parsers and checks for the value types a spec holds: names, sizes, MACs, serials.
 #pragma once
 
-#include <qshim/spec.hpp>
-
 #include <optional>
+#include <qshim/spec.hpp>
 #include <string>
 #include <string_view>
 

@@ -18,16 +18,15 @@ struct Region {
     unsigned ports() const { return slots * 8; }
 };
 
-inline constexpr Region disks_region{"disks", 0x02, 8, 1};            // buses 1-64
-inline constexpr Region interfaces_region{"interfaces", 0x0a, 4, 65};  // buses 65-96
-inline constexpr Region controllers_region{"controllers", 0x0e, 1, 97};  // buses 97-104
+inline constexpr Region disks_region{"disks", 0x02, 8, 1};                 // buses 1-64
+inline constexpr Region interfaces_region{"interfaces", 0x0a, 4, 65};      // buses 65-96
+inline constexpr Region controllers_region{"controllers", 0x0e, 1, 97};    // buses 97-104
 inline constexpr Region host_devices_region{"hostDevices", 0x0f, 2, 105};  // buses 105-120
 // One root port holding the PCIe-to-PCI bridge for conventional PCI devices (e1000).
 inline constexpr Region legacy_region{"legacy", 0x11, 1, 121};  // bus 121, bridge bus 122
 
-inline constexpr std::array<const Region*, 5> regions{&disks_region, &interfaces_region,
-                                                      &controllers_region, &host_devices_region,
-                                                      &legacy_region};
+inline constexpr std::array<const Region*, 5> regions{
+    &disks_region, &interfaces_region, &controllers_region, &host_devices_region, &legacy_region};
 
 // Fixed positions in the controllers region, so one appearing never moves another.
 inline constexpr unsigned rng_position = 0;

@@ -1,12 +1,11 @@
 // plan(): places every device of a spec into the v1 layout (topology/layout.hpp).
-#include "topology/layout.hpp"
-
-#include <qshim/topology.hpp>
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <functional>
+#include <qshim/topology.hpp>
+
+#include "topology/layout.hpp"
 
 namespace qshim::topology {
 
@@ -24,7 +23,7 @@ struct Request {
 };
 
 class Planner {
-public:
+  public:
     explicit Planner(const VmSpec& spec) : spec_(spec) {}
 
     Result<Topology> run() {
@@ -32,13 +31,17 @@ public:
         topo_.machine = spec_.machine.type == "q35" ? std::string(v1_machine) : spec_.machine.type;
 
         auto disk_positions = place_region(disks_region, virtio_disk_requests(), "virtio disks");
-        auto nic_positions = place_region(interfaces_region, nic_requests(false), "virtio/e1000e interfaces");
-        auto hostdev_positions = place_region(host_devices_region, host_device_requests(), "host devices");
+        auto nic_positions =
+            place_region(interfaces_region, nic_requests(false), "virtio/e1000e interfaces");
+        auto hostdev_positions =
+            place_region(host_devices_region, host_device_requests(), "host devices");
         auto legacy_slots = place_bridge_slots(nic_requests(true));
         if (!problems_.empty()) return failure();
 
-        unsigned disk_ports = region_size(disks_region, disk_positions, spec_.hotplug.disks, "hotplug.disks", 1);
-        unsigned nic_ports = region_size(interfaces_region, nic_positions, spec_.hotplug.interfaces, "hotplug.interfaces", 0);
+        unsigned disk_ports =
+            region_size(disks_region, disk_positions, spec_.hotplug.disks, "hotplug.disks", 1);
+        unsigned nic_ports = region_size(interfaces_region, nic_positions, spec_.hotplug.interfaces,
+                                         "hotplug.interfaces", 0);
         unsigned hostdev_ports = region_size(host_devices_region, hostdev_positions, 0, "", 0);
         unsigned controller_ports = controllers_needed();
         unsigned legacy_ports = legacy_slots.empty() ? 0 : 1;
@@ -60,13 +63,14 @@ public:
         add_hotplug_ports(interfaces_region, nic_positions, nic_ports);
         if (!problems_.empty()) return failure();
         // Output order is by class, then spec order, whatever the pins.
-        std::stable_sort(topo_.devices.begin(), topo_.devices.end(), [](const Device& a, const Device& b) {
-            return a.kind != b.kind ? a.kind < b.kind : a.spec_index < b.spec_index;
-        });
+        std::stable_sort(
+            topo_.devices.begin(), topo_.devices.end(), [](const Device& a, const Device& b) {
+                return a.kind != b.kind ? a.kind < b.kind : a.spec_index < b.spec_index;
+            });
         return std::move(topo_);
     }
 
-private:
+  private:
     using Positions = std::vector<std::optional<int>>;  // position -> spec index
 
     void problem(std::string path, std::string reason) {
@@ -75,8 +79,8 @@ private:
 
     Error failure() {
         Error e = make_error(Errc::topology,
-                             fmt::format("the spec cannot be laid out ({} problem{})", problems_.size(),
-                                         problems_.size() == 1 ? "" : "s"),
+                             fmt::format("the spec cannot be laid out ({} problem{})",
+                                         problems_.size(), problems_.size() == 1 ? "" : "s"),
                              "planning the topology of " + spec_.name);
         e.diagnostics = std::move(problems_);
         return e;
@@ -125,9 +129,11 @@ private:
             if (!r.pin) continue;
             auto p = position_of(*r.pin);
             if (!p) {
-                problem(r.path, fmt::format("{} is not a place for {}: they live at {}", spec::to_string(*r.pin), what, allowed));
+                problem(r.path, fmt::format("{} is not a place for {}: they live at {}",
+                                            spec::to_string(*r.pin), what, allowed));
             } else if (positions[*p]) {
-                problem(r.path, fmt::format("{} is already pinned by {}", spec::to_string(*r.pin), owner[*p]));
+                problem(r.path, fmt::format("{} is already pinned by {}", spec::to_string(*r.pin),
+                                            owner[*p]));
             } else {
                 positions[*p] = r.spec_index;
                 owner[*p] = r.label;
@@ -137,22 +143,28 @@ private:
         for (const auto& r : requests) {
             if (r.pin) continue;
             while (next < capacity && positions[next]) ++next;
-            if (next < capacity) positions[next++] = r.spec_index;
-            else ++left_out;
+            if (next < capacity)
+                positions[next++] = r.spec_index;
+            else
+                ++left_out;
         }
         if (left_out)
-            problem(what, fmt::format("{} {} do not fit: the layout holds {}", requests.size(), what, capacity));
+            problem(what, fmt::format("{} {} do not fit: the layout holds {}", requests.size(),
+                                      what, capacity));
         return positions;
     }
 
-    Positions place_region(const Region& region, const std::vector<Request>& requests, const std::string& what) {
+    Positions place_region(const Region& region, const std::vector<Request>& requests,
+                           const std::string& what) {
         auto position_of = [&region](const PciAddress& a) -> std::optional<unsigned> {
             if (a.domain != 0 || a.slot != 0 || a.function != 0) return std::nullopt;
-            if (a.bus < region.first_bus || a.bus >= region.first_bus + region.ports()) return std::nullopt;
+            if (a.bus < region.first_bus || a.bus >= region.first_bus + region.ports())
+                return std::nullopt;
             return a.bus - region.first_bus;
         };
-        std::string allowed = fmt::format("{} to {}", spec::to_string(PciAddress{0, uint8_t(region.first_bus), 0, 0}),
-                                          spec::to_string(PciAddress{0, uint8_t(region.first_bus + region.ports() - 1), 0, 0}));
+        std::string allowed = fmt::format(
+            "{} to {}", spec::to_string(PciAddress{0, uint8_t(region.first_bus), 0, 0}),
+            spec::to_string(PciAddress{0, uint8_t(region.first_bus + region.ports() - 1), 0, 0}));
         return place(requests, region.ports(), position_of, allowed, what);
     }
 
@@ -164,8 +176,12 @@ private:
             if (a.slot < bridge_first_slot || a.slot > bridge_last_slot) return std::nullopt;
             return a.slot - bridge_first_slot;
         };
-        std::string allowed = fmt::format("{} to {}", spec::to_string(PciAddress{0, uint8_t(legacy_bridge_bus), uint8_t(bridge_first_slot), 0}),
-                                          spec::to_string(PciAddress{0, uint8_t(legacy_bridge_bus), uint8_t(bridge_last_slot), 0}));
+        std::string allowed =
+            fmt::format("{} to {}",
+                        spec::to_string(PciAddress{0, uint8_t(legacy_bridge_bus),
+                                                   uint8_t(bridge_first_slot), 0}),
+                        spec::to_string(PciAddress{0, uint8_t(legacy_bridge_bus),
+                                                   uint8_t(bridge_last_slot), 0}));
         return place(requests, count, position_of, allowed, "e1000 interfaces");
     }
 
@@ -182,14 +198,16 @@ private:
             }
         unsigned size = std::max({highest, used + spares, minimum});
         if (size > region.ports())
-            problem(spare_field.empty() ? std::string(region.name) : spare_field,
-                    fmt::format("{} in use and {} spare need {} root ports, but the {} region holds {}",
-                                used, spares, used + spares, region.name, region.ports()));
+            problem(
+                spare_field.empty() ? std::string(region.name) : spare_field,
+                fmt::format("{} in use and {} spare need {} root ports, but the {} region holds {}",
+                            used, spares, used + spares, region.name, region.ports()));
         return std::min(size, region.ports());
     }
 
     bool has_scsi() const {
-        return std::any_of(spec_.disks.begin(), spec_.disks.end(), [](auto& d) { return d.bus == spec::DiskBus::scsi; });
+        return std::any_of(spec_.disks.begin(), spec_.disks.end(),
+                           [](auto& d) { return d.bus == spec::DiskBus::scsi; });
     }
 
     unsigned controllers_needed() const {
@@ -289,8 +307,11 @@ private:
             }
             topo_.devices.push_back(std::move(dev));
         }
-        if (lun > scsi_max_luns) problem("disks", fmt::format("{} scsi disks; the layout holds {}", lun, scsi_max_luns));
-        if (sata_port > sata_ports) problem("disks", fmt::format("{} sata disks; q35's AHCI controller has {} ports", sata_port, sata_ports));
+        if (lun > scsi_max_luns)
+            problem("disks", fmt::format("{} scsi disks; the layout holds {}", lun, scsi_max_luns));
+        if (sata_port > sata_ports)
+            problem("disks", fmt::format("{} sata disks; q35's AHCI controller has {} ports",
+                                         sata_port, sata_ports));
     }
 
     void add_nics(const Positions& positions, const Positions& bridge_slots) {
@@ -316,7 +337,9 @@ private:
             dev.name = n.name;
             dev.kind = DeviceKind::interface;
             dev.id = n.name;
-            dev.driver = n.model == spec::NicModel::virtio ? "virtio-net-pci" : n.model == spec::NicModel::e1000e ? "e1000e" : "e1000";
+            dev.driver = n.model == spec::NicModel::virtio   ? "virtio-net-pci"
+                         : n.model == spec::NicModel::e1000e ? "e1000e"
+                                                             : "e1000";
             dev.address = *address[i];
             dev.parent = parent[i];
             dev.slot = slot[i];
@@ -342,7 +365,8 @@ private:
         }
     }
 
-    void add_builtin(bool present, unsigned position, std::string name, DeviceKind kind, std::string driver, std::string id) {
+    void add_builtin(bool present, unsigned position, std::string name, DeviceKind kind,
+                     std::string driver, std::string id) {
         if (!present) return;
         Device dev;
         dev.name = std::move(name);
@@ -355,19 +379,23 @@ private:
     }
 
     void add_builtins() {
-        add_builtin(has_scsi(), scsi_position, "scsi", DeviceKind::controller, "virtio-scsi-pci", "scsi.0");
-        add_builtin(!spec_.devices.guest_agent.empty(), virtio_serial_position, "virtio-serial", DeviceKind::controller,
-                    "virtio-serial-pci", "vserial.0");
-        add_builtin(spec_.devices.rng, rng_position, "rng", DeviceKind::system, "virtio-rng-pci", "rng.0");
-        add_builtin(spec_.devices.balloon, balloon_position, "balloon", DeviceKind::system, "virtio-balloon-pci", "balloon.0");
+        add_builtin(has_scsi(), scsi_position, "scsi", DeviceKind::controller, "virtio-scsi-pci",
+                    "scsi.0");
+        add_builtin(!spec_.devices.guest_agent.empty(), virtio_serial_position, "virtio-serial",
+                    DeviceKind::controller, "virtio-serial-pci", "vserial.0");
+        add_builtin(spec_.devices.rng, rng_position, "rng", DeviceKind::system, "virtio-rng-pci",
+                    "rng.0");
+        add_builtin(spec_.devices.balloon, balloon_position, "balloon", DeviceKind::system,
+                    "virtio-balloon-pci", "balloon.0");
     }
 
     void add_hotplug_ports(const Region& region, const Positions& positions, unsigned count) {
         for (unsigned p = 0; p < count; ++p) {
             if (p < positions.size() && positions[p]) continue;
-            topo_.hotplug_ports.push_back({std::string(region.name), port_id(region, p),
-                                           PciAddress{0, uint8_t(region.first_bus + p), 0, 0},
-                                           PciAddress{0, 0, uint8_t(region.first_slot + p / 8), uint8_t(p % 8)}});
+            topo_.hotplug_ports.push_back(
+                {std::string(region.name), port_id(region, p),
+                 PciAddress{0, uint8_t(region.first_bus + p), 0, 0},
+                 PciAddress{0, 0, uint8_t(region.first_slot + p / 8), uint8_t(p % 8)}});
         }
     }
 
@@ -380,11 +408,16 @@ private:
 
 const char* to_string(DeviceKind kind) {
     switch (kind) {
-        case DeviceKind::disk: return "disk";
-        case DeviceKind::interface: return "interface";
-        case DeviceKind::controller: return "controller";
-        case DeviceKind::hostdev: return "hostdev";
-        case DeviceKind::system: return "system";
+        case DeviceKind::disk:
+            return "disk";
+        case DeviceKind::interface:
+            return "interface";
+        case DeviceKind::controller:
+            return "controller";
+        case DeviceKind::hostdev:
+            return "hostdev";
+        case DeviceKind::system:
+            return "system";
     }
     return "?";
 }
@@ -397,7 +430,9 @@ const Device* Topology::find_device(std::string_view name, DeviceKind kind) cons
 
 Result<Topology> plan(const VmSpec& spec) {
     if (spec.machine.topology_version != 1)
-        return make_error(Errc::unsupported, fmt::format("topology version {} is unknown (this qshim knows 1)", spec.machine.topology_version),
+        return make_error(Errc::unsupported,
+                          fmt::format("topology version {} is unknown (this qshim knows 1)",
+                                      spec.machine.topology_version),
                           "planning the topology of " + spec.name);
     return Planner(spec).run();
 }

@@ -1,9 +1,8 @@
 // The stable JSON/YAML renderings of a Topology (the shape is part of docs/topology.md).
-#include "common/json_yaml.hpp"
-
+#include <nlohmann/json.hpp>
 #include <qshim/topology.hpp>
 
-#include <nlohmann/json.hpp>
+#include "common/json_yaml.hpp"
 
 namespace qshim::topology {
 
@@ -54,8 +53,10 @@ Json topology_json(const Topology& t) {
     for (const auto& d : t.devices) j["devices"].push_back(device_json(d));
     j["hotplugPorts"] = Json::array();
     for (const auto& h : t.hotplug_ports)
-        j["hotplugPorts"].push_back(
-            Json{{"class", h.cls}, {"id", h.id}, {"address", spec::to_string(h.address)}, {"portAddress", spec::to_string(h.port_address)}});
+        j["hotplugPorts"].push_back(Json{{"class", h.cls},
+                                         {"id", h.id},
+                                         {"address", spec::to_string(h.address)},
+                                         {"portAddress", spec::to_string(h.port_address)}});
     return j;
 }
 

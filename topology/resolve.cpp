@@ -1,9 +1,8 @@
 // resolve(): the spec with every placement written into it, and diff() between topologies.
-#include <qshim/topology.hpp>
-
 #include <fmt/format.h>
 
 #include <map>
+#include <qshim/topology.hpp>
 
 namespace qshim::topology {
 
@@ -49,7 +48,8 @@ std::vector<Change> diff(const Topology& before, const Topology& after) {
     if (before.machine != after.machine)
         changes.push_back({T::changed, "machine", before.machine + " -> " + after.machine});
     if (before.version != after.version)
-        changes.push_back({T::changed, "topologyVersion", fmt::format("{} -> {}", before.version, after.version)});
+        changes.push_back({T::changed, "topologyVersion",
+                           fmt::format("{} -> {}", before.version, after.version)});
 
     std::map<std::pair<DeviceKind, std::string>, const Device*> old_devices;
     for (const auto& d : before.devices) old_devices[{d.kind, d.name}] = &d;
@@ -60,14 +60,19 @@ std::vector<Change> diff(const Topology& before, const Topology& after) {
             continue;
         }
         const Device& o = *it->second;
-        if (where(o) != where(d)) changes.push_back({T::moved, subject(d), where(o) + " -> " + where(d)});
-        if (o.driver != d.driver) changes.push_back({T::changed, subject(d), "model " + o.driver + " -> " + d.driver});
-        if (o.serial != d.serial) changes.push_back({T::changed, subject(d), "serial " + o.serial + " -> " + d.serial});
-        if (o.mac != d.mac) changes.push_back({T::changed, subject(d), "MAC " + o.mac + " -> " + d.mac});
+        if (where(o) != where(d))
+            changes.push_back({T::moved, subject(d), where(o) + " -> " + where(d)});
+        if (o.driver != d.driver)
+            changes.push_back({T::changed, subject(d), "model " + o.driver + " -> " + d.driver});
+        if (o.serial != d.serial)
+            changes.push_back({T::changed, subject(d), "serial " + o.serial + " -> " + d.serial});
+        if (o.mac != d.mac)
+            changes.push_back({T::changed, subject(d), "MAC " + o.mac + " -> " + d.mac});
         old_devices.erase(it);
     }
     for (const auto& d : before.devices)
-        if (old_devices.count({d.kind, d.name})) changes.push_back({T::removed, subject(d), "was at " + where(d)});
+        if (old_devices.count({d.kind, d.name}))
+            changes.push_back({T::removed, subject(d), "was at " + where(d)});
 
     // Root ports and the bridge are guest-visible functions too.
     std::map<std::string, const Controller*> old_controllers;
@@ -78,7 +83,8 @@ std::vector<Change> diff(const Topology& before, const Topology& after) {
         const Controller& o = *it->second;
         if (o.address != c.address || o.bus != c.bus)
             changes.push_back({T::moved, "controller " + c.id,
-                               fmt::format("{} bus {} -> {} bus {}", spec::to_string(o.address), o.bus, spec::to_string(c.address), c.bus)});
+                               fmt::format("{} bus {} -> {} bus {}", spec::to_string(o.address),
+                                           o.bus, spec::to_string(c.address), c.bus)});
     }
     return changes;
 }
@@ -86,10 +92,18 @@ std::vector<Change> diff(const Topology& before, const Topology& after) {
 std::string to_string(const Change& c) {
     const char* type = "changed";
     switch (c.type) {
-        case Change::Type::added: type = "added"; break;
-        case Change::Type::removed: type = "removed"; break;
-        case Change::Type::moved: type = "moved"; break;
-        case Change::Type::changed: type = "changed"; break;
+        case Change::Type::added:
+            type = "added";
+            break;
+        case Change::Type::removed:
+            type = "removed";
+            break;
+        case Change::Type::moved:
+            type = "moved";
+            break;
+        case Change::Type::changed:
+            type = "changed";
+            break;
     }
     return fmt::format("{}: {}: {}", type, c.subject, c.detail);
 }

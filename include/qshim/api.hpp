@@ -1,14 +1,12 @@
 // The control API: HTTP/1.1 REST with JSON bodies on a unix socket, serving one Vm (docs/api.md).
 #pragma once
 
-#include <qshim/error.hpp>
-#include <qshim/export.hpp>
-
 #include <boost/asio/any_io_executor.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <qshim/error.hpp>
+#include <qshim/export.hpp>
 #include <string>
 
 namespace qshim {

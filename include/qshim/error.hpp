@@ -2,7 +2,6 @@
 #pragma once
 
 #include <qshim/export.hpp>
-
 #include <string>
 #include <utility>
 #include <variant>
@@ -42,10 +41,10 @@ QSHIM_API std::string to_string(const Diagnostic& d);
 
 struct Error {
     Errc code = Errc::internal;
-    std::string message;                   // what went wrong, with the object it concerns
-    std::string context;                   // what we were doing, e.g. "loading spec vm.yaml"
-    std::string qmp_class;                 // QMP error class, when QEMU reported the error
-    std::vector<Diagnostic> diagnostics;   // every problem found, for invalid_spec
+    std::string message;                  // what went wrong, with the object it concerns
+    std::string context;                  // what we were doing, e.g. "loading spec vm.yaml"
+    std::string qmp_class;                // QMP error class, when QEMU reported the error
+    std::vector<Diagnostic> diagnostics;  // every problem found, for invalid_spec
 
     // "context: message" (or just the message), one line.
     QSHIM_API std::string what() const;
@@ -56,7 +55,7 @@ QSHIM_API Error make_error(Errc code, std::string message, std::string context =
 // Either a value or an Error. Functions returning it are [[nodiscard]] by the class attribute.
 template <typename T>
 class [[nodiscard]] Result {
-public:
+  public:
     Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
     Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
 
@@ -74,13 +73,13 @@ public:
     const Error& error() const& { return std::get<1>(v_); }
     Error&& error() && { return std::get<1>(std::move(v_)); }
 
-private:
+  private:
     std::variant<T, Error> v_;
 };
 
 template <>
 class [[nodiscard]] Result<void> {
-public:
+  public:
     Result() = default;
     Result(Error error) : error_(std::move(error)), ok_(false) {}
 
@@ -89,7 +88,7 @@ public:
     const Error& error() const& { return error_; }
     Error&& error() && { return std::move(error_); }
 
-private:
+  private:
     Error error_;
     bool ok_ = true;
 };

@@ -1,12 +1,11 @@
 // Turning a spec and its topology into a QEMU command line (and, later, a supervised process).
 #pragma once
 
+#include <optional>
 #include <qshim/error.hpp>
 #include <qshim/export.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
-
-#include <optional>
 #include <string>
 #include <vector>
 

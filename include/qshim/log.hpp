@@ -2,9 +2,8 @@
 // embedding program can replace.
 #pragma once
 
-#include <qshim/export.hpp>
-
 #include <functional>
+#include <qshim/export.hpp>
 #include <string>
 #include <string_view>
 

@@ -1,18 +1,16 @@
 // An asynchronous QMP client on boost.asio: many commands in flight, events, deadlines.
 #pragma once
 
-#include <qshim/error.hpp>
-#include <qshim/export.hpp>
-
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <qshim/error.hpp>
+#include <qshim/export.hpp>
 #include <string>
 #include <vector>
 
@@ -41,7 +39,7 @@ struct ClientOptions {
 };
 
 struct EventFilter {
-    std::vector<std::string> names;              // empty: every event
+    std::vector<std::string> names;               // empty: every event
     std::function<bool(const Event&)> predicate;  // optional extra condition
 };
 
@@ -49,7 +47,7 @@ struct EventFilter {
 // and counted: a slow listener never blocks the connection or grows without bound.
 // Bound to the client's executor.
 class QSHIM_API EventListener {
-public:
+  public:
     virtual ~EventListener() = default;
     // The next queued event, waiting until one arrives, the deadline passes (Errc::timeout) or
     // the connection closes (Errc::interrupted).
@@ -62,7 +60,7 @@ public:
 // Bound to one executor (use a strand, or a single-threaded io_context): all calls must be made
 // from it. Not thread-safe. Never throws: every failure is a Result.
 class QSHIM_API Client {
-public:
+  public:
     explicit Client(boost::asio::any_io_executor executor, ClientOptions options = {});
     ~Client();
     Client(const Client&) = delete;
@@ -79,12 +77,14 @@ public:
     // Error carries code Errc::qmp, qmp_class (e.g. "GenericError", "DeviceNotFound") and the
     // description as message, and names the command in context. On timeout the command may
     // still run in QEMU; its late reply is discarded.
-    boost::asio::awaitable<Result<Json>> execute(std::string command, Json arguments = Json::object(),
+    boost::asio::awaitable<Result<Json>> execute(std::string command,
+                                                 Json arguments = Json::object(),
                                                  std::optional<Duration> timeout = std::nullopt);
     // The same, passing `fd` along with the command (SCM_RIGHTS), for getfd and add-fd.
     // The caller keeps ownership of fd.
-    boost::asio::awaitable<Result<Json>> execute_with_fd(std::string command, Json arguments, int fd,
-                                                         std::optional<Duration> timeout = std::nullopt);
+    boost::asio::awaitable<Result<Json>> execute_with_fd(
+        std::string command, Json arguments, int fd,
+        std::optional<Duration> timeout = std::nullopt);
 
     // Subscribe before executing what triggers the event (stop, then wait for STOP).
     std::shared_ptr<EventListener> listen(EventFilter filter, std::size_t capacity = 256);
@@ -102,14 +102,14 @@ public:
 
     class Impl;
 
-private:
+  private:
     std::shared_ptr<Impl> impl_;
 };
 
 // Waits on `listener` for the first event satisfying `match`, discarding others, until the
 // deadline.
 QSHIM_API boost::asio::awaitable<Result<Event>> wait_event(EventListener& listener,
-                                                          std::function<bool(const Event&)> match,
-                                                          Duration timeout);
+                                                           std::function<bool(const Event&)> match,
+                                                           Duration timeout);
 
 }  // namespace qshim::qmp

@@ -4,8 +4,8 @@
 #include <qshim/api.hpp>
 #include <qshim/error.hpp>
 #include <qshim/launcher.hpp>
-#include <qshim/qmp.hpp>
 #include <qshim/log.hpp>
+#include <qshim/qmp.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
 #include <qshim/vm.hpp>

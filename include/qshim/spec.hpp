@@ -1,12 +1,11 @@
 // The VM spec (schema v1): what a user declares, loaded from YAML or JSON and validated.
 #pragma once
 
-#include <qshim/error.hpp>
-#include <qshim/export.hpp>
-
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <qshim/error.hpp>
+#include <qshim/export.hpp>
 #include <string>
 #include <vector>
 
@@ -85,9 +84,9 @@ struct Disk {
 
 struct Backend {
     BackendType type = BackendType::user;
-    std::string tap_name;        // tap: host interface name
-    std::optional<int> tap_fd;   // tap: an fd inherited by qshim
-    std::string socket;          // stream: a passt-style unix socket (resolved)
+    std::string tap_name;       // tap: host interface name
+    std::optional<int> tap_fd;  // tap: an fd inherited by qshim
+    std::string socket;         // stream: a passt-style unix socket (resolved)
     std::string socket_as_written;
 };
 
@@ -108,19 +107,19 @@ struct HostDevice {
 };
 
 struct Hotplug {
-    unsigned disks = 8;       // generous by default: "no more PCI slots" is the classic complaint
+    unsigned disks = 8;  // generous by default: "no more PCI slots" is the classic complaint
     unsigned interfaces = 4;
 };
 
 struct Devices {
     bool balloon = false;
-    bool rng = true;             // a guest without entropy boots slowly
-    std::string guest_agent;     // unix socket path for the guest agent channel; empty = none
+    bool rng = true;          // a guest without entropy boots slowly
+    std::string guest_agent;  // unix socket path for the guest agent channel; empty = none
     std::string guest_agent_as_written;
 };
 
 struct Serial {
-    std::string log;      // resolved paths; empty = none
+    std::string log;  // resolved paths; empty = none
     std::string socket;
     std::string log_as_written;
     std::string socket_as_written;

@@ -1,11 +1,10 @@
 // The PCI topology: a pure, versioned function of the spec (see docs/topology.md, the contract).
 #pragma once
 
+#include <optional>
 #include <qshim/error.hpp>
 #include <qshim/export.hpp>
 #include <qshim/spec.hpp>
-
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,12 +14,12 @@ using spec::PciAddress;
 
 // A PCIe root port or the PCIe-to-PCI bridge.
 struct Controller {
-    std::string id;       // QEMU id, e.g. "rp.disks.0"
-    std::string model;    // "pcie-root-port" or "pcie-pci-bridge"
-    std::string region;   // the device class the port serves: disks, interfaces, ...
-    PciAddress address;   // the controller's own function
-    std::string parent;   // QEMU bus it plugs into
-    unsigned bus = 0;     // its secondary bus number, as the firmware numbers it
+    std::string id;      // QEMU id, e.g. "rp.disks.0"
+    std::string model;   // "pcie-root-port" or "pcie-pci-bridge"
+    std::string region;  // the device class the port serves: disks, interfaces, ...
+    PciAddress address;  // the controller's own function
+    std::string parent;  // QEMU bus it plugs into
+    unsigned bus = 0;    // its secondary bus number, as the firmware numbers it
     unsigned chassis = 0;
     unsigned port = 0;
     bool hotplug = false;
@@ -33,17 +32,17 @@ enum class DeviceKind { disk, interface, controller, hostdev, system };
 QSHIM_API const char* to_string(DeviceKind kind);
 
 struct Device {
-    std::string name;     // the spec's name; built-in devices are named after their role
+    std::string name;  // the spec's name; built-in devices are named after their role
     DeviceKind kind = DeviceKind::disk;
-    std::string driver;   // QEMU device driver
-    std::string id;       // QEMU device id
-    PciAddress address;   // guest-visible address of the function the guest driver binds
-    std::string parent;   // QEMU bus id
-    unsigned slot = 0;    // PCI slot on `parent` (PCI parents only)
+    std::string driver;            // QEMU device driver
+    std::string id;                // QEMU device id
+    PciAddress address;            // guest-visible address of the function the guest driver binds
+    std::string parent;            // QEMU bus id
+    unsigned slot = 0;             // PCI slot on `parent` (PCI parents only)
     std::optional<unsigned> unit;  // SCSI LUN or AHCI port, for disks on a controller
-    std::string serial;   // disks
-    std::string mac;      // interfaces
-    int spec_index = -1;  // position in the spec's list for its class; -1 for built-ins
+    std::string serial;            // disks
+    std::string mac;               // interfaces
+    int spec_index = -1;           // position in the spec's list for its class; -1 for built-ins
 };
 
 // An empty root port reserved for hot-plugging a device of one class.

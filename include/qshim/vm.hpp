@@ -1,22 +1,21 @@
 // A running VM: QEMU spawned from a planned spec, driven over QMP, supervised until it is gone.
 #pragma once
 
+#include <sys/types.h>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <qshim/error.hpp>
 #include <qshim/export.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/qmp.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <nlohmann/json.hpp>
-
-#include <chrono>
-#include <functional>
-#include <memory>
-#include <optional>
-#include <sys/types.h>
 
 namespace qshim {
 
@@ -51,8 +50,9 @@ QSHIM_API const char* to_string(VmState state);
 // SIGKILL when the thread that started it exits). Destroying a Vm whose QEMU still runs kills
 // QEMU; let the executor run until wait_exit() would complete so it is reaped.
 class QSHIM_API Vm {
-public:
-    Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topology topology, VmOptions options);
+  public:
+    Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topology topology,
+       VmOptions options);
     ~Vm();
     Vm(const Vm&) = delete;
     Vm& operator=(const Vm&) = delete;
@@ -81,8 +81,10 @@ public:
     // `timeout`, retrying while the slot is busy right after a plug; then the backend goes. On
     // timeout (Errc::timeout) the device stays listed in removing() and a later DEVICE_DELETED,
     // or a later call, completes the removal. not_found for an unknown name.
-    boost::asio::awaitable<Result<void>> remove_disk(std::string name, std::chrono::milliseconds timeout);
-    boost::asio::awaitable<Result<void>> remove_interface(std::string name, std::chrono::milliseconds timeout);
+    boost::asio::awaitable<Result<void>> remove_disk(std::string name,
+                                                     std::chrono::milliseconds timeout);
+    boost::asio::awaitable<Result<void>> remove_interface(std::string name,
+                                                          std::chrono::milliseconds timeout);
     boost::asio::awaitable<Result<void>> pause();
     boost::asio::awaitable<Result<void>> resume();
 
@@ -105,7 +107,7 @@ public:
 
     class Impl;
 
-private:
+  private:
     std::shared_ptr<Impl> impl_;
 };
 

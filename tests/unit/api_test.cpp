@@ -1,20 +1,20 @@
 // The control API's pure parts: routing, error bodies and statuses, parameters, peer check,
 // socket file handling and the bounded event queue.
-#include "api/json.hpp"
-#include "api/params.hpp"
-#include "api/routes.hpp"
-#include "api/socket.hpp"
-#include "api/event_queue.hpp"
-
-#include <catch2/catch.hpp>
-
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "api/event_queue.hpp"
+#include "api/json.hpp"
+#include "api/params.hpp"
+#include "api/routes.hpp"
+#include "api/socket.hpp"
 
 using namespace qshim;
 using namespace qshim::api;

@@ -1,11 +1,10 @@
 // The QEMU command line: JSON options that no path can break, and the escaping of the rest.
-#include "spec_test_util.hpp"
-
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/topology.hpp>
 
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
+#include "spec_test_util.hpp"
 
 using namespace qshim;
 using qshim::test::must_parse;
@@ -21,7 +20,8 @@ std::vector<std::string> argv_for(const std::string& yaml, launcher::CommandOpti
     return *argv;
 }
 
-std::vector<nlohmann::json> json_args(const std::vector<std::string>& argv, const std::string& option) {
+std::vector<nlohmann::json> json_args(const std::vector<std::string>& argv,
+                                      const std::string& option) {
     std::vector<nlohmann::json> out;
     for (size_t i = 0; i + 1 < argv.size(); ++i)
         if (argv[i] == option) out.push_back(nlohmann::json::parse(argv[i + 1]));

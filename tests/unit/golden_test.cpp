@@ -1,13 +1,12 @@
 // Golden files: committed topology and argv for a corpus of specs. A difference is a guest-ABI
-// (or command-line) change and fails; QSHIM_UPDATE_GOLDEN=1 rewrites them after a deliberate change.
-#include <qshim/launcher.hpp>
-#include <qshim/topology.hpp>
-
+// (or command-line) change and fails; QSHIM_UPDATE_GOLDEN=1 rewrites them after a deliberate
+// change.
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <qshim/launcher.hpp>
+#include <qshim/topology.hpp>
 #include <sstream>
 
 using namespace qshim;
@@ -27,8 +26,9 @@ void check_golden(const fs::path& file, const std::string& actual) {
         std::ofstream(file, std::ios::binary) << actual;
         return;
     }
-    INFO("golden file " << file.string() << " differs; if the change is deliberate, it changes guest ABI:"
-                        " see docs/topology.md before running with QSHIM_UPDATE_GOLDEN=1");
+    INFO("golden file " << file.string()
+                        << " differs; if the change is deliberate, it changes guest ABI:"
+                           " see docs/topology.md before running with QSHIM_UPDATE_GOLDEN=1");
     REQUIRE(fs::exists(file));
     CHECK(read(file) == actual);
 }
@@ -39,7 +39,9 @@ TEST_CASE("golden topologies and command lines are unchanged") {
     fs::path dir = fs::path(QSHIM_SOURCE_ROOT) / "tests" / "golden";
     std::vector<fs::path> specs;
     for (const auto& e : fs::directory_iterator(dir))
-        if (e.path().extension() == ".yaml" && e.path().string().find(".topology.") == std::string::npos) specs.push_back(e.path());
+        if (e.path().extension() == ".yaml" &&
+            e.path().string().find(".topology.") == std::string::npos)
+            specs.push_back(e.path());
     std::sort(specs.begin(), specs.end());
     REQUIRE(specs.size() >= 5);
     for (const auto& path : specs) {

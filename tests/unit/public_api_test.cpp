@@ -1,7 +1,6 @@
 // Compiles the umbrella header alone and uses the library through it, as an outside program would.
-#include <qshim/qshim.hpp>
-
 #include <cstdio>
+#include <qshim/qshim.hpp>
 
 int main() {
     auto spec = qshim::spec::parse_spec("name: api\nmemory: {size: 64Mi}\n", "api.yaml");

@@ -1,17 +1,16 @@
 // The QMP client against the scripted fake server: routing, errors, timeouts, events, failures.
-#include "qmp_fake_server.hpp"
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>
-#include <fmt/format.h>
-
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstdlib>
+
+#include "qmp_fake_server.hpp"
 
 using namespace qshim;
 using namespace qshim::test;
@@ -84,7 +83,8 @@ TEST_CASE("calls in the wrong state fail naming both states", "[qmp]") {
 
 TEST_CASE("50 commands in flight answered in reverse order all resolve", "[qmp]") {
     constexpr int n = 50;
-    Harness h(handshake() + Script{s::hold("echo", n), s::reply_held(/*reversed=*/true), s::wait_closed()});
+    Harness h(handshake() +
+              Script{s::hold("echo", n), s::reply_held(/*reversed=*/true), s::wait_closed()});
     std::vector<Outcome> results(n);
     REQUIRE(h.run([&]() -> asio::awaitable<void> {
         require_ok(co_await h.connect());
@@ -110,8 +110,9 @@ TEST_CASE("50 commands in flight answered in reverse order all resolve", "[qmp]"
 }
 
 TEST_CASE("a QMP error keeps its class, description and command", "[qmp]") {
-    Harness h(handshake() + Script{s::expect_error("device_del", "DeviceNotFound", "Device 'disk9' not found"),
-                                   s::expect("query-status", {{"running", true}}), s::wait_closed()});
+    Harness h(handshake() +
+              Script{s::expect_error("device_del", "DeviceNotFound", "Device 'disk9' not found"),
+                     s::expect("query-status", {{"running", true}}), s::wait_closed()});
     Outcome failed, after;
     REQUIRE(h.run([&]() -> asio::awaitable<void> {
         require_ok(co_await h.connect());
@@ -130,7 +131,8 @@ TEST_CASE("a QMP error keeps its class, description and command", "[qmp]") {
 
 TEST_CASE("a timed-out command's late reply is counted and dropped", "[qmp]") {
     // The server holds "slow" until "ping" arrives, which the client only sends after the timeout.
-    Harness h(handshake() + Script{s::hold("slow"), s::hold("ping"), s::reply_held(), s::wait_closed()});
+    Harness h(handshake() +
+              Script{s::hold("slow"), s::hold("ping"), s::reply_held(), s::wait_closed()});
     Outcome slow, ping;
     REQUIRE(h.run([&]() -> asio::awaitable<void> {
         require_ok(co_await h.connect());
@@ -145,7 +147,8 @@ TEST_CASE("a timed-out command's late reply is counted and dropped", "[qmp]") {
 }
 
 TEST_CASE("a reply with an id never sent is counted and dropped", "[qmp]") {
-    Harness h(handshake() + Script{s::hold("ping"), s::unknown_id_reply(), s::reply_held(), s::wait_closed()});
+    Harness h(handshake() +
+              Script{s::hold("ping"), s::unknown_id_reply(), s::reply_held(), s::wait_closed()});
     Outcome ping;
     REQUIRE(h.run([&]() -> asio::awaitable<void> {
         require_ok(co_await h.connect());
@@ -159,14 +162,15 @@ TEST_CASE("a reply with an id never sent is counted and dropped", "[qmp]") {
 TEST_CASE("events reach every listener whose filter matches", "[qmp]") {
     Harness h(handshake() + Script{s::expect("stop"), s::event("STOP"), s::event("RESUME"),
                                    s::event("BLOCK_JOB_COMPLETED", {{"device", "d1"}}),
-                                   s::event("BLOCK_JOB_COMPLETED", {{"device", "d2"}}), s::expect("ping"),
-                                   s::wait_closed()});
+                                   s::event("BLOCK_JOB_COMPLETED", {{"device", "d2"}}),
+                                   s::expect("ping"), s::wait_closed()});
     std::shared_ptr<qmp::EventListener> all, stops, d2;
     REQUIRE(h.run([&]() -> asio::awaitable<void> {
         all = h.client.listen({});
         stops = h.client.listen(filter({"STOP"}));
-        d2 = h.client.listen(filter({"BLOCK_JOB_COMPLETED"},
-                                    [](const qmp::Event& e) { return e.data.value("device", "") == "d2"; }));
+        d2 = h.client.listen(filter({"BLOCK_JOB_COMPLETED"}, [](const qmp::Event& e) {
+            return e.data.value("device", "") == "d2";
+        }));
         auto gone = h.client.listen({});  // dropped at once: must be pruned, not fed forever
         gone.reset();
         require_ok(co_await h.connect());
@@ -187,9 +191,11 @@ TEST_CASE("events reach every listener whose filter matches", "[qmp]") {
 }
 
 TEST_CASE("wait_event skips events that do not match", "[qmp]") {
-    Harness h(handshake() + Script{s::expect("device_del"), s::event("DEVICE_DELETED", {{"path", "/x/virtio-backend"}}),
-                                   s::event("DEVICE_DELETED", {{"device", "disk1"}, {"path", "/x"}}),
-                                   s::wait_closed()});
+    Harness h(handshake() +
+              Script{s::expect("device_del"),
+                     s::event("DEVICE_DELETED", {{"path", "/x/virtio-backend"}}),
+                     s::event("DEVICE_DELETED", {{"device", "disk1"}, {"path", "/x"}}),
+                     s::wait_closed()});
     Result<qmp::Event> deleted = make_error(Errc::internal, "not run");
     Result<qmp::Event> nothing = make_error(Errc::internal, "not run");
     REQUIRE(h.run([&]() -> asio::awaitable<void> {
@@ -209,7 +215,8 @@ TEST_CASE("wait_event skips events that do not match", "[qmp]") {
 
 TEST_CASE("a cancelled wait for an event ends at once", "[qmp]") {
     // STOP comes only after ping, which is sent after the race: the losing wait cannot eat it.
-    Harness h(handshake() + Script{s::expect("stop"), s::expect("ping"), s::event("STOP"), s::wait_closed()});
+    Harness h(handshake() +
+              Script{s::expect("stop"), s::expect("ping"), s::event("STOP"), s::wait_closed()});
     Result<qmp::Event> stop = make_error(Errc::internal, "not run");
     auto started = std::chrono::steady_clock::now();
     std::chrono::steady_clock::duration raced{};
@@ -311,7 +318,8 @@ TEST_CASE("a broken peer is a protocol failure that tears the connection down", 
     };
     auto big = Json{{"return", std::string(5000, 'x')}, {"id", "qshim-3"}}.dump() + "\r\n";
     // Deeper than QEMU itself would nest: refused before it can exhaust the stack.
-    auto deep = "{\"return\": " + std::string(1100, '[') + std::string(1100, ']') + ", \"id\": \"qshim-3\"}\r\n";
+    auto deep = "{\"return\": " + std::string(1100, '[') + std::string(1100, ']') +
+                ", \"id\": \"qshim-3\"}\r\n";
     auto c = GENERATE_COPY(values<Case>({
         {"error without id", s::error_without_id(), "without id"},
         {"garbage", s::garbage(), "not JSON"},
@@ -324,7 +332,8 @@ TEST_CASE("a broken peer is a protocol failure that tears the connection down", 
     INFO(c.name);
     auto options = test_options();
     options.max_message_bytes = 4096;
-    Harness h(handshake() + Script{s::expect("small", std::string(4000, 'y')), s::hold("x"), c.step, s::wait_closed()},
+    Harness h(handshake() + Script{s::expect("small", std::string(4000, 'y')), s::hold("x"), c.step,
+                                   s::wait_closed()},
               options);
     Outcome small, x;
     REQUIRE(h.run([&]() -> asio::awaitable<void> {
@@ -353,7 +362,8 @@ TEST_CASE("execute_with_fd passes a descriptor to the same file", "[qmp]") {
     }));
     CHECK(got.ok());
     REQUIRE(h.server.received_fds().size() == 1);
-    struct stat mine {}, theirs {};
+    struct stat mine {
+    }, theirs{};
     REQUIRE(::fstat(fd, &mine) == 0);
     REQUIRE(::fstat(h.server.received_fds()[0], &theirs) == 0);
     CHECK(mine.st_ino == theirs.st_ino);
@@ -366,16 +376,19 @@ TEST_CASE("connect_path connects over a unix socket path, or fails with io", "[q
     asio::io_context io;
     std::string path = fmt::format("/tmp/qshim-qmp-test-{}.sock", ::getpid());
     ::unlink(path.c_str());
-    asio::local::stream_protocol::acceptor acceptor(io, asio::local::stream_protocol::endpoint(path));
+    asio::local::stream_protocol::acceptor acceptor(io,
+                                                    asio::local::stream_protocol::endpoint(path));
     std::optional<FakeServer> server;
-    qmp::Client client(io.get_executor(), test_options()), missing(io.get_executor(), test_options());
+    qmp::Client client(io.get_executor(), test_options()),
+        missing(io.get_executor(), test_options());
     Outcome connected, status, refused;
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
             auto [ec, peer] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
             REQUIRE(!ec);
-            server.emplace(io, peer.release(), handshake() + Script{s::expect("query-status"), s::wait_closed()});
+            server.emplace(io, peer.release(),
+                           handshake() + Script{s::expect("query-status"), s::wait_closed()});
             co_await server->run();
         },
         asio::detached);

@@ -1,16 +1,15 @@
 // The scripted fake QMP server: reads commands (and SCM_RIGHTS fds) and plays its script.
 #include "qmp_fake_server.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -22,10 +21,11 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 namespace steps {
 
 Step greeting() {
-    return send(R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "fake"},)"
-                R"( "capabilities": ["oob"]}})"
-                "\r\n",
-                "greeting");
+    return send(
+        R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "fake"},)"
+        R"( "capabilities": ["oob"]}})"
+        "\r\n",
+        "greeting");
 }
 
 Step make(Step::Kind kind, std::string label) {
@@ -68,7 +68,9 @@ Step reply_held(bool reversed) {
 }
 
 Step event(std::string name, Json data) {
-    Json e = {{"event", name}, {"data", std::move(data)}, {"timestamp", {{"seconds", 1}, {"microseconds", 2}}}};
+    Json e = {{"event", name},
+              {"data", std::move(data)},
+              {"timestamp", {{"seconds", 1}, {"microseconds", 2}}}};
     return send(e.dump() + "\r\n", "event " + name);
 }
 
@@ -85,9 +87,12 @@ Step truncated_and_close() {
     return s;
 }
 Step close() { return make(Step::Kind::close, "close"); }
-Step unknown_id_reply() { return send("{\"return\": {}, \"id\": \"qshim-999999\"}\r\n", "reply with an unknown id"); }
+Step unknown_id_reply() {
+    return send("{\"return\": {}, \"id\": \"qshim-999999\"}\r\n", "reply with an unknown id");
+}
 Step error_without_id() {
-    return send("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n", "error without id");
+    return send("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+                "error without id");
 }
 Step delay(Duration d) {
     Step s = make(Step::Kind::delay, "delay");
@@ -107,9 +112,12 @@ Script operator+(Script a, const Script& b) {
 
 const char* to_string(Fault fault) {
     switch (fault) {
-        case Fault::close: return "close";
-        case Fault::garbage: return "garbage";
-        case Fault::truncate: return "truncate";
+        case Fault::close:
+            return "close";
+        case Fault::garbage:
+            return "garbage";
+        case Fault::truncate:
+            return "truncate";
     }
     return "?";
 }
@@ -117,9 +125,15 @@ const char* to_string(Fault fault) {
 Script with_fault(Script script, std::size_t index, Fault fault) {
     if (index >= script.size()) return script;  // past the end: the fault-free run
     switch (fault) {
-        case Fault::close: script[index] = steps::close(); break;
-        case Fault::garbage: script[index] = steps::garbage(); break;
-        case Fault::truncate: script[index] = steps::truncated_and_close(); break;
+        case Fault::close:
+            script[index] = steps::close();
+            break;
+        case Fault::garbage:
+            script[index] = steps::garbage();
+            break;
+        case Fault::truncate:
+            script[index] = steps::truncated_and_close();
+            break;
     }
     return script;
 }
@@ -141,7 +155,8 @@ asio::awaitable<void> FakeServer::run() {
 
 asio::awaitable<bool> FakeServer::perform(const Step& step) {
     switch (step.kind) {
-        case Step::Kind::send: co_return co_await write(step.text);
+        case Step::Kind::send:
+            co_return co_await write(step.text);
         case Step::Kind::expect: {
             auto command = co_await read_command();
             if (!command) co_return false;
@@ -167,7 +182,9 @@ asio::awaitable<bool> FakeServer::perform(const Step& step) {
             if (step.reversed) std::reverse(held.begin(), held.end());
             std::string all;  // one write: the client sees the replies arrive together
             for (const auto& command : held)
-                all += Json{{"return", command.value("arguments", Json::object())}, {"id", command["id"]}}.dump() +
+                all += Json{{"return", command.value("arguments", Json::object())},
+                            {"id", command["id"]}}
+                           .dump() +
                        "\r\n";
             co_return co_await write(std::move(all));
         }
@@ -281,7 +298,9 @@ Harness::Harness(Script script, qmp::ClientOptions options)
     : Harness(make_socketpair(), std::move(script), options) {}
 
 Harness::Harness(std::array<int, 2> fds, Script script, qmp::ClientOptions options)
-    : server(io, fds[1], std::move(script)), client(io.get_executor(), options), client_fd_(fds[0]) {}
+    : server(io, fds[1], std::move(script)),
+      client(io.get_executor(), options),
+      client_fd_(fds[0]) {}
 
 Harness::~Harness() {
     if (client_fd_ >= 0) ::close(client_fd_);

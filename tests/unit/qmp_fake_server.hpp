@@ -1,19 +1,17 @@
 // A scripted fake QMP server on a socketpair, plus the harness that runs it against a Client.
 #pragma once
 
-#include <qshim/qmp.hpp>
-
+#include <array>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <catch2/catch.hpp>
-
-#include <array>
 #include <chrono>
 #include <exception>
 #include <functional>
 #include <optional>
+#include <qshim/qmp.hpp>
 #include <string>
 #include <vector>
 
@@ -72,7 +70,7 @@ const char* to_string(Fault fault);
 Script with_fault(Script script, std::size_t index, Fault fault);
 
 class FakeServer {
-public:
+  public:
     FakeServer(boost::asio::io_context& io, int fd, Script script);
     ~FakeServer();
 
@@ -84,7 +82,7 @@ public:
     // Descriptors that arrived with SCM_RIGHTS, owned by the server.
     const std::vector<int>& received_fds() const { return fds_; }
 
-private:
+  private:
     boost::asio::awaitable<bool> perform(const Step& step);
     boost::asio::awaitable<std::optional<Json>> read_command();
     boost::asio::awaitable<bool> fill();
@@ -103,12 +101,12 @@ private:
 
 // Counts down finished concurrent calls; a test coroutine waits until all are in.
 class Latch {
-public:
+  public:
     Latch(const boost::asio::any_io_executor& ex, int count);
     void count_down();
     boost::asio::awaitable<void> wait();
 
-private:
+  private:
     boost::asio::steady_timer signal_;
     int count_;
 };
@@ -134,7 +132,7 @@ inline qmp::EventFilter filter(std::vector<std::string> names,
 
 // A client and a fake server on one io_context, joined by a socketpair.
 class Harness {
-public:
+  public:
     explicit Harness(Script script, qmp::ClientOptions options = test_options());
     ~Harness();
 
@@ -153,7 +151,7 @@ public:
         return finish(bound);
     }
 
-private:
+  private:
     Harness(std::array<int, 2> fds, Script script, qmp::ClientOptions options);
     void start(boost::asio::awaitable<void> driver);
     bool finish(Duration bound);

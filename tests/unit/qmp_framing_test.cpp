@@ -1,10 +1,9 @@
 // LineFramer: splitting the QMP byte stream into lines, across partial reads, within a bound.
-#include "qmp/framing.hpp"
-
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <vector>
+
+#include "qmp/framing.hpp"
 
 using qshim::qmp::detail::LineFramer;
 using Status = LineFramer::Status;

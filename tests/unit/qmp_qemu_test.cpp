@@ -1,14 +1,4 @@
 // The QMP client against a real QEMU started paused, its QMP on an inherited socketpair end.
-#include <qshim/qmp.hpp>
-
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <catch2/catch.hpp>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -17,8 +7,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <qshim/qmp.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -37,7 +35,7 @@ constexpr int qmp_fd_in_child = 3;
 
 // A QEMU process that is always killed and reaped, even when a REQUIRE throws out of the test.
 class Qemu {
-public:
+  public:
     Qemu() {
         int pair[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
@@ -51,9 +49,18 @@ public:
         REQUIRE(err >= 0);
 
         // argv and the fd plan are complete before the spawn: the child only dup2s and execs.
-        std::vector<std::string> args = {"qemu-system-x86_64", "-machine", "pc-q35-7.2", "-accel", "tcg",
-                                         "-nodefaults", "-display", "none", "-S", "-chardev",
-                                         "socket,id=qmp,fd=" + std::to_string(qmp_fd_in_child), "-mon",
+        std::vector<std::string> args = {"qemu-system-x86_64",
+                                         "-machine",
+                                         "pc-q35-7.2",
+                                         "-accel",
+                                         "tcg",
+                                         "-nodefaults",
+                                         "-display",
+                                         "none",
+                                         "-S",
+                                         "-chardev",
+                                         "socket,id=qmp,fd=" + std::to_string(qmp_fd_in_child),
+                                         "-mon",
                                          "chardev=qmp,mode=control"};
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
@@ -102,7 +109,7 @@ public:
         });
         // A pidfd becomes readable when the process exits.
         auto [ec] = co_await pidfd->async_wait(asio::posix::descriptor_base::wait_read,
-                                              asio::as_tuple(asio::use_awaitable));
+                                               asio::as_tuple(asio::use_awaitable));
         deadline.cancel();
         if (ec) co_return std::nullopt;
         int status = 0;
@@ -118,7 +125,7 @@ public:
         return ss.str();
     }
 
-private:
+  private:
     pid_t pid_ = -1;
     int pidfd_ = -1;
     int ours_ = -1;

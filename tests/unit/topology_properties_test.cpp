@@ -1,13 +1,11 @@
 // The stability properties of docs/topology.md, checked over many generated specs.
-#include "spec_test_util.hpp"
-
-#include <qshim/topology.hpp>
-
 #include <catch2/catch.hpp>
-
 #include <map>
+#include <qshim/topology.hpp>
 #include <random>
 #include <set>
+
+#include "spec_test_util.hpp"
 
 using namespace qshim;
 using topology::DeviceKind;
@@ -17,7 +15,7 @@ namespace {
 // A small deterministic generator: the same seed gives the same specs on every platform
 // (raw mt19937 output is specified; distributions are not).
 class Gen {
-public:
+  public:
     explicit Gen(uint32_t seed) : rng_(seed) {}
     unsigned below(unsigned n) { return static_cast<unsigned>(rng_() % n); }
     bool chance(unsigned percent) { return below(100) < percent; }
@@ -28,14 +26,18 @@ public:
         d.serial = d.name;
         d.path = d.path_as_written = "/images/" + d.name + ".img";
         unsigned bus = below(10);
-        d.bus = bus < 6 ? spec::DiskBus::virtio : bus < 9 ? spec::DiskBus::scsi : spec::DiskBus::sata;
+        d.bus = bus < 6   ? spec::DiskBus::virtio
+                : bus < 9 ? spec::DiskBus::scsi
+                          : spec::DiskBus::sata;
         return d;
     }
     spec::Interface nic(const std::string& vm) {
         spec::Interface i;
         i.name = "n" + std::to_string(serial_++);
         unsigned m = below(10);
-        i.model = m < 6 ? spec::NicModel::virtio : m < 9 ? spec::NicModel::e1000e : spec::NicModel::e1000;
+        i.model = m < 6   ? spec::NicModel::virtio
+                  : m < 9 ? spec::NicModel::e1000e
+                          : spec::NicModel::e1000;
         i.mac = spec::default_mac(vm, i.name);
         return i;
     }
@@ -68,7 +70,7 @@ public:
         return s;
     }
 
-private:
+  private:
     std::mt19937 rng_;
     unsigned serial_ = 0;
 };
@@ -81,7 +83,8 @@ struct Placement {
 
 std::map<std::string, Placement> placements(const topology::Topology& t) {
     std::map<std::string, Placement> out;
-    for (const auto& d : t.devices) out[std::string(to_string(d.kind)) + "/" + d.name] = {spec::to_string(d.address), d.unit};
+    for (const auto& d : t.devices)
+        out[std::string(to_string(d.kind)) + "/" + d.name] = {spec::to_string(d.address), d.unit};
     return out;
 }
 
@@ -135,7 +138,8 @@ TEST_CASE("property: resolving pins everything and re-planning gives the same to
         auto t = topology::plan(s);
         if (!t) continue;
         // Through YAML text, as `qshim topology --resolve` users do.
-        auto resolved = spec::parse_spec(spec::to_yaml(topology::resolve(s, *t)), "/specs/resolved.yaml");
+        auto resolved =
+            spec::parse_spec(spec::to_yaml(topology::resolve(s, *t)), "/specs/resolved.yaml");
         INFO("seed " << seed);
         REQUIRE(resolved.ok());
         for (const auto& d : resolved->disks)
@@ -165,7 +169,8 @@ TEST_CASE("property: pins are honoured exactly or rejected, never moved") {
             REQUIRE_FALSE(t.error().diagnostics.empty());
             continue;
         }
-        for (const auto& [name, pin] : pins) REQUIRE(t->find_device(name, DeviceKind::disk)->address == pin);
+        for (const auto& [name, pin] : pins)
+            REQUIRE(t->find_device(name, DeviceKind::disk)->address == pin);
     }
 }
 
@@ -177,7 +182,8 @@ TEST_CASE("property: every guest-visible address is unique and every bus is belo
         std::set<unsigned> buses;
         for (const auto& d : t->devices) {
             bool behind_controller = d.unit.has_value();
-            if (!behind_controller) REQUIRE(seen.insert({spec::to_string(d.address), std::nullopt}).second);
+            if (!behind_controller)
+                REQUIRE(seen.insert({spec::to_string(d.address), std::nullopt}).second);
         }
         for (const auto& c : t->controllers) {
             REQUIRE(c.bus < 256);

@@ -1,9 +1,8 @@
 // Topology v1 placement rules, one example per rule, checked against the contract's numbers.
-#include "spec_test_util.hpp"
-
+#include <catch2/catch.hpp>
 #include <qshim/topology.hpp>
 
-#include <catch2/catch.hpp>
+#include "spec_test_util.hpp"
 
 using namespace qshim;
 using qshim::test::must_parse;
@@ -56,8 +55,8 @@ devices: {rng: true, balloon: true}
     CHECK(addr(t, "a", DeviceKind::disk) == "0000:01:00.0");
     CHECK(addr(t, "b", DeviceKind::disk) == "0000:02:00.0");
     CHECK(addr(t, "n", DeviceKind::interface) == "0000:41:00.0");  // bus 65
-    CHECK(addr(t, "gpu", DeviceKind::hostdev) == "0000:69:00.0");   // bus 105
-    CHECK(addr(t, "rng", DeviceKind::system) == "0000:61:00.0");    // bus 97
+    CHECK(addr(t, "gpu", DeviceKind::hostdev) == "0000:69:00.0");  // bus 105
+    CHECK(addr(t, "rng", DeviceKind::system) == "0000:61:00.0");   // bus 97
     CHECK(addr(t, "balloon", DeviceKind::system) == "0000:63:00.0");
     // Root ports: 8 per slot, disks from 00:02.0, interfaces from 00:0a.0.
     REQUIRE(controller(t, "rp.disks.0"));
@@ -77,7 +76,7 @@ devices: {rng: false}
     CHECK(t.controllers[0].bus == 1);
     CHECK(t.controllers[0].bus_reserve == 63);  // buses 2..64 skipped
     CHECK(t.controllers[1].bus == 65);
-    CHECK(t.controllers[1].bus_reserve == 0);   // last port: nothing to pad
+    CHECK(t.controllers[1].bus_reserve == 0);  // last port: nothing to pad
 }
 
 TEST_CASE("hotplug capacity is a set of empty ports per class with deterministic addresses") {
@@ -95,11 +94,14 @@ hotplug: {disks: 3, interfaces: 2}
 
 TEST_CASE("defaults reserve 8 disk and 4 interface hotplug ports") {
     auto t = must_plan("name: d\n");
-    CHECK(std::count_if(t.hotplug_ports.begin(), t.hotplug_ports.end(), [](auto& h) { return h.cls == "disks"; }) == 8);
-    CHECK(std::count_if(t.hotplug_ports.begin(), t.hotplug_ports.end(), [](auto& h) { return h.cls == "interfaces"; }) == 4);
+    CHECK(std::count_if(t.hotplug_ports.begin(), t.hotplug_ports.end(),
+                        [](auto& h) { return h.cls == "disks"; }) == 8);
+    CHECK(std::count_if(t.hotplug_ports.begin(), t.hotplug_ports.end(),
+                        [](auto& h) { return h.cls == "interfaces"; }) == 4);
 }
 
-TEST_CASE("scsi disks share one controller and get LUNs in list order; sata uses the built-in AHCI") {
+TEST_CASE(
+    "scsi disks share one controller and get LUNs in list order; sata uses the built-in AHCI") {
     auto t = must_plan(R"(
 name: s
 disks:
@@ -151,7 +153,8 @@ hotplug: {disks: 0}
     CHECK(addr(t, "c", DeviceKind::disk) == "0000:05:00.0");
     // Ports up to the highest pin exist; the gaps are hotplug capacity.
     std::vector<std::string> spare;
-    for (const auto& h : t.hotplug_ports) if (h.cls == "disks") spare.push_back(spec::to_string(h.address));
+    for (const auto& h : t.hotplug_ports)
+        if (h.cls == "disks") spare.push_back(spec::to_string(h.address));
     CHECK(spare == std::vector<std::string>{"0000:03:00.0", "0000:04:00.0"});
 }
 
@@ -180,15 +183,18 @@ interfaces: [{name: n, backend: {type: user}, pciAddress: "0000:41:01.0"}]
 
 TEST_CASE("specs beyond the layout's capacity are rejected, not half-built") {
     std::string many = "name: big\nhotplug: {disks: 0}\ndisks:\n";
-    for (int i = 0; i < 65; ++i) many += "  - {name: d" + std::to_string(i) + ", path: x.img, format: raw}\n";
+    for (int i = 0; i < 65; ++i)
+        many += "  - {name: d" + std::to_string(i) + ", path: x.img, format: raw}\n";
     auto e = plan_error(many);
     CHECK_THAT(e.diagnostics[0].reason, Catch::Contains("holds 64"));
 
-    auto spare = plan_error("name: s\nhotplug: {disks: 64}\ndisks: [{name: a, path: a.img, format: raw}]\n");
+    auto spare =
+        plan_error("name: s\nhotplug: {disks: 64}\ndisks: [{name: a, path: a.img, format: raw}]\n");
     CHECK(spare.diagnostics[0].path == "hotplug.disks");
 
     std::string sata = "name: sata\ndisks:\n";
-    for (int i = 0; i < 7; ++i) sata += "  - {name: d" + std::to_string(i) + ", path: x.img, format: raw, bus: sata}\n";
+    for (int i = 0; i < 7; ++i)
+        sata += "  - {name: d" + std::to_string(i) + ", path: x.img, format: raw, bus: sata}\n";
     CHECK_THAT(plan_error(sata).diagnostics[0].reason, Catch::Contains("6 ports"));
 }
 
@@ -226,6 +232,7 @@ interfaces: [{name: n, backend: {type: user}, mac: "52:54:00:00:00:01"}]
                        "moved: disk b: 0000:02:00.0 -> 0000:01:00.0",
                        "moved: disk a: 0000:01:00.0 -> 0000:02:00.0",
                        "changed: disk a: serial a -> other",
-                       "changed: interface n: MAC " + spec::to_string(spec::default_mac("x", "n")) + " -> 52:54:00:00:00:01",
+                       "changed: interface n: MAC " + spec::to_string(spec::default_mac("x", "n")) +
+                           " -> 52:54:00:00:00:01",
                    });
 }

@@ -1,17 +1,17 @@
 // The stale-socket probe: live, stale, and a listener whose backlog is full (must not block).
 #include "common/unix_socket.hpp"
 
-#include <catch2/catch.hpp>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <memory>
 #include <thread>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 #include <vector>
 
 using namespace qshim::detail;
