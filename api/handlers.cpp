@@ -12,7 +12,10 @@ namespace {
 // JSON is built in plain functions, never in a coroutine: g++ 12 miscompiles brace-init lists
 // with string literals inside coroutine frames.
 
-Json vm_status(Vm& vm) {
+Response vm_status(Vm& vm) {
+    // A spec built in code (by an embedding program) may not be writable as JSON.
+    auto spec = spec::to_json(vm.live_spec());
+    if (!spec) return error_response(spec.error());
     Json j;
     j["name"] = vm.spec().name;
     j["state"] = to_string(vm.state());
@@ -20,8 +23,14 @@ Json vm_status(Vm& vm) {
     // The Vm keeps nlohmann::json; re-parse into the ordered flavour so nested keys keep order.
     j["qemu"] = Json::parse(vm.qemu_version().dump());
     j["removing"] = vm.removing();
-    j["spec"] = Json::parse(spec::to_json(vm.live_spec()));
-    return j;
+    j["spec"] = Json::parse(*spec);
+    return json_response(200, j);
+}
+
+Response topology_json(Vm& vm) {
+    auto text = topology::to_json(vm.topology());
+    if (!text) return error_response(text.error());
+    return Response{200, std::move(*text), {}};
 }
 
 Json state_json(Vm& vm) {
@@ -56,7 +65,7 @@ asio::awaitable<Response> add_device(Vm& vm, const std::string& body, Parse pars
     if (!device) co_return error_response(device.error());
     auto placed = co_await add(std::move(device).value());
     if (!placed) co_return error_response(placed.error());
-    co_return json_response(201, device_json(*placed));
+    co_return device_response(*placed);
 }
 
 template <typename Remove>
@@ -89,9 +98,9 @@ Response shutdown(Vm& vm, const std::string& body) {
 asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body) {
     switch (route.endpoint) {
         case Endpoint::vm:
-            co_return json_response(200, vm_status(vm));
+            co_return vm_status(vm);
         case Endpoint::topology:
-            co_return Response{200, topology::to_json(vm.topology()), {}};
+            co_return topology_json(vm);
         case Endpoint::disks:
             co_return co_await add_device(vm, body, spec::parse_disk, [&vm](spec::Disk d) {
                 return vm.add_disk(std::move(d));

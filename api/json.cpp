@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/clock.hpp"
+#include "common/json_yaml.hpp"
 
 namespace qshim::api {
 
@@ -98,7 +99,11 @@ Json error_body(std::string_view code, std::string_view message) {
     return body;
 }
 
-Json device_json(const topology::Device& d) { return Json::parse(topology::to_json(d)); }
+Response device_response(const topology::Device& d) {
+    auto text = topology::to_json(d);
+    if (!text) return error_response(text.error());
+    return json_response(201, Json::parse(*text));
+}
 
 Json dropped_notice(std::string_view vm_name, std::size_t count) {
     Json j;
@@ -111,7 +116,9 @@ Json dropped_notice(std::string_view vm_name, std::size_t count) {
 
 Response json_response(int status, const Json& body) {
     // Pretty, like every other qshim output: the API is read by people with curl as well.
-    return Response{status, body.dump(2) + "\n", {}};
+    // Lossy: a request path or name that is not valid UTF-8 is echoed in error messages, and
+    // the answer must still be written (bytes that are not UTF-8 become U+FFFD).
+    return Response{status, qshim::detail::dump_lossy(body, 2) + "\n", {}};
 }
 
 Response error_response(const Error& error) {

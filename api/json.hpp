@@ -28,8 +28,9 @@ Json error_body(const Error& error);
 // "bad_request", "payload_too_large", "headers_too_large", "busy" (docs/api.md).
 Json error_body(std::string_view code, std::string_view message);
 
-// A placed device, in the shape `qshim topology` prints under "devices".
-Json device_json(const topology::Device& device);
+// 201 with a placed device, in the shape `qshim topology` prints under "devices".
+struct Response;
+Response device_response(const topology::Device& device);
 
 // The line the event stream inserts where it had to drop events for a slow reader.
 Json dropped_notice(std::string_view vm_name, std::size_t count);

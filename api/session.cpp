@@ -21,6 +21,7 @@
 #include "api/json.hpp"
 #include "api/routes.hpp"
 #include "api/socket.hpp"
+#include "common/json_yaml.hpp"
 
 namespace qshim::api {
 
@@ -96,7 +97,8 @@ Response busy(std::size_t limit) {
 
 std::string render(EventQueue::Batch batch, const std::string& vm_name) {
     std::string data;
-    if (batch.dropped) data += dropped_notice(vm_name, batch.dropped).dump() + "\n";
+    if (batch.dropped)
+        data += qshim::detail::dump_lossy(dropped_notice(vm_name, batch.dropped)) + "\n";
     for (auto& line : batch.lines) data += line + "\n";
     return data;
 }
@@ -181,7 +183,7 @@ asio::awaitable<void> stream_events(ServerContext& ctx, Stream& stream, unsigned
     bool ending = false;
     // The sink only queues and wakes: the Vm never waits for a client.
     std::optional<std::size_t> sub = ctx.vm.subscribe([&queue, &wake](const nlohmann::json& e) {
-        queue.push(e.dump());
+        queue.push(qshim::detail::dump_lossy(e));
         wake.cancel();
     });
     auto unsubscribe = [&ctx, &sub] {

@@ -70,12 +70,10 @@ int cmd_topology(const std::vector<std::string>& argv) {
     if (!planned) return exit_invalid;
     if (args.has("--resolve")) {
         if (args.has("--format")) return usage_error("topology", "--resolve always prints YAML");
-        fmt::print("{}", spec::to_yaml(topology::resolve(planned->spec, planned->topology)));
-        return exit_ok;
+        return print_or_report(spec::to_yaml(topology::resolve(planned->spec, planned->topology)));
     }
-    fmt::print("{}", format == "json" ? topology::to_json(planned->topology)
-                                      : topology::to_yaml(planned->topology));
-    return exit_ok;
+    return print_or_report(format == "json" ? topology::to_json(planned->topology)
+                                            : topology::to_yaml(planned->topology));
 }
 
 }  // namespace qshim::cli

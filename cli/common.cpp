@@ -50,4 +50,13 @@ bool wants_help(const std::vector<std::string>& args) {
     return false;
 }
 
+int print_or_report(const Result<std::string>& text) {
+    if (!text) {
+        print_error(text.error());
+        return exit_invalid;
+    }
+    fmt::print("{}", *text);
+    return exit_ok;
+}
+
 }  // namespace qshim::cli

@@ -25,6 +25,9 @@ struct Planned {
 std::optional<spec::VmSpec> load_or_report(const std::string& path);
 std::optional<Planned> plan_or_report(const std::string& path);
 
+// Prints the text, or the error that kept it from being written; the command's exit code.
+int print_or_report(const Result<std::string>& text);
+
 // Whether `args` asks for help (-h/--help anywhere).
 bool wants_help(const std::vector<std::string>& args);
 

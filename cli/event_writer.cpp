@@ -40,7 +40,8 @@ bool EventWriter::open(const std::string& target) {
 
 void EventWriter::write(const nlohmann::json& event) {
     if (fd_ < 0 || gone_) return;
-    std::string line = event.dump() + "\n";
+    // Lossy: an event naming something that is not valid UTF-8 is still written.
+    std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (!asynchronous_) {
         ssize_t ignored = ::write(fd_, line.data(), line.size());
         (void)ignored;

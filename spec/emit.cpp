@@ -83,7 +83,16 @@ Json spec_json(const VmSpec& s) {
 
 }  // namespace
 
-std::string to_json(const VmSpec& spec) { return spec_json(spec).dump(2) + "\n"; }
-std::string to_yaml(const VmSpec& spec) { return detail::json_to_yaml(spec_json(spec)); }
+Result<std::string> to_json(const VmSpec& spec) {
+    auto text = detail::dump_json(spec_json(spec), 2,
+                                  "the spec of " + detail::dump_lossy(nlohmann::json(spec.name)));
+    if (!text) return std::move(text).error();
+    return *text + "\n";
+}
+
+Result<std::string> to_yaml(const VmSpec& spec) {
+    return detail::json_to_yaml(spec_json(spec),
+                                "the spec of " + detail::dump_lossy(nlohmann::json(spec.name)));
+}
 
 }  // namespace qshim::spec

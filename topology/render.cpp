@@ -62,9 +62,19 @@ Json topology_json(const Topology& t) {
 
 }  // namespace
 
-std::string to_json(const Topology& t) { return topology_json(t).dump(2) + "\n"; }
-std::string to_json(const Device& d) { return device_json(d).dump(); }
+Result<std::string> to_json(const Topology& t) {
+    auto text = detail::dump_json(topology_json(t), 2, "the topology");
+    if (!text) return std::move(text).error();
+    return *text + "\n";
+}
 
-std::string to_yaml(const Topology& t) { return detail::json_to_yaml(topology_json(t)); }
+Result<std::string> to_json(const Device& d) {
+    return detail::dump_json(device_json(d), -1,
+                             "device " + detail::dump_lossy(nlohmann::json(d.name)));
+}
+
+Result<std::string> to_yaml(const Topology& t) {
+    return detail::json_to_yaml(topology_json(t), "the topology");
+}
 
 }  // namespace qshim::topology

@@ -176,8 +176,9 @@ QSHIM_API Result<Interface> parse_interface(std::string_view json, const VmSpec&
 QSHIM_API MacAddress default_mac(std::string_view vm_name, std::string_view interface_name);
 
 // The spec as YAML or JSON, every field written out (defaults made explicit). Paths appear as
-// written, relative ones still relative to the spec's folder.
-QSHIM_API std::string to_yaml(const VmSpec& spec);
-QSHIM_API std::string to_json(const VmSpec& spec);
+// written, relative ones still relative to the spec's folder. A spec built in code may hold
+// strings that are not valid UTF-8, which neither format can carry: Errc::invalid_spec.
+QSHIM_API Result<std::string> to_yaml(const VmSpec& spec);
+QSHIM_API Result<std::string> to_json(const VmSpec& spec);
 
 }  // namespace qshim::spec

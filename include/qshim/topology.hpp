@@ -67,11 +67,13 @@ struct Topology {
 // for specs that exceed what the layout can hold. Pure: no I/O, same input, same output.
 QSHIM_API Result<Topology> plan(const spec::VmSpec& spec);
 
-// The stable JSON rendering (docs/topology.md): keys in fixed order, two-space indent.
-QSHIM_API std::string to_json(const Topology& topology);
-QSHIM_API std::string to_yaml(const Topology& topology);
+// The stable JSON rendering (docs/topology.md): keys in fixed order, two-space indent. A
+// topology planned from a spec built in code may hold names that are not valid UTF-8:
+// Errc::invalid_spec, as for spec::to_json.
+QSHIM_API Result<std::string> to_json(const Topology& topology);
+QSHIM_API Result<std::string> to_yaml(const Topology& topology);
 // One device in the same shape as in to_json's "devices" (what the API returns for a hotplug).
-QSHIM_API std::string to_json(const Device& device);
+QSHIM_API Result<std::string> to_json(const Device& device);
 
 // The spec with every device's address pinned (pciAddress) and every MAC made explicit.
 QSHIM_API spec::VmSpec resolve(const spec::VmSpec& spec, const Topology& topology);

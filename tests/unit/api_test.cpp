@@ -290,9 +290,31 @@ TEST_CASE("a placed device renders like topology's devices") {
     d.address = spec::PciAddress{0, 0x10, 0, 0};
     d.parent = "rp.disks.0";
     d.serial = "data";
+    Response r = device_response(d);
+    CHECK(r.status == 201);
     CHECK(
-        device_json(d).dump() ==
+        Json::parse(r.body).dump() ==
         R"({"name":"data","kind":"disk","driver":"virtio-blk-pci","id":"data","address":"0000:10:00.0","parent":"rp.disks.0","serial":"data"})");
+    // Built in code, a name need not be UTF-8: an error answer, never an exception.
+    d.name = "da\xfft\xc3";
+    Response bad = device_response(d);
+    CHECK(bad.status == 400);
+    CHECK(Json::parse(bad.body)["error"]["code"] == "invalid_spec");
+}
+
+TEST_CASE("answers echoing bytes that are not UTF-8 are still written") {
+    // GET /v1/vm\xff: the 404 message quotes the path; nlohmann's dump() would throw on it.
+    Route r = route("GET", "/v1/vm\xff\x80");
+    REQUIRE(r.outcome == Route::Outcome::not_found);
+    Response resp = route_error(r);
+    CHECK(resp.status == 404);
+    Json body = Json::parse(resp.body);
+    CHECK(body["error"]["code"] == "not_found");
+    CHECK(body["error"]["message"].get<std::string>().find("\xEF\xBF\xBD") != std::string::npos);
+    // The same for a decoded name: DELETE /v1/vm/disks/%FF reaches the Vm as a 1-byte name.
+    CHECK(route("DELETE", "/v1/vm/disks/%FF").name == "\xff");
+    Response named = error_response(make_error(Errc::not_found, "no disk named '\xff'"));
+    CHECK(Json::parse(named.body)["error"]["code"] == "not_found");
 }
 
 namespace {

@@ -373,15 +373,15 @@ TEST_CASE("JSON indented with tabs loads, with columns counting a tab as one",
 TEST_CASE("to_yaml round trips", "[spec][loader][yaml]") {
     SECTION("the full example") {
         VmSpec s = loaded(full_yaml, "/srv/vms/full.yaml");
-        std::string yaml = to_yaml(s);
+        std::string yaml = to_yaml(s).value();
         VmSpec back = loaded(yaml, "/srv/vms/full.yaml");
         for (Interface& i : s.interfaces) i.mac_explicit = true;  // to_yaml writes every MAC out
         CHECK(dump(back) == dump(s));
-        CHECK(to_yaml(back) == yaml);
+        CHECK(to_yaml(back).value() == yaml);
     }
     SECTION("the defaults") {
         VmSpec s = loaded("name: vm\n");
-        CHECK(dump(loaded(to_yaml(s))) == dump(s));
+        CHECK(dump(loaded(to_yaml(s).value())) == dump(s));
     }
     SECTION("strings YAML would read as something else stay strings") {
         VmSpec s = loaded(
@@ -390,7 +390,19 @@ TEST_CASE("to_yaml round trips", "[spec][loader][yaml]") {
             "disks: [{name: d, path: \"true\", format: raw, serial: \"007\"}]\n"
             "interfaces: [{name: n, mac: \"52:54:00:00:00:01\", backend: {type: tap, name: "
             "\"1234\"}}]\n");
-        CHECK(dump(loaded(to_yaml(s))) == dump(s));
+        CHECK(dump(loaded(to_yaml(s).value())) == dump(s));
+    }
+}
+
+TEST_CASE(
+    "a spec built in code with bytes that are not UTF-8 is an error to write, not an exception",
+    "[spec][yaml]") {
+    VmSpec s = loaded("name: vm\ndisks: [{name: d, path: d.raw, format: raw}]\n");
+    s.disks[0].serial = "\xff\xfe";
+    for (const auto& text : {to_json(s), to_yaml(s)}) {
+        REQUIRE_FALSE(text.ok());
+        CHECK(text.error().code == qshim::Errc::invalid_spec);
+        CHECK(text.error().what().find("not valid UTF-8") != std::string::npos);
     }
 }
 

@@ -236,3 +236,19 @@ interfaces: [{name: n, backend: {type: user}, mac: "52:54:00:00:00:01"}]
                            " -> 52:54:00:00:00:01",
                    });
 }
+
+TEST_CASE(
+    "a topology planned from a spec built in code with bytes that are not UTF-8 is an error "
+    "to write") {
+    auto s = must_parse("name: vm\ndisks: [{name: d, path: d.raw, format: raw}]\n");
+    s.disks[0].name = "d\xc3";
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    for (const auto& text : {topology::to_json(*t), topology::to_yaml(*t)}) {
+        REQUIRE_FALSE(text.ok());
+        CHECK(text.error().code == Errc::invalid_spec);
+    }
+    const auto* d = t->find_device("d\xc3", DeviceKind::disk);
+    REQUIRE(d);
+    CHECK_FALSE(topology::to_json(*d).ok());
+}
