@@ -77,7 +77,7 @@ int main() {
         auto both = time_us(
             [&] {
                 auto t = topology::plan(s);
-                (void)launcher::build_argv(s, *t);
+                (void)launcher::build_command(s, *t);
             },
             runs);
         fmt::print("{:>8} {:>8} | {:>8.1f} {:>9.1f} {:>9.1f} | {:>8.1f} {:>9.1f} {:>9.1f}\n",

@@ -13,6 +13,10 @@ Print the QEMU command line qshim would run for SPEC, one argument per line.
 -device, -blockdev, -netdev and -object arguments are JSON, so a path holding
 ',' '=' '"' or a newline cannot inject options.
 
+An inherited tap fd (backend fd: N) is renumbered for QEMU: fds 3, 4, ... in
+the order the command line names them. Which of qshim's fds each one is goes
+to stderr, e.g. QEMU must inherit fd 7 as fd 3 (interfaces[0] (net0): tap).
+
 Options:
   --accel auto|kvm|tcg   override the spec's machine.accel
   --qemu PATH            the QEMU binary (default qemu-system-x86_64)
@@ -50,12 +54,16 @@ int cmd_cmdline(const std::vector<std::string>& argv) {
     options.paused = args.has("--paused");
     auto planned = plan_or_report(args.positional()[0]);
     if (!planned) return exit_invalid;
-    auto built = launcher::build_argv(planned->spec, planned->topology, options);
+    auto built = launcher::build_command(planned->spec, planned->topology, options);
     if (!built) {
         print_error(built.error());
         return exit_invalid;
     }
-    for (const auto& a : *built) fmt::print("{}\n", a);
+    for (const auto& a : built->argv) fmt::print("{}\n", a);
+    // Not part of argv, so not on stdout: which fd each number in argv must be.
+    for (const auto& fd : built->fds)
+        fmt::print(stderr, "qshim cmdline: QEMU must inherit fd {} as fd {} ({})\n", fd.source,
+                   fd.target, fd.purpose);
     return exit_ok;
 }
 

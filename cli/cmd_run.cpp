@@ -59,6 +59,9 @@ Exit status:
      could not be served (the VM is stopped again)
   4  QEMU crashed, or was killed or stopped behind qshim's back
   5  the guest did not power off in time and was stopped by force
+  6  qshim lost its QMP connection to QEMU (a qmp-lost event says why); the
+     VM ran on unchangeable until it ended or was stopped with SIGTERM, so
+     how the guest ended is unknown
 
 Example:
   qshim run --console --events - examples/demo.yaml
@@ -77,6 +80,8 @@ int exit_code(VmExit::Reason reason) {
             return exit_qemu_crashed;
         case VmExit::Reason::launch_failed:
             return exit_launch_failed;
+        case VmExit::Reason::qmp_lost:
+            return exit_qmp_lost;
     }
     return exit_internal;
 }

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,8 +28,30 @@ bool EventWriter::open(const std::string& target) {
     // Only pipes and sockets can stall on a reader that stops reading; files and terminals are
     // written directly, one write(2) per line (O_APPEND keeps lines whole).
     asynchronous_ = fstat(fd_, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+    if (asynchronous_ && target == "-") {
+        // stdout's open file description is shared with our caller (and QEMU): O_NONBLOCK on
+        // it would change it for them too, and stay after we exit. A socket is written with
+        // send(MSG_DONTWAIT) instead; a pipe is opened again through /proc, which gives a
+        // description of our own.
+        if (S_ISSOCK(st.st_mode)) {
+            use_send_ = true;
+        } else {
+            std::string self = "/proc/self/fd/" + std::to_string(STDOUT_FILENO);
+            int own = ::open(self.c_str(), O_WRONLY | O_CLOEXEC);
+            if (own >= 0) {
+                ::close(fd_);
+                fd_ = own;
+            } else {
+                // No /proc: stay blocking rather than change what others share.
+                log::write("launcher", log::Level::warn,
+                           "cannot reopen stdout without sharing its flags; events to it are "
+                           "written blocking");
+                asynchronous_ = false;
+            }
+        }
+    }
     if (asynchronous_) {
-        fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+        if (!use_send_) fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
         int watched = fcntl(fd_, F_DUPFD_CLOEXEC, 3);
         if (watched >= 0)
             waiter_.emplace(ex_, watched);
@@ -69,8 +92,10 @@ bool EventWriter::write_some() {
             dropped_ = 0;
         }
         const std::string& front = queue_.front();
-        ssize_t n =
-            ::write(fd_, front.data() + written_of_front_, front.size() - written_of_front_);
+        const char* data = front.data() + written_of_front_;
+        const std::size_t size = front.size() - written_of_front_;
+        ssize_t n = use_send_ ? ::send(fd_, data, size, MSG_DONTWAIT | MSG_NOSIGNAL)
+                              : ::write(fd_, data, size);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return true;
             // EPIPE and the like: the reader is gone for good; stop writing (SIGPIPE is ignored).

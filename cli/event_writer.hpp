@@ -35,6 +35,7 @@ class EventWriter {
     boost::asio::any_io_executor ex_;
     int fd_ = -1;
     bool asynchronous_ = false;  // a pipe or socket: written without blocking
+    bool use_send_ = false;      // a socket we share (stdout): send(MSG_DONTWAIT), flags untouched
     std::optional<boost::asio::posix::stream_descriptor> waiter_;
     std::deque<std::string> queue_;  // lines not yet written; the front one maybe in part
     std::size_t written_of_front_ = 0;

@@ -10,6 +10,7 @@ enum ExitCode : int {
     exit_launch_failed = 3,  // QEMU could not be started or rejected the plan
     exit_qemu_crashed = 4,   // QEMU died or was killed behind qshim's back
     exit_forced_stop = 5,    // the guest ignored the shutdown request and was stopped by force
+    exit_qmp_lost = 6,       // qshim lost QEMU's QMP connection; QEMU ended after that
     exit_internal = 70,      // a bug in qshim (EX_SOFTWARE)
 };
 

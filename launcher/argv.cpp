@@ -1,4 +1,4 @@
-// build_argv(): the QEMU command line for a planned VM.
+// build_command(): the QEMU command line for a planned VM, and the fds it names.
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -32,7 +32,8 @@ class ArgvBuilder {
                 const CommandOptions& options)
         : spec_(spec), topo_(topo), options_(options) {}
 
-    Result<std::vector<std::string>> build() {
+    Result<CommandLine> build() {
+        if (auto ok = check_pair(); !ok) return std::move(ok).error();
         spec::Accel accel = options_.accel.value_or(spec_.machine.accel);
         if (options_.serial_stdio && !spec_.serial.socket.empty())
             return make_error(Errc::invalid_spec,
@@ -69,7 +70,7 @@ class ArgvBuilder {
         for (const auto& d : topo_.devices)
             if (d.spec_index >= 0) device(d);
         if (has_boot_order()) arg("-boot", "strict=on");
-        return std::move(argv_);
+        return CommandLine{std::move(argv_), std::move(fds_)};
     }
 
   private:
@@ -80,9 +81,50 @@ class ArgvBuilder {
     }
     void json(const char* option, const Json& j) { arg(option, j.dump()); }
 
+    // The fd QEMU will know `source` as: numbered from 3 in the order argv names them, so the
+    // number in argv and the plan that puts the fd there are made in one place.
+    int inherit(int source, std::string purpose) {
+        int target = 3 + static_cast<int>(fds_.size());
+        fds_.push_back(InheritedFd{target, source, std::move(purpose)});
+        return target;
+    }
+
+    // A topology planned from another spec would index past the spec's lists (or name other
+    // devices): refuse it rather than build a command line from the mix.
+    Result<void> check_pair() const {
+        for (const auto& d : topo_.devices) {
+            if (d.spec_index < 0) continue;
+            auto index = static_cast<size_t>(d.spec_index);
+            const std::string* name = nullptr;
+            switch (d.kind) {
+                case DeviceKind::disk:
+                    if (index < spec_.disks.size()) name = &spec_.disks[index].name;
+                    break;
+                case DeviceKind::interface:
+                    if (index < spec_.interfaces.size()) name = &spec_.interfaces[index].name;
+                    break;
+                case DeviceKind::hostdev:
+                    if (index < spec_.host_devices.size()) name = &spec_.host_devices[index].name;
+                    break;
+                case DeviceKind::controller:
+                case DeviceKind::system:
+                    break;
+            }
+            if (!name || *name != d.name)
+                return make_error(Errc::topology,
+                                  fmt::format("the topology was not planned from this spec: it "
+                                              "places {} {} as entry {} of the spec, which has {}",
+                                              to_string(d.kind), d.name, d.spec_index,
+                                              name ? *name : std::string("no such entry")),
+                                  "building the QEMU command line for " + spec_.name);
+        }
+        return {};
+    }
+
     void qmp() {
         if (options_.qmp_fd) {
-            arg("-chardev", fmt::format("socket,id=qmp,fd={}", *options_.qmp_fd));
+            int fd = inherit(*options_.qmp_fd, "QMP");
+            arg("-chardev", fmt::format("socket,id=qmp,fd={}", fd));
             arg("-mon", "chardev=qmp,mode=control");
         }
         if (!options_.qmp_socket.empty()) {
@@ -170,7 +212,11 @@ class ArgvBuilder {
     }
 
     void nic(const Device& d, const spec::Interface& nic) {
-        json("-netdev", detail::netdev(nic));
+        std::optional<int> fd;
+        if (nic.backend.tap_fd)
+            fd = inherit(*nic.backend.tap_fd,
+                         fmt::format("interfaces[{}] ({}): tap", d.spec_index, nic.name));
+        json("-netdev", detail::netdev(nic, fd));
         json("-device", detail::nic_device(d, nic));
     }
 
@@ -205,6 +251,7 @@ class ArgvBuilder {
     const topology::Topology& topo_;
     const CommandOptions& options_;
     std::vector<std::string> argv_;
+    std::vector<InheritedFd> fds_;
 };
 
 }  // namespace
@@ -224,9 +271,8 @@ std::string netdev_id(std::string_view interface_name) {
     return fmt::format("net.{}", interface_name);
 }
 
-Result<std::vector<std::string>> build_argv(const spec::VmSpec& spec,
-                                            const topology::Topology& topology,
-                                            const CommandOptions& options) {
+Result<CommandLine> build_command(const spec::VmSpec& spec, const topology::Topology& topology,
+                                  const CommandOptions& options) {
     try {
         return ArgvBuilder(spec, topology, options).build();
     } catch (const nlohmann::json::exception& e) {

@@ -50,7 +50,7 @@ Json disk_device(const topology::Device& d, const spec::Disk& disk) {
     return j;
 }
 
-Json netdev(const spec::Interface& nic) {
+Json netdev(const spec::Interface& nic, std::optional<int> fd) {
     Json backend{{"id", netdev_id(nic.name)}};
     switch (nic.backend.type) {
         case spec::BackendType::user:
@@ -59,7 +59,7 @@ Json netdev(const spec::Interface& nic) {
         case spec::BackendType::tap:
             backend["type"] = "tap";
             if (nic.backend.tap_fd) {
-                backend["fd"] = std::to_string(*nic.backend.tap_fd);
+                backend["fd"] = std::to_string(fd.value_or(*nic.backend.tap_fd));
             } else {
                 backend["ifname"] = nic.backend.tap_name;
                 // Never run the host scripts: qshim does not configure host networking.

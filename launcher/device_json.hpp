@@ -3,6 +3,7 @@
 
 #include <array>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
 
@@ -14,8 +15,9 @@ using Json = nlohmann::ordered_json;
 std::array<Json, 2> disk_blockdevs(const spec::Disk& disk);
 // -device / device_add arguments for a disk placed at `d`.
 Json disk_device(const topology::Device& d, const spec::Disk& disk);
-// -netdev / netdev_add arguments.
-Json netdev(const spec::Interface& nic);
+// -netdev / netdev_add arguments. `fd`: the number QEMU knows an inherited tap fd by (the
+// spec's fd is qshim's number for it; build_command maps one to the other).
+Json netdev(const spec::Interface& nic, std::optional<int> fd = std::nullopt);
 Json nic_device(const topology::Device& d, const spec::Interface& nic);
 
 }  // namespace qshim::launcher::detail

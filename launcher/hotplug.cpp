@@ -54,6 +54,12 @@ Error field_error(std::string path, std::string reason, const std::string& conte
     return e;
 }
 
+const std::string refused_device = "QEMU refused the device";
+
+Stray block_node(std::string id) { return Stray{Stray::Kind::block_node, std::move(id), {}}; }
+Stray netdev_object(std::string id) { return Stray{Stray::Kind::netdev, std::move(id), {}}; }
+Stray device_at(const Device& d) { return Stray{Stray::Kind::device, d.id, d.address}; }
+
 bool busy(const Error& e) {
     // Native PCIe hotplug refuses device_del while the slot's power indicator blinks, right
     // after a plug: "guest is busy (power indicator blinking)".
@@ -63,22 +69,23 @@ bool busy(const Error& e) {
 }  // namespace
 
 LiveState make_live_state(const spec::VmSpec& spec, const topology::Topology& topo) {
-    LiveState live{topology::resolve(spec, topo), topo, {}};
+    LiveState live{topology::resolve(spec, topo), topo, {}, {}};
     refresh_hotplug_counts(live.spec, topo);
     return live;
 }
 
 Hotplug::Hotplug(asio::any_io_executor ex, qmp::Client& qmp, LiveState& live, Emit emit,
-                 std::function<bool()> running, std::function<std::shared_ptr<void>()> anchor)
+                 CanChange can_change, std::function<std::shared_ptr<void>()> anchor)
     : ex_(ex),
       qmp_(qmp),
       live_(live),
       emit_(std::move(emit)),
-      running_(std::move(running)),
+      can_change_(std::move(can_change)),
       anchor_(std::move(anchor)),
       mutex_(ex) {}
 
-Result<void> Hotplug::check_new_name(const std::string& name) const {
+Result<void> Hotplug::check_new_name(const std::string& name,
+                                     const std::vector<std::string>& qemu_ids) const {
     const auto& s = live_.spec;
     bool taken =
         std::any_of(s.disks.begin(), s.disks.end(), [&](auto& d) { return d.name == name; }) ||
@@ -88,6 +95,13 @@ Result<void> Hotplug::check_new_name(const std::string& name) const {
                     [&](auto& h) { return h.name == name; });
     if (taken)
         return make_error(Errc::conflict, fmt::format("a device named '{}' already exists", name));
+    // An earlier change that failed may have left QEMU holding this name's objects.
+    for (const auto& stray : live_.strays)
+        if (std::find(qemu_ids.begin(), qemu_ids.end(), stray.id) != qemu_ids.end())
+            return make_error(Errc::conflict,
+                              fmt::format("QEMU still holds {} from an earlier change that "
+                                          "failed; it is removed when QEMU lets it go",
+                                          to_string(stray)));
     return {};
 }
 
@@ -95,8 +109,12 @@ Result<Hotplug::Plan> Hotplug::place(
     const std::string& cls, const std::optional<spec::PciAddress>& wanted,
     const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add) {
     std::vector<const topology::HotplugPort*> free;
-    for (const auto& p : live_.topology.hotplug_ports)
-        if (p.cls == cls) free.push_back(&p);
+    for (const auto& p : live_.topology.hotplug_ports) {
+        // A device left behind by a failed change may still sit in the port.
+        bool held = std::any_of(live_.strays.begin(), live_.strays.end(),
+                                [&](const Stray& s) { return s.address == p.address; });
+        if (p.cls == cls && !held) free.push_back(&p);
+    }
     if (free.empty())
         return make_error(Errc::conflict,
                           fmt::format("no free hotplug port for {}: every reserved port is in use "
@@ -143,12 +161,15 @@ Device Hotplug::commit(Plan plan) {
 asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
     auto turn = co_await mutex_.lock();
     const std::string context = "hot-plugging disk " + disk.name;
-    if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
+    if (auto ok = can_change_(); !ok) co_return Error(ok.error());
+    co_await reconcile();
     if (disk.bus != spec::DiskBus::virtio)
         co_return field_error(
             "bus", "only virtio disks can be hot-plugged; scsi and sata disks sit on controllers",
             context);
-    if (auto ok = check_new_name(disk.name); !ok) co_return Error(ok.error());
+    const std::string file = file_node_name(disk.name), format = format_node_name(disk.name);
+    const std::vector<std::string> qemu_ids{disk.name, file, format};
+    if (auto ok = check_new_name(disk.name, qemu_ids); !ok) co_return Error(ok.error());
     for (const auto& d : live_.spec.disks)
         if (d.serial == disk.serial)
             co_return make_error(
@@ -164,41 +185,37 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
         });
     if (!plan) co_return Error(plan.error());
 
-    // Backend first, then the device; on failure undo what was done, newest first.
+    // Backend first, then the device; on failure undo what was done, newest first. (Every
+    // argument is a named value: g++ 12 destroys braced temporaries in a co_await twice.)
     auto nodes = disk_blockdevs(disk);
-    auto file = co_await qmp_.execute("blockdev-add", plain(nodes[0]));
-    if (!file)
-        co_return make_error(Errc::invalid_spec,
-                             "QEMU cannot open " + disk.path + ": " + file.error().message,
+    const Stray file_node = block_node(file), format_node = block_node(format);
+    const Stray device = device_at(plan->device);
+    const std::string cannot_open = "QEMU cannot open " + disk.path;
+    const std::string cannot_read =
+        fmt::format("QEMU cannot read {} as {}", disk.path, spec::to_string(disk.format));
+    std::vector<Step> done;
+    auto r =
+        co_await forward(done, "blockdev-add", plain(nodes[0]), file_node, cannot_open, context);
+    if (r)
+        r = co_await forward(done, "blockdev-add", plain(nodes[1]), format_node, cannot_read,
                              context);
-    auto format = co_await qmp_.execute("blockdev-add", plain(nodes[1]));
-    if (!format) {
-        (void)co_await qmp_.execute("blockdev-del", one("node-name", file_node_name(disk.name)));
-        co_return make_error(Errc::invalid_spec,
-                             fmt::format("QEMU cannot read {} as {}: {}", disk.path,
-                                         spec::to_string(disk.format), format.error().message),
-                             context);
-    }
-    auto device = co_await qmp_.execute("device_add", plain(disk_device(plan->device, disk)));
-    if (!device) {
-        (void)co_await qmp_.execute("blockdev-del", one("node-name", format_node_name(disk.name)));
-        (void)co_await qmp_.execute("blockdev-del", one("node-name", file_node_name(disk.name)));
-        Error e = std::move(device).error();
-        e.context = context;
-        co_return e;
-    }
+    if (r)
+        r = co_await forward(done, "device_add", plain(disk_device(plan->device, disk)), device,
+                             refused_device, context);
+    if (!r) co_return Error(r.error());
     co_return commit(std::move(*plan));
 }
 
 asio::awaitable<Result<Device>> Hotplug::add_interface(spec::Interface nic) {
     auto turn = co_await mutex_.lock();
     const std::string context = "hot-plugging interface " + nic.name;
-    if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
+    if (auto ok = can_change_(); !ok) co_return Error(ok.error());
+    co_await reconcile();
     if (nic.model == spec::NicModel::e1000)
-        co_return field_error(
-            "model",
-            "e1000 NICs sit behind the PCI bridge and cannot be hot-plugged; use virtio or e1000e",
-            context);
+        co_return field_error("model",
+                              "e1000 NICs sit behind the PCI bridge and cannot be hot-plugged; use "
+                              "virtio or e1000e",
+                              context);
     if (nic.backend.tap_fd)
         co_return field_error(
             "backend.fd",
@@ -207,7 +224,9 @@ asio::awaitable<Result<Device>> Hotplug::add_interface(spec::Interface nic) {
     if (nic.backend.type == spec::BackendType::stream &&
         access(nic.backend.socket.c_str(), F_OK) != 0)
         co_return field_error("backend.socket", nic.backend.socket + ": no such socket", context);
-    if (auto ok = check_new_name(nic.name); !ok) co_return Error(ok.error());
+    const std::string backend_id = netdev_id(nic.name);
+    const std::vector<std::string> qemu_ids{nic.name, backend_id};
+    if (auto ok = check_new_name(nic.name, qemu_ids); !ok) co_return Error(ok.error());
     for (const auto& i : live_.spec.interfaces)
         if (i.mac == nic.mac)
             co_return make_error(Errc::conflict,
@@ -222,19 +241,15 @@ asio::awaitable<Result<Device>> Hotplug::add_interface(spec::Interface nic) {
         });
     if (!plan) co_return Error(plan.error());
 
-    auto backend = co_await qmp_.execute("netdev_add", plain(netdev(nic)));
-    if (!backend) {
-        Error e = std::move(backend).error();
-        e.context = context;
-        co_return e;
-    }
-    auto device = co_await qmp_.execute("device_add", plain(nic_device(plan->device, nic)));
-    if (!device) {
-        (void)co_await qmp_.execute("netdev_del", one("id", netdev_id(nic.name)));
-        Error e = std::move(device).error();
-        e.context = context;
-        co_return e;
-    }
+    const Stray backend = netdev_object(backend_id), device = device_at(plan->device);
+    const std::string refused_backend = "QEMU refused the network backend";
+    std::vector<Step> done;
+    auto r =
+        co_await forward(done, "netdev_add", plain(netdev(nic)), backend, refused_backend, context);
+    if (r)
+        r = co_await forward(done, "device_add", plain(nic_device(plan->device, nic)), device,
+                             refused_device, context);
+    if (!r) co_return Error(r.error());
     co_return commit(std::move(*plan));
 }
 
@@ -248,7 +263,8 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
         bool busy_slot = false;
         {
             auto turn = co_await mutex_.lock();
-            if (!running_()) co_return make_error(Errc::state, "the VM is not running", context);
+            if (auto ok = can_change_(); !ok) co_return Error(ok.error());
+            co_await reconcile();
             const Device* found = live_.topology.find_device(name, kind);
             if (!found || found->spec_index < 0)
                 co_return make_error(Errc::not_found,
@@ -272,7 +288,10 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
             };
             auto deleted = qmp_.listen(std::move(filter), 4);
             auto r = co_await qmp_.execute("device_del", one("id", id));
-            if (r) {
+            // No answer (a timeout) may still be an accepted device_del: keep listening, so a
+            // late release completes the removal instead of leaving a device QEMU no longer has.
+            bool accepted = r || r.error().code == Errc::timeout;
+            if (accepted) {
                 done = std::make_shared<qshim::detail::AsyncEvent>(ex_);
                 live_.removing[key] = done;
                 nlohmann::json data = {{"kind", to_string(kind)}, {"name", name}};
@@ -280,6 +299,12 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
                 qshim::detail::spawn(ex_,
                                      finish_removal(anchor_(), key, device, std::move(deleted)),
                                      "finishing an unplug");
+                if (!r) {
+                    Error e = std::move(r).error();
+                    e.context = context;
+                    e.message += "; the device stays listed as removing until QEMU reports it gone";
+                    co_return e;
+                }
             } else if (busy(r.error()) && std::chrono::steady_clock::now() < deadline) {
                 busy_slot = true;
             } else {
@@ -299,7 +324,7 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (co_await done->wait(std::max(left, std::chrono::milliseconds(0)))) {
-        if (live_.removing.count(key) == 0 && running_()) co_return Result<void>{};
+        if (live_.removing.count(key) == 0 && can_change_()) co_return Result<void>{};
         co_return make_error(Errc::state, "the VM stopped before the guest released the device",
                              context);
     }
@@ -328,15 +353,23 @@ asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std:
         co_return;
     }
     auto turn = co_await mutex_.lock();
-    // The guest let go: now the backend can go too.
+    // The guest let go: now the backend can go too. What QEMU does not confirm gone is a stray.
+    std::vector<Stray> backends;
     if (device.kind == DeviceKind::disk) {
-        for (const auto& node : {format_node_name(device.name), file_node_name(device.name)})
-            if (auto r = co_await qmp_.execute("blockdev-del", one("node-name", node)); !r)
-                log::write("hotplug", log::Level::warn,
-                           "blockdev-del " + node + ": " + r.error().what());
-    } else if (auto r = co_await qmp_.execute("netdev_del", one("id", netdev_id(device.name)));
-               !r) {
-        log::write("hotplug", log::Level::warn, "netdev_del: " + r.error().what());
+        backends.push_back(block_node(format_node_name(device.name)));
+        backends.push_back(block_node(file_node_name(device.name)));
+    } else {
+        backends.push_back(netdev_object(netdev_id(device.name)));
+    }
+    std::vector<Stray> left;
+    std::string cause;
+    for (auto& b : backends) {
+        std::string why;
+        if (co_await remove_object(b, why)) continue;
+        log::write("hotplug", log::Level::warn,
+                   "removing the backend of " + device.name + ": " + why);
+        if (cause.empty()) cause = why;
+        left.push_back(std::move(b));
     }
     auto& s = live_.spec;
     if (device.kind == DeviceKind::disk)
@@ -353,6 +386,8 @@ asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std:
     else
         log::write("hotplug", log::Level::error,
                    "the live spec no longer plans: " + planned.error().what());
+    if (!left.empty())
+        report_strays(std::move(left), "removing the backend of " + device.name, cause);
     auto done = live_.removing[key];
     live_.removing.erase(key);
     nlohmann::json data = {{"kind", to_string(device.kind)}, {"name", device.name}};

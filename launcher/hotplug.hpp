@@ -8,18 +8,30 @@
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
 #include <string>
+#include <vector>
 
 #include "common/async_event.hpp"
 #include "common/async_mutex.hpp"
 
 namespace qshim::launcher::detail {
 
+// Something QEMU may hold that the live state does not know: left by a rollback step that
+// failed, or by a command whose outcome is unknown (it timed out, or the connection broke).
+struct Stray {
+    enum class Kind { device, block_node, netdev };
+    Kind kind = Kind::device;
+    std::string id;                           // QEMU id or node name
+    std::optional<spec::PciAddress> address;  // a device: the hotplug port it may occupy
+};
+std::string to_string(const Stray& stray);  // "device data", "block-node f.data", "netdev net.n"
+
 // What the VM is now. Invariant: topology::plan(spec) == topology.
 struct LiveState {
     spec::VmSpec spec;  // every device pinned; hotplug counts = ports of the class left free
     topology::Topology topology;
     std::map<std::string, std::shared_ptr<qshim::detail::AsyncEvent>>
-        removing;  // "kind/name" -> done
+        removing;               // "kind/name" -> done
+    std::vector<Stray> strays;  // empty while QEMU and the live state agree
 };
 
 // Builds the live state of a freshly planned VM: the spec resolved (every address pinned), so
@@ -29,11 +41,13 @@ LiveState make_live_state(const spec::VmSpec& spec, const topology::Topology& to
 class Hotplug {
   public:
     using Emit = std::function<void(const char* event, nlohmann::json data)>;
+    // Whether the VM can be changed now; the Error (Errc::state) says why not.
+    using CanChange = std::function<Result<void>()>;
 
     // `anchor` returns a reference that keeps the owner (and so this object, the QMP client and
     // the live state) alive; an unplug finishing in the background holds one.
     Hotplug(boost::asio::any_io_executor ex, qmp::Client& qmp, LiveState& live, Emit emit,
-            std::function<bool()> running, std::function<std::shared_ptr<void>()> anchor);
+            CanChange can_change, std::function<std::shared_ptr<void>()> anchor);
 
     boost::asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk);
     boost::asio::awaitable<Result<topology::Device>> add_interface(spec::Interface nic);
@@ -48,11 +62,35 @@ class Hotplug {
         topology::Topology topology;
         topology::Device device;
     };
+    // One forward step done (or maybe done) in QEMU, and how to take it back.
+    struct Step {
+        Stray object;
+        bool confirmed = false;  // QEMU answered success; otherwise the outcome is unknown
+    };
+
     Result<Plan> place(const std::string& cls, const std::optional<spec::PciAddress>& wanted,
                        const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add);
-    Result<void> check_new_name(const std::string& name) const;
+    Result<void> check_new_name(const std::string& name,
+                                const std::vector<std::string>& qemu_ids) const;
     // Makes a successful plug the live state and announces it.
     topology::Device commit(Plan plan);
+    // Runs one forward step; on failure rolls back `done` (and this step, when its outcome is
+    // unknown) and returns the error the caller reports.
+    boost::asio::awaitable<Result<void>> forward(std::vector<Step>& done, const char* command,
+                                                 qmp::Json arguments, Stray object,
+                                                 const std::string& what,
+                                                 const std::string& context);
+    // Undoes steps newest first. A step QEMU does not confirm gone becomes a stray, reported
+    // (log and `diverged` event) and reconciled on the next change.
+    boost::asio::awaitable<void> roll_back(std::vector<Step> done, const std::string& context);
+    // Before a change: compares the strays with QEMU's own lists and removes what should not be
+    // there. Never fails the change: what cannot be removed yet stays listed.
+    boost::asio::awaitable<void> reconcile();
+    // Deletes a device, block node or netdev; true when QEMU confirms it is gone (or was never
+    // there). A device_del that QEMU accepts is not gone yet: the guest must release it.
+    boost::asio::awaitable<bool> remove_object(const Stray& object, std::string& why);
+    void report_strays(std::vector<Stray> added, const std::string& context,
+                       const std::string& cause);
     boost::asio::awaitable<void> finish_removal(std::shared_ptr<void> anchor, std::string key,
                                                 topology::Device device,
                                                 std::shared_ptr<qmp::EventListener> deleted);
@@ -61,7 +99,7 @@ class Hotplug {
     qmp::Client& qmp_;
     LiveState& live_;
     Emit emit_;
-    std::function<bool()> running_;
+    CanChange can_change_;
     std::function<std::shared_ptr<void>()> anchor_;
     qshim::detail::AsyncMutex mutex_;
 };

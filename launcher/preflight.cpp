@@ -1,7 +1,11 @@
 // preflight(): the files and folders a spec needs, checked before anything starts.
 #include "launcher/preflight.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +36,19 @@ std::string readable(const std::string& path, bool write) {
     if (access(path.c_str(), write ? R_OK | W_OK : R_OK) != 0)
         return std::string(write ? "not readable and writable: " : "not readable: ") +
                std::strerror(errno);
+    return {};
+}
+
+// An inherited tap fd must be open here and be a tap: any other fd (one of qshim's own, which
+// may have taken a number nobody passed) would silently give QEMU the wrong file.
+std::string tap_fd_problem(int fd) {
+    if (fcntl(fd, F_GETFD) < 0)
+        return fmt::format("fd {} is not open in qshim (hand the tap over as fd {})", fd, fd);
+    ifreq ifr{};
+    if (ioctl(fd, TUNGETIFF, &ifr) != 0)
+        return fmt::format("fd {} is not a tap device (TUNGETIFF: {})", fd, std::strerror(errno));
+    if (!(ifr.ifr_flags & IFF_TAP))
+        return fmt::format("fd {} is a tun device, not a tap (IFF_TAP unset)", fd);
     return {};
 }
 
@@ -68,6 +85,11 @@ Result<void> preflight(const spec::VmSpec& spec) {
     };
     socket("serial.socket", spec.serial.socket);
     socket("devices.guestAgent", spec.devices.guest_agent);
+    for (size_t i = 0; i < spec.interfaces.size(); ++i)
+        if (const auto& fd = spec.interfaces[i].backend.tap_fd)
+            if (auto why = tap_fd_problem(*fd); !why.empty())
+                problems.push_back(fmt::format("interfaces[{}].backend.fd ({}): {}", i,
+                                               spec.interfaces[i].name, why));
     for (size_t i = 0; i < spec.interfaces.size(); ++i)
         if (spec.interfaces[i].backend.type == spec::BackendType::stream) {
             std::error_code ec;

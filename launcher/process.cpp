@@ -50,11 +50,15 @@ namespace {
     if (close_range(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, 0) != 0)
         child_fail(report, errno);
     if (close_range(static_cast<unsigned>(report) + 1, ~0u, 0) != 0) child_fail(report, errno);
-    // Signals blocked or ignored by qshim must not be inherited by QEMU.
+    // Signals blocked or ignored by qshim must not be inherited by QEMU. Every signal is still
+    // blocked (spawn blocked them before fork): handlers go back to their defaults first, so
+    // none of qshim's handlers (asio's, which write to qshim's own pipe) can run in the child.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
     execve(argv[0], argv, envp);
     child_fail(report, errno);
 }
@@ -97,16 +101,23 @@ Result<Child> spawn(const SpawnPlan& plan) {
     if (pipe2(report, O_CLOEXEC) != 0)
         return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)), context);
     pid_t parent = getpid();
+    // A signal arriving between fork and exec would run qshim's handler in the child: block
+    // them all across fork; the child restores defaults before unblocking.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
-    if (pid < 0) {
-        int err = errno;
-        close(report[0]);
-        close(report[1]);
-        return make_error(Errc::launch, fmt::format("fork: {}", std::strerror(err)), context);
-    }
     if (pid == 0) {
         close(report[0]);
         child_exec(plan, argv.data(), envp.data(), report[1], parent);
+    }
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) {
+        close(report[0]);
+        close(report[1]);
+        return make_error(Errc::launch, fmt::format("fork: {}", std::strerror(fork_errno)),
+                          context);
     }
     close(report[1]);
     int child_errno = 0;

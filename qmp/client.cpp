@@ -95,6 +95,7 @@ class Client::Impl : public std::enable_shared_from_this<Impl> {
         teardown(make_error(Errc::interrupted, "the QMP connection was closed by its owner"));
     }
     State state() const { return state_; }
+    std::optional<Error> close_reason() const { return close_error_; }
     Stats stats() const { return stats_; }
 
   private:
@@ -565,6 +566,7 @@ std::shared_ptr<EventListener> Client::listen(EventFilter filter, std::size_t ca
 
 void Client::close() { impl_->close(); }
 State Client::state() const { return impl_->state(); }
+std::optional<Error> Client::close_reason() const { return impl_->close_reason(); }
 Client::Stats Client::stats() const { return impl_->stats(); }
 
 }  // namespace qshim::qmp

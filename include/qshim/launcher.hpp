@@ -15,17 +15,34 @@ struct CommandOptions {
     std::string qemu_binary = "qemu-system-x86_64";
     std::optional<spec::Accel> accel;  // overrides the spec's machine.accel
     bool paused = false;               // -S: start with vCPUs stopped
-    std::optional<int> qmp_fd;         // QMP over an inherited, connected socket
+    std::optional<int> qmp_fd;         // QMP over this connected socket (the caller's fd),
+                                       // which QEMU inherits (see CommandLine::fds)
     std::string qmp_socket;            // (also) QMP on a listening unix socket at this path
     bool serial_stdio = false;         // the serial console on QEMU's stdout (logged too if
                                        // serial.log is set); excludes serial.socket
 };
 
-// The complete argv (argv[0] is the binary). Every -device, -blockdev, -netdev and -object
-// argument is JSON, so no path or name can inject an option.
-QSHIM_API Result<std::vector<std::string>> build_argv(const spec::VmSpec& spec,
-                                                      const topology::Topology& topology,
-                                                      const CommandOptions& options = {});
+// A descriptor QEMU inherits: the caller's `source` becomes `target` in QEMU, the number its
+// argv names.
+struct InheritedFd {
+    int target = -1;
+    int source = -1;
+    std::string purpose;  // "QMP", "interfaces[0] (net0): tap"
+};
+
+struct CommandLine {
+    std::vector<std::string> argv;  // argv[0] is the binary
+    std::vector<InheritedFd> fds;   // targets 3, 4, ... without gaps, in the order argv names them
+};
+
+// The complete command line of a VM: argv, and the fd plan that makes every fd number in argv
+// point at the right file (QMP's socket, inherited tap fds). Every -device, -blockdev, -netdev
+// and -object argument is JSON, so no path or name can inject an option. Fails (Errc::topology)
+// when the topology was not planned from this spec, and (Errc::invalid_spec) for a spec built
+// in code that QEMU cannot be given (strings that are not UTF-8, a console in two places).
+QSHIM_API Result<CommandLine> build_command(const spec::VmSpec& spec,
+                                            const topology::Topology& topology,
+                                            const CommandOptions& options = {});
 
 // Escapes a value for QEMU's key=value,... option syntax (used only where QEMU 7.2 has no JSON
 // form: -chardev, -name): a comma is written twice.

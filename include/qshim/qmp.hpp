@@ -92,6 +92,9 @@ class QSHIM_API Client {
     // Closes the connection; pending commands and waiting listeners fail with Errc::interrupted.
     void close();
     State state() const;
+    // Why the connection ended (the peer closed it, a protocol violation, close()), with the
+    // Errc telling which; nullopt until it has.
+    std::optional<Error> close_reason() const;
 
     struct Stats {
         std::size_t commands_sent = 0;

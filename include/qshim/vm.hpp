@@ -27,6 +27,8 @@ struct VmExit {
         forced,          // a stop was requested and QEMU had to be quit or killed
         crashed,         // QEMU died, or was stopped, behind qshim's back
         launch_failed,   // QEMU exited or was given up on before the guest ran
+        qmp_lost,        // qshim had lost QEMU's QMP connection before QEMU ended: nobody saw
+                         // how the guest ended (a stop then ends QEMU by signals)
     };
     Reason reason = Reason::crashed;
     int wait_status = 0;      // as from waitpid; 0 when QEMU never started
@@ -37,13 +39,16 @@ QSHIM_API const char* to_string(VmExit::Reason reason);
 struct VmOptions {
     launcher::CommandOptions command;  // qemu binary and accel override; QMP and -S are set by Vm
     bool console_to_stdout = false;    // the guest's serial console on qshim's stdout
-    std::chrono::milliseconds start_timeout{30'000};  // QEMU to greet and negotiate QMP
-    std::chrono::milliseconds quit_timeout{5'000};    // after `quit`, before SIGKILL
+    std::chrono::milliseconds start_timeout{30'000};    // QEMU to greet and negotiate QMP
+    std::chrono::milliseconds quit_timeout{5'000};      // after `quit` or SIGTERM, before SIGKILL
+    std::chrono::milliseconds command_timeout{30'000};  // every QMP command qshim sends
     // Lifecycle events (docs/events.md), each a JSON object with "event" and "time".
     std::function<void(const nlohmann::json&)> on_event;
 };
 
-enum class VmState { created, starting, running, paused, stopping, exited };
+// As the API reports it. `qmp_lost`: QEMU runs, but its QMP connection is gone, so the VM can
+// no longer be changed; a stop ends QEMU with SIGTERM, then SIGKILL.
+enum class VmState { created, starting, running, paused, qmp_lost, stopping, exited };
 QSHIM_API const char* to_string(VmState state);
 
 // Bound to one executor; all calls from it, from a thread that outlives the VM (QEMU gets
@@ -59,7 +64,9 @@ class QSHIM_API Vm {
 
     // Spawns QEMU paused, connects QMP over an inherited socketpair, checks that QEMU created
     // every planned device, then lets the vCPUs run. On failure nothing is left running and the
-    // Error (Errc::launch) carries QEMU's exit status, argv and the tail of its stderr.
+    // Error (Errc::launch) carries QEMU's exit status, argv and the tail of its stderr. Tap fds
+    // the spec names (backend fd: N) must be open in this process and be tap devices; QEMU gets
+    // them at the numbers build_command() chose.
     boost::asio::awaitable<Result<void>> start();
 
     // Completes once QEMU is gone (reaped), however it ended.
@@ -67,14 +74,17 @@ class QSHIM_API Vm {
 
     // Graceful stop: ACPI power button, then after the grace period (default: the spec's
     // lifecycle.gracePeriodSeconds) `quit`, then SIGKILL. A VM that is paused or still starting
-    // cannot react to the button: it is quit at once. Returns at once; see wait_exit().
+    // cannot react to the button: it is quit at once. A VM that lost QMP gets SIGTERM, then
+    // SIGKILL. Returns at once; see wait_exit().
     void request_stop(std::optional<std::chrono::milliseconds> grace = std::nullopt);
 
     // Hotplug. Each validates first (invalid input never reaches QEMU), then puts the device in
     // the first free hotplug port of its class, backend first, then device_add; any failure rolls
     // back in reverse order, leaving QEMU as it was. Calls that change the VM run one at a time.
-    // Errors: invalid_spec (bad device), conflict (name taken, no free port), state (VM not
-    // running), qmp/launch (QEMU refused; rolled back). Returns the device as placed.
+    // Errors: invalid_spec (bad device, or QEMU refused it: the Error keeps QEMU's qmp_class),
+    // conflict (name taken, no free port), state (VM not running), timeout or interrupted (QEMU
+    // did not answer: what it did is unknown, so what it may hold is listed in diverged() until
+    // it is cleaned up). Returns the device as placed.
     boost::asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk);
     boost::asio::awaitable<Result<topology::Device>> add_interface(spec::Interface interface);
     // Unplug: device_del, then wait for QEMU's DEVICE_DELETED (the guest released it) up to
@@ -91,7 +101,6 @@ class QSHIM_API Vm {
     VmState state() const;
     pid_t pid() const;
     const std::vector<std::string>& argv() const;
-    qmp::Client& qmp();
     const spec::VmSpec& spec() const;  // as given to the constructor
     // The live view: the spec with every device pinned where it is, plus hot-plugged devices,
     // minus unplugged ones, and hotplug counts matching the ports left. Starting a new VM from it
@@ -99,6 +108,11 @@ class QSHIM_API Vm {
     const spec::VmSpec& live_spec() const;
     const topology::Topology& topology() const;  // live
     std::vector<std::string> removing() const;   // "disk/name", "interface/name" being unplugged
+    // What QEMU may hold that the live state does not know (a rollback step that failed, a
+    // command whose outcome is unknown): "device data", "block-node f.data", "netdev net.n1".
+    // Empty when the two agree. The next change first reconciles them from QEMU's own lists
+    // (qom-list, query-named-block-nodes) and removes what should not be there.
+    std::vector<std::string> diverged() const;
     const nlohmann::json& qemu_version() const;  // from the QMP greeting
 
     // Lifecycle events as they happen (besides VmOptions::on_event); returns an id for unsubscribe.

@@ -15,9 +15,9 @@ std::vector<std::string> argv_for(const std::string& yaml, launcher::CommandOpti
     auto s = must_parse(yaml);
     auto t = topology::plan(s);
     REQUIRE(t.ok());
-    auto argv = launcher::build_argv(s, *t, options);
-    REQUIRE(argv.ok());
-    return *argv;
+    auto command = launcher::build_command(s, *t, options);
+    REQUIRE(command.ok());
+    return command->argv;
 }
 
 std::vector<nlohmann::json> json_args(const std::vector<std::string>& argv,
@@ -82,9 +82,9 @@ TEST_CASE("cpu model host with TCG is refused before anything starts") {
     auto s = must_parse("name: h\ncpu: {model: host}\nmachine: {accel: tcg}\n");
     auto t = topology::plan(s);
     REQUIRE(t.ok());
-    auto argv = launcher::build_argv(s, *t);
-    REQUIRE_FALSE(argv.ok());
-    CHECK(argv.error().code == Errc::invalid_spec);
+    auto command = launcher::build_command(s, *t);
+    REQUIRE_FALSE(command.ok());
+    CHECK(command.error().code == Errc::invalid_spec);
 }
 
 TEST_CASE("controllers come before the devices that plug into them") {
@@ -101,11 +101,59 @@ TEST_CASE("controllers come before the devices that plug into them") {
 
 TEST_CASE("QMP over an inherited fd and paused start") {
     launcher::CommandOptions options;
-    options.qmp_fd = 3;
+    options.qmp_fd = 17;  // the caller's number: QEMU knows it as 3
     options.paused = true;
     auto argv = argv_for("name: q\n", options);
     CHECK(std::find(argv.begin(), argv.end(), "-S") != argv.end());
     CHECK(std::find(argv.begin(), argv.end(), "socket,id=qmp,fd=3") != argv.end());
+}
+
+TEST_CASE("every fd argv names comes with the plan that puts it there") {
+    auto s = must_parse(
+        "name: f\ninterfaces:\n"
+        "  - {name: a, backend: {type: tap, fd: 3}}\n"
+        "  - {name: b, backend: {type: user}}\n"
+        "  - {name: c, backend: {type: tap, fd: 9}}\n");
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    launcher::CommandOptions options;
+    options.qmp_fd = 12;
+    auto command = launcher::build_command(s, *t, options);
+    REQUIRE(command.ok());
+    // QMP first, then the tap fds in the spec's order; targets from 3 without gaps. The spec's
+    // "fd: 3" is qshim's fd 3, which QEMU gets as 4: it never lands on the QMP socket.
+    REQUIRE(command->fds.size() == 3);
+    CHECK(command->fds[0].target == 3);
+    CHECK(command->fds[0].source == 12);
+    CHECK(command->fds[1].target == 4);
+    CHECK(command->fds[1].source == 3);
+    CHECK(command->fds[1].purpose == "interfaces[0] (a): tap");
+    CHECK(command->fds[2].target == 5);
+    CHECK(command->fds[2].source == 9);
+    auto netdevs = json_args(command->argv, "-netdev");
+    REQUIRE(netdevs.size() == 3);
+    CHECK(netdevs[0]["fd"] == "4");
+    CHECK(netdevs[2]["fd"] == "5");
+    CHECK(std::find(command->argv.begin(), command->argv.end(), "socket,id=qmp,fd=3") !=
+          command->argv.end());
+}
+
+TEST_CASE("a topology planned from another spec is refused, not indexed") {
+    auto small = must_parse("name: a\ndisks: [{name: d, path: /d.img, format: raw}]\n");
+    auto big = must_parse(
+        "name: a\ndisks: [{name: d, path: /d.img, format: raw}, {name: e, path: /e.img, format: "
+        "raw}]\n");
+    auto t = topology::plan(big);
+    REQUIRE(t.ok());
+    auto command = launcher::build_command(small, *t);
+    REQUIRE_FALSE(command.ok());
+    CHECK(command.error().code == Errc::topology);
+    CHECK(command.error().what().find("disk e") != std::string::npos);
+    // Same length, other names: refused too.
+    auto renamed = must_parse("name: a\ndisks: [{name: x, path: /d.img, format: raw}]\n");
+    auto t2 = topology::plan(renamed);
+    REQUIRE(t2.ok());
+    CHECK_FALSE(launcher::build_command(small, *t2).ok());
 }
 
 TEST_CASE("a spec built in code with invalid UTF-8 is an error, not an exception") {
@@ -113,7 +161,7 @@ TEST_CASE("a spec built in code with invalid UTF-8 is an error, not an exception
     s.disks[0].path = "/bad\xff.img";
     auto t = topology::plan(s);
     REQUIRE(t.ok());
-    auto argv = launcher::build_argv(s, *t);
-    REQUIRE_FALSE(argv.ok());
-    CHECK(argv.error().code == Errc::invalid_spec);
+    auto command = launcher::build_command(s, *t);
+    REQUIRE_FALSE(command.ok());
+    CHECK(command.error().code == Errc::invalid_spec);
 }

@@ -56,10 +56,11 @@ TEST_CASE("golden topologies and command lines are unchanged") {
             launcher::CommandOptions options;
             options.qmp_fd = 3;
             options.paused = true;
-            auto argv = launcher::build_argv(*s, *t, options);
-            REQUIRE(argv.ok());
+            auto command = launcher::build_command(*s, *t, options);
+            REQUIRE(command.ok());
+            const auto& argv = command->argv;
             std::string joined;
-            for (const auto& a : *argv) joined += a + "\n";
+            for (const auto& a : argv) joined += a + "\n";
             check_golden(fs::path(path).replace_extension(".argv.txt"), joined);
         }
     }

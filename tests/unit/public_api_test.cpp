@@ -10,6 +10,6 @@ int main() {
     }
     auto topo = qshim::topology::plan(*spec);
     if (!topo || topo->machine != "pc-q35-7.2") return 1;
-    auto argv = qshim::launcher::build_argv(*spec, *topo);
-    return argv && !argv->empty() ? 0 : 1;
+    auto command = qshim::launcher::build_command(*spec, *topo);
+    return command && !command->argv.empty() ? 0 : 1;
 }

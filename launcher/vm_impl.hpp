@@ -1,0 +1,107 @@
+// Vm::Impl: the state one VM's supervisor keeps. Its parts live in vm.cpp (the phase, events,
+// accessors), vm_launch.cpp (start), vm_supervise.cpp (exit, stderr, QMP events) and
+// vm_stop.cpp (the stop ladder).
+#pragma once
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <deque>
+#include <map>
+#include <qshim/vm.hpp>
+
+#include "common/async_event.hpp"
+#include "launcher/hotplug.hpp"
+#include "launcher/lifecycle.hpp"
+#include "launcher/process.hpp"
+
+namespace qshim {
+
+class Vm::Impl : public std::enable_shared_from_this<Impl> {
+  public:
+    Impl(boost::asio::any_io_executor ex, spec::VmSpec spec, topology::Topology topo,
+         VmOptions options);
+    ~Impl();
+
+    // The owner let go of the Vm: kill QEMU, and stop calling back into an owner that is gone.
+    void abandon();
+
+    // vm_launch.cpp
+    boost::asio::awaitable<Result<void>> start();
+
+    // vm_stop.cpp
+    void request_stop(std::optional<std::chrono::milliseconds> grace);
+
+    boost::asio::awaitable<VmExit> wait_exit();
+    boost::asio::awaitable<Result<void>> run_control(std::string command);
+    launcher::detail::Hotplug& hotplug() { return hotplug_; }
+
+    VmState state() const { return launcher::detail::public_state(phase_); }
+    pid_t pid() const { return child_.pid; }
+    const std::vector<std::string>& argv() const { return argv_; }
+    const spec::VmSpec& spec() const { return spec_; }
+    const spec::VmSpec& live_spec() const { return live_.spec; }
+    const topology::Topology& live_topology() const { return live_.topology; }
+    std::vector<std::string> removing() const;
+    std::vector<std::string> diverged() const;
+    const nlohmann::json& qemu_version() const { return qemu_version_; }
+    std::size_t subscribe(std::function<void(const nlohmann::json&)> sink);
+    void unsubscribe(std::size_t id) { subscribers_.erase(id); }
+
+  private:
+    using Phase = launcher::detail::Phase;
+    using Input = launcher::detail::Input;
+
+    // The one place the phase changes. False when the input does not apply in this phase.
+    bool apply(Input input);
+    Result<void> can_change() const;
+    // Sends an event to every sink; a sink that throws is logged, never allowed to stop us.
+    void emit(const char* event, nlohmann::json data);
+
+    // vm_launch.cpp
+    Result<void> spawn_qemu(const std::string& context);
+    Error fail_early(const std::string& message, const std::string& context);
+    boost::asio::awaitable<Error> fail_launch(const std::string& why, const std::string& context);
+    boost::asio::awaitable<Result<void>> verify_plan();
+
+    // vm_supervise.cpp
+    static boost::asio::awaitable<void> watch_exit(std::shared_ptr<Impl> self);
+    static boost::asio::awaitable<void> read_stderr(std::shared_ptr<Impl> self);
+    static boost::asio::awaitable<void> pump_events(std::shared_ptr<Impl> self);
+    void on_event(const qmp::Event& e);
+    void on_qmp_closed();
+    void on_exit(int status);
+    // For a VM that never got a QEMU: it ends now, with the reason its phase gives.
+    void end_without_qemu(const std::string& description);
+
+    // vm_stop.cpp
+    static boost::asio::awaitable<void> stop_ladder(std::shared_ptr<Impl> self,
+                                                    std::chrono::milliseconds grace,
+                                                    bool press_button);
+    static boost::asio::awaitable<void> end_by_signals(std::shared_ptr<Impl> self);
+
+    void remove_sockets();
+
+    boost::asio::any_io_executor ex_;
+    spec::VmSpec spec_;
+    topology::Topology topo_;
+    VmOptions options_;
+    qmp::Client qmp_;
+    Phase phase_ = Phase::created;
+    VmExit exit_;
+    qshim::detail::AsyncEvent exited_;       // QEMU reaped (or never started)
+    qshim::detail::AsyncEvent qmp_lost_;     // the QMP connection ended while QEMU ran
+    qshim::detail::AsyncEvent drained_;      // QEMU's stderr read to its end
+    qshim::detail::AsyncEvent events_done_;  // QMP events read to the end of the connection
+    boost::asio::posix::stream_descriptor pid_watch_;
+    boost::asio::posix::stream_descriptor stderr_;
+    launcher::detail::Child child_;
+    std::vector<std::string> argv_;
+    std::shared_ptr<qmp::EventListener> events_;
+    launcher::detail::LiveState live_;
+    launcher::detail::Hotplug hotplug_;
+    nlohmann::json qemu_version_ = nlohmann::json::object();
+    std::map<std::size_t, std::function<void(const nlohmann::json&)>> subscribers_;
+    std::size_t last_subscriber_ = 0;
+    std::deque<std::string> stderr_tail_;
+};
+
+}  // namespace qshim

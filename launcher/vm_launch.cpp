@@ -1,0 +1,183 @@
+// Vm::Impl::start: preflight, spawn QEMU paused, connect QMP, verify the plan, then run.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <csignal>
+#include <cstring>
+#include <qshim/log.hpp>
+#include <set>
+
+#include "common/spawn.hpp"
+#include "common/unique_fd.hpp"
+#include "launcher/preflight.hpp"
+#include "launcher/vm_impl.hpp"
+
+extern char** environ;
+
+namespace qshim {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using qshim::detail::UniqueFd;
+
+namespace {
+
+constexpr auto token = asio::as_tuple(asio::use_awaitable);
+
+template <typename T>
+asio::awaitable<Result<T>> with_deadline(asio::any_io_executor ex, asio::awaitable<Result<T>> op,
+                                         std::chrono::milliseconds timeout) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer deadline(ex, timeout);
+    auto r = co_await (std::move(op) || deadline.async_wait(token));
+    if (r.index() == 0) co_return std::get<0>(std::move(r));
+    co_return make_error(Errc::timeout, fmt::format("no answer within {} ms", timeout.count()));
+}
+
+std::set<std::string> child_names(const json& listing) {
+    std::set<std::string> names;
+    for (const auto& p : listing)
+        if (p.value("type", std::string()).rfind("child<", 0) == 0)
+            names.insert(p.value("name", std::string()));
+    return names;
+}
+
+std::string errno_message(const char* what) {
+    return fmt::format("{}: {}", what, std::strerror(errno));
+}
+
+}  // namespace
+
+asio::awaitable<Result<void>> Vm::Impl::start() {
+    const std::string context = "starting VM " + spec_.name;
+    if (phase_ != Phase::created)
+        co_return make_error(Errc::state,
+                             fmt::format("the VM is {}, not created", to_string(state())), context);
+    emit("spec-accepted", {{"topologyVersion", topo_.version}, {"machine", topo_.machine}});
+    if (auto ok = launcher::detail::preflight(spec_); !ok) {
+        emit("error", {{"message", ok.error().what()}});
+        end_without_qemu("not started");
+        co_return std::move(ok).error();
+    }
+    remove_sockets();
+
+    // Every fd is owned from the moment it exists, so no failure below can leak one.
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        co_return fail_early(errno_message("socketpair"), context);
+    UniqueFd ours(pair[0]), theirs(pair[1]);
+    int errpipe[2];
+    if (pipe2(errpipe, O_CLOEXEC) != 0) co_return fail_early(errno_message("pipe2"), context);
+    UniqueFd err_read(errpipe[0]), err_write(errpipe[1]);
+    UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!devnull) co_return fail_early(errno_message("/dev/null"), context);
+
+    launcher::CommandOptions command = options_.command;
+    command.qmp_fd = theirs.get();
+    command.paused = true;  // nothing runs before qshim has checked the plan
+    command.serial_stdio = options_.console_to_stdout;
+    auto built = launcher::build_command(spec_, topo_, command);
+    if (!built) co_return fail_early(built.error().what(), context);
+    argv_ = built->argv;
+
+    // The plan is the command line's own: stdio, then every fd argv names, at its number.
+    launcher::detail::SpawnPlan plan;
+    plan.argv = argv_;
+    for (char** e = environ; e && *e; ++e) plan.env.emplace_back(*e);
+    plan.fds = {devnull.get(), options_.console_to_stdout ? STDOUT_FILENO : devnull.get(),
+                err_write.get()};
+    for (const auto& fd : built->fds) {
+        if (fd.target != static_cast<int>(plan.fds.size()))
+            co_return fail_early(fmt::format("fd plan out of order at {}", fd.target), context);
+        plan.fds.push_back(fd.source);
+    }
+    auto child = launcher::detail::spawn(plan);
+    if (!child) co_return fail_early(child.error().what(), context);
+    child_ = *child;
+    pid_watch_.assign(child_.pidfd);
+    apply(Input::spawned);
+    theirs.reset();
+    err_write.reset();
+    log::write("launcher", log::Level::info, fmt::format("QEMU started, pid {}", child_.pid));
+    emit("qemu-started", {{"pid", child_.pid}, {"argv", argv_}});
+
+    stderr_.assign(err_read.release());
+    auto self = shared_from_this();
+    qshim::detail::spawn(ex_, watch_exit(self), "watching QEMU");
+    qshim::detail::spawn(ex_, read_stderr(self), "reading QEMU stderr");
+
+    auto connected =
+        co_await with_deadline(ex_, qmp_.connect_fd(ours.release()), options_.start_timeout);
+    if (!connected)
+        co_return co_await fail_launch("QMP handshake failed: " + connected.error().what(),
+                                       context);
+    qemu_version_ = (*connected).value("version", json::object());
+    emit("qmp-connected", {{"qemu", qemu_version_}});
+    events_ = qmp_.listen({}, 256);
+    qshim::detail::spawn(ex_, pump_events(self), "reading QMP events");
+
+    if (auto v = co_await verify_plan(); !v)
+        co_return co_await fail_launch(v.error().what(), context);
+    // A stop asked meanwhile is already quitting QEMU; the guest never ran.
+    if (phase_ != Phase::starting)
+        co_return make_error(Errc::state, "a stop was requested before the guest ran", context);
+    auto cont = co_await qmp_.execute("cont");
+    if (!cont) co_return co_await fail_launch("cont: " + cont.error().what(), context);
+    // QEMU's RESUME event may be read before or after this reply: whichever is first moves
+    // the phase and announces it.
+    if (Phase before = phase_; apply(Input::resumed) && before != phase_) emit("running", {});
+    co_return Result<void>{};
+}
+
+Error Vm::Impl::fail_early(const std::string& message, const std::string& context) {
+    emit("error", {{"message", message}});
+    end_without_qemu("not started");
+    return make_error(Errc::launch, message, context);
+}
+
+// Kills QEMU, waits for it, and reports what it said: the exit status, argv, stderr tail.
+asio::awaitable<Error> Vm::Impl::fail_launch(const std::string& why, const std::string& context) {
+    if (!exited_.is_set()) {
+        launcher::detail::pidfd_kill(child_.pidfd, SIGKILL);
+        co_await exited_.wait(options_.quit_timeout);
+    }
+    co_await drained_.wait(1s);  // the rest of QEMU's stderr explains most failures
+    std::string message = fmt::format("{}\n  QEMU {}\n  argv:", why, exit_.description);
+    for (const auto& a : argv_) message += " " + a;
+    message += "\n  QEMU stderr (last lines):";
+    for (const auto& line : stderr_tail_) message += "\n    " + line;
+    if (stderr_tail_.empty()) message += " (none)";
+    emit("error", {{"message", why}});
+    co_return make_error(Errc::launch, message, context);
+}
+
+// The ids QEMU created must be exactly the ones the topology planned.
+asio::awaitable<Result<void>> Vm::Impl::verify_plan() {
+    // (Arguments are built outside the co_await: g++ 12 miscompiles string-literal arrays
+    // in initializer lists inside coroutines, "array used as initializer".)
+    json arguments = json::object();
+    arguments["path"] = std::string("/machine/peripheral");
+    auto listed = co_await qmp_.execute("qom-list", std::move(arguments));
+    if (!listed) co_return make_error(Errc::launch, "qom-list: " + listed.error().what());
+    std::set<std::string> present = child_names(*listed);
+    std::vector<std::string> missing;
+    for (const auto& c : topo_.controllers)
+        if (!present.count(c.id)) missing.push_back(c.id);
+    for (const auto& d : topo_.devices)
+        if (!present.count(d.id)) missing.push_back(d.id);
+    if (!missing.empty()) {
+        std::string list = missing[0];
+        for (size_t i = 1; i < missing.size(); ++i) list += ", " + missing[i];
+        co_return make_error(Errc::launch, "QEMU did not create the planned devices: " + list);
+    }
+    co_return Result<void>{};
+}
+
+}  // namespace qshim

@@ -1,0 +1,105 @@
+// The stop ladder: ACPI power button, grace period, quit, SIGKILL; or SIGTERM, SIGKILL without QMP.
+#include <fmt/format.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <csignal>
+#include <qshim/log.hpp>
+
+#include "common/spawn.hpp"
+#include "launcher/vm_impl.hpp"
+
+namespace qshim {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Ms = std::chrono::milliseconds;
+
+namespace {
+
+// `quit` needs no guest: QEMU answers at once unless it is stuck, and then SIGKILL is next.
+constexpr Ms quit_answer_timeout{2'000};
+// The forcing-stop event's data. Built outside the coroutines: g++ 12 miscompiles braced lists
+// of string literals inside coroutine frames.
+json step(const char* name) {
+    json data = json::object();
+    data["step"] = name;
+    return data;
+}
+
+// system_powerdown only queues the button press; its answer is immediate from a live QEMU.
+constexpr Ms power_button_timeout{5'000};
+
+}  // namespace
+
+void Vm::Impl::request_stop(std::optional<Ms> grace) {
+    const Ms period = grace.value_or(std::chrono::seconds(spec_.lifecycle.grace_period_seconds));
+    const Phase before = phase_;
+    // The button helps only a guest that runs, reached over QMP, given time to react.
+    const bool button =
+        before == Phase::running && qmp_.state() == qmp::State::running && period.count() > 0;
+    // A guest already powering off needs no button, only the grace period as a limit.
+    const bool graceful = button || (before == Phase::guest_stopping && period.count() > 0);
+    if (!apply(graceful ? Input::stop : Input::quit)) return;  // already stopping, or gone
+    if (before == Phase::created) {  // nothing runs yet: there is nothing to stop
+        end_without_qemu("not started");
+        return;
+    }
+    emit("shutdown-requested", {{"gracePeriodMs", period.count()}});
+    qshim::detail::spawn(ex_, stop_ladder(shared_from_this(), period, button), "stopping the VM");
+}
+
+asio::awaitable<void> Vm::Impl::stop_ladder(std::shared_ptr<Impl> self, Ms grace,
+                                            bool press_button) {
+    using namespace asio::experimental::awaitable_operators;
+    // The grace period runs from the request: a QEMU that does not answer cannot stretch it.
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    if (press_button) {
+        auto r = co_await self->qmp_.execute("system_powerdown", json::object(),
+                                             std::min(grace, power_button_timeout));
+        if (!r) log::write("launcher", log::Level::warn, "system_powerdown: " + r.error().what());
+    }
+    while (self->phase_ == Phase::powering_down) {
+        auto left = std::chrono::ceil<Ms>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            self->apply(Input::grace_expired);
+            break;
+        }
+        // Wakes when QEMU exits, when QMP is lost (the phase moved to signalling), or at the end.
+        co_await (self->exited_.wait(left) || self->qmp_lost_.wait(left));
+    }
+    // (if/else, not a switch: g++ 12 miscompiles a co_await under a case label.)
+    if (self->phase_ == Phase::signalling) {
+        co_await end_by_signals(self);
+        co_return;
+    }
+    if (self->phase_ != Phase::forcing && self->phase_ != Phase::quitting) co_return;  // exited
+    if (self->phase_ == Phase::forcing) self->emit("forcing-stop", step("quit"));
+    // Without QMP (still starting, or just lost) there is nobody to ask.
+    if (self->qmp_.state() == qmp::State::running) {
+        auto quit = co_await self->qmp_.execute("quit", json::object(), quit_answer_timeout);
+        if (quit && co_await self->exited_.wait(self->options_.quit_timeout)) co_return;
+        if (!quit) log::write("launcher", log::Level::warn, "quit: " + quit.error().what());
+    }
+    if (self->exited_.is_set()) co_return;
+    self->emit("forcing-stop", step("kill"));
+    launcher::detail::pidfd_kill(self->child_.pidfd, SIGKILL);
+}
+
+// Without QMP: SIGTERM is QEMU's own orderly shutdown (it flushes disks and exits), then the
+// same quit timeout as for `quit`, then SIGKILL.
+asio::awaitable<void> Vm::Impl::end_by_signals(std::shared_ptr<Impl> self) {
+    // One exit at the end, on purpose: g++ 12 resumed an earlier form of this coroutine (an
+    // early `co_return`, then `if (co_await ...) co_return;`) past its end (SIGILL).
+    if (!self->exited_.is_set()) {
+        self->emit("forcing-stop", step("term"));
+        launcher::detail::pidfd_kill(self->child_.pidfd, SIGTERM);
+        bool gone = co_await self->exited_.wait(self->options_.quit_timeout);
+        if (!gone) {
+            self->emit("forcing-stop", step("kill"));
+            launcher::detail::pidfd_kill(self->child_.pidfd, SIGKILL);
+        }
+    }
+}
+
+}  // namespace qshim
