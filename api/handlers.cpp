@@ -23,6 +23,7 @@ Response vm_status(Vm& vm) {
     // The Vm keeps nlohmann::json; re-parse into the ordered flavour so nested keys keep order.
     j["qemu"] = Json::parse(vm.qemu_version().dump());
     j["removing"] = vm.removing();
+    j["diverged"] = vm.diverged();
     j["spec"] = Json::parse(*spec);
     return json_response(200, j);
 }
@@ -56,7 +57,7 @@ Json removed_json(const std::string& name) {
 Response removal_error(Vm& vm, const Error& error) {
     Json body = error_body(error);
     if (error.code == Errc::timeout) body["error"]["removing"] = vm.removing();
-    return json_response(http_status(error.code), body);
+    return json_response(http_status(error), body);
 }
 
 template <typename Parse, typename Add>

@@ -40,8 +40,8 @@ const char* errc_name(Errc code) {
     return "internal";
 }
 
-int http_status(Errc code) {
-    switch (code) {
+int http_status(const Error& error) {
+    switch (error.code) {
         case Errc::invalid_spec:
             return 400;
         case Errc::not_found:
@@ -53,15 +53,21 @@ int http_status(Errc code) {
             return 409;
         case Errc::unsupported:
             return 501;
+        // QEMU (or the connection to it) is not there to answer: try again later, or give up;
+        // the request itself was fine.
         case Errc::state:
+        case Errc::interrupted:
+        case Errc::protocol:
             return 503;
         case Errc::timeout:
             return 504;
-        case Errc::io:
         case Errc::qmp:
-        case Errc::protocol:
+            // QEMU answered: its class says whose fault it was.
+            if (error.qmp_class == "DeviceNotFound") return 404;
+            if (error.qmp_class == "CommandNotFound") return 501;
+            return 500;
+        case Errc::io:
         case Errc::launch:
-        case Errc::interrupted:
         case Errc::internal:
             return 500;
     }
@@ -122,7 +128,7 @@ Response json_response(int status, const Json& body) {
 }
 
 Response error_response(const Error& error) {
-    return json_response(http_status(error.code), error_body(error));
+    return json_response(http_status(error), error_body(error));
 }
 
 Response error_response(int status, std::string_view code, std::string_view message) {

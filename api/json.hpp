@@ -18,9 +18,11 @@ using Json = nlohmann::ordered_json;
 // The stable identifier of an Errc as it appears in error bodies: "invalid_spec", "not_found", ...
 const char* errc_name(Errc code);
 
-// invalid_spec 400, not_found 404, conflict/topology 409, unsupported 501, state 503,
-// timeout 504, everything else 500.
-int http_status(Errc code);
+// By the error's class (docs/api.md): invalid_spec 400; not_found 404; conflict and topology 409;
+// unsupported 501; state, interrupted and protocol 503 (QEMU or its connection is not there to
+// answer); timeout 504; qmp by QEMU's class (DeviceNotFound 404, CommandNotFound 501, else 500);
+// io, launch and internal 500.
+int http_status(const Error& error);
 
 // {"error": {"code", "message", "qmpClass"?, "fields"?: [{"path","line","column","reason"}]}}
 Json error_body(const Error& error);
@@ -42,7 +44,7 @@ struct Response {
     std::string allow;  // the Allow header of a 405
 };
 Response json_response(int status, const Json& body);
-Response error_response(const Error& error);  // status from http_status(error.code)
+Response error_response(const Error& error);  // status from http_status(error)
 Response error_response(int status, std::string_view code, std::string_view message);
 // The answer to a request that routing already rejected: 404, 405 (with Allow) or 400.
 Response route_error(const Route& route);

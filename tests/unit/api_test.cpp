@@ -133,17 +133,27 @@ TEST_CASE("absolute-form targets and odd targets") {
     CHECK(route("GET", "/v1/vm#frag").outcome == Outcome::ok);
 }
 
-TEST_CASE("each Errc maps to its documented status and name") {
-    CHECK(http_status(Errc::invalid_spec) == 400);
-    CHECK(http_status(Errc::not_found) == 404);
-    CHECK(http_status(Errc::conflict) == 409);
-    CHECK(http_status(Errc::topology) == 409);
-    CHECK(http_status(Errc::state) == 503);
-    CHECK(http_status(Errc::timeout) == 504);
-    CHECK(http_status(Errc::unsupported) == 501);
-    for (Errc c :
-         {Errc::io, Errc::qmp, Errc::protocol, Errc::launch, Errc::interrupted, Errc::internal})
-        CHECK(http_status(c) == 500);
+TEST_CASE("each error class maps to its documented status and name") {
+    auto status = [](Errc code, std::string qmp_class = {}) {
+        Error e = make_error(code, "x");
+        e.qmp_class = std::move(qmp_class);
+        return http_status(e);
+    };
+    CHECK(status(Errc::invalid_spec) == 400);
+    CHECK(status(Errc::invalid_spec, "GenericError") == 400);  // QEMU refused the image
+    CHECK(status(Errc::not_found) == 404);
+    CHECK(status(Errc::conflict) == 409);
+    CHECK(status(Errc::topology) == 409);
+    CHECK(status(Errc::state) == 503);
+    // No answer from QEMU is never the client's fault.
+    CHECK(status(Errc::timeout) == 504);
+    CHECK(status(Errc::interrupted) == 503);
+    CHECK(status(Errc::protocol) == 503);
+    CHECK(status(Errc::unsupported) == 501);
+    CHECK(status(Errc::qmp, "GenericError") == 500);
+    CHECK(status(Errc::qmp, "DeviceNotFound") == 404);
+    CHECK(status(Errc::qmp, "CommandNotFound") == 501);
+    for (Errc c : {Errc::io, Errc::launch, Errc::internal}) CHECK(status(c) == 500);
     CHECK(std::string(errc_name(Errc::invalid_spec)) == "invalid_spec");
     CHECK(std::string(errc_name(Errc::not_found)) == "not_found");
     CHECK(std::string(errc_name(Errc::qmp)) == "qmp");
