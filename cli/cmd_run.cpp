@@ -48,6 +48,10 @@ Options:
   --qemu PATH          the QEMU binary (default qemu-system-x86_64 from PATH)
   --qmp-socket PATH    also serve a QMP monitor on this unix socket, to inspect
                        or debug QEMU by hand; qshim does not see what is done there
+  --qmp-timeout SECONDS
+                       how long qshim waits for QEMU to answer a QMP command
+                       (default 30); a QEMU that does not answer fails the
+                       change with a timeout (API 504), and a stop goes on
   -v, --verbose        debug logging (or QSHIM_LOG=qmp:debug,*:info)
   -h, --help           show this help
 
@@ -108,7 +112,8 @@ int cmd_run(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--events", "--accel", "--qemu", "--qmp-socket", "--api-socket"},
+    Args args(argv,
+              {"--events", "--accel", "--qemu", "--qmp-socket", "--qmp-timeout", "--api-socket"},
               {"--console", "--verbose", "-v"});
     if (!args.ok()) return usage_error("run", args.error());
     if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
@@ -124,6 +129,13 @@ int cmd_run(const std::vector<std::string>& argv) {
             return usage_error("run", "--accel must be auto, kvm or tcg");
     }
     if (auto q = args.get("--qemu")) options.command.qemu_binary = *q;
+    if (auto t = args.get("--qmp-timeout")) {
+        char* end = nullptr;
+        unsigned long seconds = std::strtoul(t->c_str(), &end, 10);
+        if (t->empty() || *end != '\0' || seconds < 1 || seconds > 3600)
+            return usage_error("run", "--qmp-timeout must be a whole number of seconds, 1 to 3600");
+        options.command_timeout = std::chrono::seconds(seconds);
+    }
     if (auto q = args.get("--qmp-socket"))
         options.command.qmp_socket = std::filesystem::absolute(*q).string();
     options.console_to_stdout = args.has("--console");

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <qshim/log.hpp>
+#include <string>
 
 namespace qshim::cli {
 
@@ -20,6 +22,7 @@ EventWriter::~EventWriter() {
 }
 
 bool EventWriter::open(const std::string& target) {
+    target_ = target == "-" ? "stdout" : target;
     // A descriptor of our own, even for stdout, so closing or waiting on it touches nothing else.
     fd_ = target == "-" ? fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3)
                         : ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -66,8 +69,8 @@ void EventWriter::write(const nlohmann::json& event) {
     // Lossy: an event naming something that is not valid UTF-8 is still written.
     std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (!asynchronous_) {
-        ssize_t ignored = ::write(fd_, line.data(), line.size());
-        (void)ignored;
+        ssize_t n = ::write(fd_, line.data(), line.size());
+        note_file_write(n < 0 ? errno : n == static_cast<ssize_t>(line.size()) ? 0 : ENOSPC);
         return;
     }
     queued_bytes_ += line.size();
@@ -113,6 +116,24 @@ bool EventWriter::write_some() {
         }
     }
     return true;
+}
+
+void EventWriter::note_file_write(int error) {
+    // A full disk (or a file system gone read-only) must not touch the VM: the line is lost, the
+    // operator is told once when it starts and once when lines are written again.
+    if (error != 0) {
+        if (failed_writes_++ == 0)
+            log::write("launcher", log::Level::error,
+                       std::string("writing events to ") + target_ + ": " + std::strerror(error) +
+                           "; events are lost until writing works again (the VM is unaffected)");
+        return;
+    }
+    if (failed_writes_ > 0) {
+        log::write("launcher", log::Level::warn,
+                   "events are written again to " + target_ + "; " +
+                       std::to_string(failed_writes_) + " were lost");
+        failed_writes_ = 0;
+    }
 }
 
 void EventWriter::start_flush() {

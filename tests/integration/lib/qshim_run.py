@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from qshim_cli import guest_boot, qshim_bin, write_spec
-from qshim_guest import QemuProcess, guest_dir
+from qshim_guest import Console, QemuProcess, guest_dir
 
 
 def guest_spec(tmp, name="run", cmdline_extra="", grace=10, **extra):
@@ -41,6 +41,27 @@ class QshimRun(QemuProcess):
 
     def event(self, name):
         return next((e for e in self.events() if e["event"] == name), None)
+
+    def wait_event(self, event, timeout, **fields):
+        """Waits with a deadline for the first lifecycle event of that name whose fields match (the
+        events file is tailed like the console); returns it."""
+        if getattr(self, "_events_tail", None) is None:
+            self._events_tail = Console(self.events_path, until=lambda: not self.running())
+
+        def found(text):
+            for line in text.splitlines():
+                if not line.endswith("}"):
+                    continue  # a line still being written
+                e = json.loads(line)
+                if e["event"] == event and all(e.get(k) == v for k, v in fields.items()):
+                    return e
+            return None
+        return self._events_tail.wait_for(found, timeout)
+
+    def __exit__(self, exc_type, exc, tb):
+        if getattr(self, "_events_tail", None) is not None:
+            self._events_tail.close()
+        return super().__exit__(exc_type, exc, tb)
 
     def qemu_pid(self):
         started = self.event("qemu-started")
