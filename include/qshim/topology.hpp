@@ -60,7 +60,7 @@ struct Topology {
     std::vector<Device> devices;
     std::vector<HotplugPort> hotplug_ports;
 
-    const Device* find_device(std::string_view name, DeviceKind kind) const;
+    QSHIM_API const Device* find_device(std::string_view name, DeviceKind kind) const;
 };
 
 // Lays out the spec's devices. Fails with Errc::topology for impossible or conflicting pins and
