@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace qshim::launcher::detail {
 
@@ -64,6 +66,28 @@ namespace {
 }
 
 }  // namespace
+
+// Without pidfd_open: a thread waits for the exit without reaping (WNOWAIT) and closes the write
+// end of a pipe, whose read end then reads EOF: readable, like a pidfd.
+Result<int> exit_fd_without_pidfd(pid_t pid) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)));
+    try {
+        std::thread([pid, done = fds[1]] {
+            siginfo_t info{};
+            while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) < 0 &&
+                   errno == EINTR) {
+            }
+            close(done);
+        }).detach();
+    } catch (const std::system_error& e) {
+        close(fds[0]);
+        close(fds[1]);
+        return make_error(Errc::io, std::string("starting the exit watcher: ") + e.what());
+    }
+    return fds[0];
+}
 
 Result<Child> spawn(const SpawnPlan& plan) {
     const std::string context = plan.argv.empty() ? "spawning" : "spawning " + plan.argv[0];
@@ -133,21 +157,28 @@ Result<Child> spawn(const SpawnPlan& plan) {
                           fmt::format("exec {}: {}", binary, std::strerror(child_errno)), context);
     }
     int pidfd = detail::pidfd_open(pid);
-    if (pidfd < 0) {
-        int err = errno;
-        kill(pid, SIGKILL);
-        while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-        }
-        return make_error(Errc::launch, fmt::format("pidfd_open: {}", std::strerror(err)), context);
+    if (pidfd >= 0) {
+        fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+        return Child{pid, pidfd, true};
     }
-    fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-    return Child{pid, pidfd};
+    if (errno == ENOSYS) {
+        auto watcher = exit_fd_without_pidfd(pid);
+        if (watcher) return Child{pid, *watcher, false};
+        errno = watcher.error().code == Errc::io ? EMFILE : ENOSYS;
+    }
+    int err = errno;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return make_error(Errc::launch, fmt::format("pidfd_open: {}", std::strerror(err)), context);
 }
 
 int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
-int pidfd_kill(int pidfd, int signal) {
-    return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+int signal_child(const Child& child, int signal) {
+    if (child.exit_fd_is_pidfd)
+        return static_cast<int>(syscall(SYS_pidfd_send_signal, child.exit_fd, signal, nullptr, 0));
+    return child.pid > 0 ? kill(child.pid, signal) : -1;
 }
 
 std::string describe_wait_status(int status) {

@@ -19,8 +19,16 @@ struct SpawnPlan {
 
 struct Child {
     pid_t pid = -1;
-    int pidfd = -1;  // readable once the child has exited; owned by the caller
+    // Readable once the child has exited; owned by the caller, who still reaps the child. A pidfd
+    // where the kernel has pidfd_open (Linux 5.3); otherwise (older kernels, valgrind) the read
+    // end of a pipe that a waiter thread closes when the child exits (waitid WNOWAIT).
+    int exit_fd = -1;
+    bool exit_fd_is_pidfd = false;
 };
+
+// Sends a signal to a child that has not been reaped yet: through its pidfd when it has one,
+// else by pid (safe: an unreaped child's pid cannot be reused).
+int signal_child(const Child& child, int signal);
 
 // Forks and execs. Nothing is allocated between fork and exec: the pointer arrays are built
 // first. The child dies with SIGKILL if the parent dies (PR_SET_PDEATHSIG), so no QEMU outlives
@@ -30,10 +38,13 @@ struct Child {
 // status later.
 Result<Child> spawn(const SpawnPlan& plan);
 
+// The fallback for kernels (and valgrind) without pidfd_open: an fd that becomes readable when
+// `pid` (a child of ours) exits, without reaping it. Owned by the caller.
+Result<int> exit_fd_without_pidfd(pid_t pid);
+
 // pidfd_open/pidfd_send_signal as raw syscalls: glibc 2.36's <sys/pidfd.h> declares them without
 // extern "C", so C++ callers fail to link against it.
 int pidfd_open(pid_t pid);
-int pidfd_kill(int pidfd, int signal);
 
 // A description of how a process ended: "exited with status 1", "killed by signal 9 (Killed)".
 std::string describe_wait_status(int status);

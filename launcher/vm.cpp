@@ -89,7 +89,7 @@ void Vm::Impl::abandon() {
     options_.on_event = nullptr;
     subscribers_.clear();
     if (child_.pid > 0 && phase_ != Phase::exited)
-        launcher::detail::pidfd_kill(child_.pidfd, SIGKILL);
+        launcher::detail::signal_child(child_, SIGKILL);
     else if (phase_ == Phase::created)
         phase_ = Phase::exited;  // never started: nothing to wait for
 }
@@ -97,7 +97,7 @@ void Vm::Impl::abandon() {
 Vm::Impl::~Impl() {
     // Nothing outlives its Vm: a QEMU still running now would be an orphan.
     if (child_.pid > 0 && phase_ != Phase::exited) {
-        launcher::detail::pidfd_kill(child_.pidfd, SIGKILL);
+        launcher::detail::signal_child(child_, SIGKILL);
         waitpid(child_.pid, nullptr, 0);
         remove_sockets();
     }

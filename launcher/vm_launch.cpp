@@ -101,7 +101,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     auto child = launcher::detail::spawn(plan);
     if (!child) co_return fail_early(child.error().what(), context);
     child_ = *child;
-    pid_watch_.assign(child_.pidfd);
+    pid_watch_.assign(child_.exit_fd);
     apply(Input::spawned);
     theirs.reset();
     err_write.reset();
@@ -145,7 +145,7 @@ Error Vm::Impl::fail_early(const std::string& message, const std::string& contex
 // Kills QEMU, waits for it, and reports what it said: the exit status, argv, stderr tail.
 asio::awaitable<Error> Vm::Impl::fail_launch(const std::string& why, const std::string& context) {
     if (!exited_.is_set()) {
-        launcher::detail::pidfd_kill(child_.pidfd, SIGKILL);
+        launcher::detail::signal_child(child_, SIGKILL);
         co_await exited_.wait(options_.quit_timeout);
     }
     co_await drained_.wait(1s);  // the rest of QEMU's stderr explains most failures

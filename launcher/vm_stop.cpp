@@ -83,7 +83,7 @@ asio::awaitable<void> Vm::Impl::stop_ladder(std::shared_ptr<Impl> self, Ms grace
     }
     if (self->exited_.is_set()) co_return;
     self->emit("forcing-stop", step("kill"));
-    launcher::detail::pidfd_kill(self->child_.pidfd, SIGKILL);
+    launcher::detail::signal_child(self->child_, SIGKILL);
 }
 
 // Without QMP: SIGTERM is QEMU's own orderly shutdown (it flushes disks and exits), then the
@@ -93,11 +93,11 @@ asio::awaitable<void> Vm::Impl::end_by_signals(std::shared_ptr<Impl> self) {
     // early `co_return`, then `if (co_await ...) co_return;`) past its end (SIGILL).
     if (!self->exited_.is_set()) {
         self->emit("forcing-stop", step("term"));
-        launcher::detail::pidfd_kill(self->child_.pidfd, SIGTERM);
+        launcher::detail::signal_child(self->child_, SIGTERM);
         bool gone = co_await self->exited_.wait(self->options_.quit_timeout);
         if (!gone) {
             self->emit("forcing-stop", step("kill"));
-            launcher::detail::pidfd_kill(self->child_.pidfd, SIGKILL);
+            launcher::detail::signal_child(self->child_, SIGKILL);
         }
     }
 }

@@ -24,8 +24,8 @@ constexpr std::size_t stderr_tail_lines = 20;
 }  // namespace
 
 asio::awaitable<void> Vm::Impl::watch_exit(std::shared_ptr<Impl> self) {
-    // A pidfd becomes readable when the process exits; no SIGCHLD handler is needed, so an
-    // embedding program keeps its own signal handling.
+    // The exit fd (a pidfd) becomes readable when the process exits; no SIGCHLD handler is
+    // needed, so an embedding program keeps its own signal handling.
     co_await self->pid_watch_.async_wait(asio::posix::stream_descriptor::wait_read, token);
     int status = 0;
     while (waitpid(self->child_.pid, &status, 0) < 0 && errno == EINTR) {

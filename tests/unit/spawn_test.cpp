@@ -1,5 +1,6 @@
 // spawn() against the fake QEMU: the fd plan, nothing else inherited, signals reset, exec errors.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,7 +61,7 @@ TEST_CASE("the child gets exactly the planned fds at their numbers, default sign
     signal(SIGPIPE, old_pipe);
     REQUIRE(child.ok());
     int status = wait_for(child->pid);
-    close(child->pidfd);
+    close(child->exit_fd);
     CHECK(WIFEXITED(status));
 
     auto j = nlohmann::json::parse(std::ifstream(report));
@@ -105,7 +106,7 @@ TEST_CASE("a source fd that sits on a target number is moved, not overwritten") 
         close(4);
     REQUIRE(child.ok());
     wait_for(child->pid);
-    close(child->pidfd);
+    close(child->exit_fd);
     auto j = nlohmann::json::parse(std::ifstream(report));
     CHECK(j["fds"]["3"] == ino_b);
     CHECK(j["fds"]["4"] == ino_a);
@@ -129,4 +130,27 @@ TEST_CASE("exec failures come back as errors naming the binary") {
     REQUIRE_FALSE(unknown.ok());
     CHECK(unknown.error().what().find("not found in PATH") != std::string::npos);
     close(devnull);
+}
+
+TEST_CASE("without pidfd_open, the exit fd still becomes readable at the exit, unreaped") {
+    int gate[2];
+    REQUIRE(pipe2(gate, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(gate[1]);  // or the read below never sees the end
+        char c;
+        (void)!read(gate[0], &c, 1);  // until the test lets it go
+        _exit(7);
+    }
+    close(gate[0]);
+    auto fd = launcher::detail::exit_fd_without_pidfd(pid);
+    REQUIRE(fd.ok());
+    pollfd p{*fd, POLLIN, 0};
+    CHECK(poll(&p, 1, 0) == 0);  // still running
+    close(gate[1]);              // the child exits
+    REQUIRE(poll(&p, 1, 10'000) == 1);
+    // Not reaped by the watcher: the status is still ours to collect.
+    CHECK(WEXITSTATUS(wait_for(pid)) == 7);
+    close(*fd);
 }
