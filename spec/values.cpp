@@ -3,25 +3,58 @@
 
 #include <fmt/format.h>
 
-#include <regex>
+#include <algorithm>
 
 #include "spec/decoder.hpp"
 
 namespace qshim::spec {
+
+namespace {
+
+// Hand-written rather than std::regex: compiling libstdc++'s regexes cost more instructions than
+// the rest of loading a spec (bench/instructions.py), and its matcher recurses per character.
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Not std::isalnum: that one follows the locale an embedding program may have set.
+bool ascii_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// Exactly `digits` hex digits at text[at...]; their value, or -1.
+long hex_field(std::string_view text, size_t at, size_t digits) {
+    if (at + digits > text.size()) return -1;
+    long v = 0;
+    for (size_t i = at; i < at + digits; ++i) {
+        int d = hex_digit(text[i]);
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+}  // namespace
 
 std::string to_string(const PciAddress& a) {
     return fmt::format("{:04x}:{:02x}:{:02x}.{:x}", a.domain, a.bus, a.slot, a.function);
 }
 
 std::optional<PciAddress> parse_pci_address(std::string_view text) {
-    static const std::regex re("([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\\.([0-7])");
-    std::cmatch m;
-    if (!std::regex_match(text.begin(), text.end(), m, re)) return std::nullopt;
+    // DDDD:BB:SS.F, hex, function 0-7.
+    if (text.size() != 12 || text[4] != ':' || text[7] != ':' || text[10] != '.')
+        return std::nullopt;
+    long domain = hex_field(text, 0, 4), bus = hex_field(text, 5, 2), slot = hex_field(text, 8, 2);
+    if (domain < 0 || bus < 0 || slot < 0 || text[11] < '0' || text[11] > '7') return std::nullopt;
     PciAddress a;
-    a.domain = static_cast<uint16_t>(std::stoul(m[1].str(), nullptr, 16));
-    a.bus = static_cast<uint8_t>(std::stoul(m[2].str(), nullptr, 16));
-    a.slot = static_cast<uint8_t>(std::stoul(m[3].str(), nullptr, 16));
-    a.function = static_cast<uint8_t>(std::stoul(m[4].str(), nullptr, 16));
+    a.domain = static_cast<uint16_t>(domain);
+    a.bus = static_cast<uint8_t>(bus);
+    a.slot = static_cast<uint8_t>(slot);
+    a.function = static_cast<uint8_t>(text[11] - '0');
     if (a.slot > 0x1f) return std::nullopt;
     return a;
 }
@@ -102,19 +135,22 @@ const char* to_string(BackendType v) {
 namespace detail {
 
 bool is_dns_label(std::string_view s) {
-    static const std::regex re("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
-    return s.size() <= 63 && std::regex_match(s.begin(), s.end(), re);
+    // RFC 1123 label: lower-case letters, digits and '-', not at either end, 1 to 63 long.
+    if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
+    for (char c : s)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    return true;
 }
 
 std::optional<MacAddress> parse_mac(std::string_view s) {
-    static const std::regex re(
-        "([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):"
-        "([0-9a-fA-F]{2}):([0-9a-fA-F]{2})");
-    std::cmatch m;
-    if (!std::regex_match(s.begin(), s.end(), m, re)) return std::nullopt;
+    // XX:XX:XX:XX:XX:XX, hex.
+    if (s.size() != 17) return std::nullopt;
     MacAddress mac;
-    for (size_t i = 0; i < 6; ++i)
-        mac[i] = static_cast<uint8_t>(std::stoul(m[i + 1].str(), nullptr, 16));
+    for (size_t i = 0; i < 6; ++i) {
+        long v = hex_field(s, i * 3, 2);
+        if (v < 0 || (i < 5 && s[i * 3 + 2] != ':')) return std::nullopt;
+        mac[i] = static_cast<uint8_t>(v);
+    }
     return mac;
 }
 
@@ -135,23 +171,43 @@ std::optional<uint64_t> parse_quantity(std::string_view s) {
 }
 
 bool is_safe_serial(std::string_view s) {
-    static const std::regex re("[A-Za-z0-9._+:-]{1,20}");
-    return std::regex_match(s.begin(), s.end(), re);
+    // 1 to 20 of [A-Za-z0-9._+:-]: what QEMU and guests show unmangled as a disk serial.
+    if (s.empty() || s.size() > 20) return false;
+    for (char c : s)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '+' || c == ':' || c == '-'))
+            return false;
+    return true;
 }
 
 bool is_cpu_model(std::string_view s) {
-    static const std::regex re("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
-    return std::regex_match(s.begin(), s.end(), re);
+    // [A-Za-z0-9][A-Za-z0-9._-]{0,63}
+    if (s.empty() || s.size() > 64 || !ascii_alnum(s[0])) return false;
+    for (char c : s)
+        if (!ascii_alnum(c) && c != '.' && c != '_' && c != '-') return false;
+    return true;
 }
 
 bool is_versioned_q35(std::string_view s) {
-    static const std::regex re("pc-q35-[0-9]{1,2}\\.[0-9]{1,2}");
-    return std::regex_match(s.begin(), s.end(), re);
+    // pc-q35-N.N with one or two digits each
+    constexpr std::string_view prefix = "pc-q35-";
+    if (s.substr(0, prefix.size()) != prefix) return false;
+    s.remove_prefix(prefix.size());
+    auto dot = s.find('.');
+    if (dot == std::string_view::npos) return false;
+    auto digits = [](std::string_view d) {
+        return !d.empty() && d.size() <= 2 &&
+               std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    return digits(s.substr(0, dot)) && digits(s.substr(dot + 1));
 }
 
 bool is_ifname(std::string_view s) {
-    static const std::regex re("[A-Za-z0-9_.-]{1,15}");  // IFNAMSIZ - 1
-    return std::regex_match(s.begin(), s.end(), re);
+    // [A-Za-z0-9_.-]{1,15}: IFNAMSIZ - 1
+    if (s.empty() || s.size() > 15) return false;
+    for (char c : s)
+        if (!ascii_alnum(c) && c != '_' && c != '.' && c != '-') return false;
+    return true;
 }
 
 }  // namespace detail
