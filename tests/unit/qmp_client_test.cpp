@@ -39,7 +39,7 @@ TEST_CASE("connect reads the greeting and negotiates capabilities", "[qmp]") {
         during = h.client.state();
     }));
     REQUIRE(connected.ok());
-    CHECK((*connected.r)->at("version").at("qemu").at("major") == 7);
+    CHECK((*connected.r)->at("version").at("qemu").at("major") == 7);  // the fake's greeting
     CHECK(during == qmp::State::running);
     CHECK(h.client.state() == qmp::State::disconnected);
     REQUIRE(h.server.commands().size() == 1);

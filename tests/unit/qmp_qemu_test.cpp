@@ -152,7 +152,10 @@ TEST_CASE("a real QEMU: status, errors, events, fd passing and quit", "[qmp][qem
         [&]() -> asio::awaitable<void> {
             auto greeting = co_await client.connect_fd(qemu.take_qmp_fd());
             require_ok(greeting);
-            CHECK(greeting->at("version").at("qemu").at("major") == 7);
+            // Any QEMU that still has topology v1's machine type (pc-q35-7.2): 7.2 or newer.
+            const auto& greeted = greeting->at("version").at("qemu");
+            const int major = greeted.at("major"), minor = greeted.at("minor");
+            CHECK((major > 7 || (major == 7 && minor >= 2)));
             CHECK(client.state() == qmp::State::running);
 
             auto status = co_await client.execute("query-status");
@@ -162,7 +165,7 @@ TEST_CASE("a real QEMU: status, errors, events, fd passing and quit", "[qmp][qem
 
             auto version = co_await client.execute("query-version");
             require_ok(version);
-            CHECK(version->at("qemu").at("minor") == 2);
+            CHECK(version->at("qemu") == greeted);  // the greeting and the query agree
 
             auto unknown = co_await client.execute("no-such-command");
             REQUIRE(!unknown.ok());
