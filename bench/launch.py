@@ -147,6 +147,18 @@ def fd_open(fd):
         return False
 
 
+def stop_qshim(p):
+    """SIGTERM, then ms until qshim exited (QEMU reaped); a non-zero exit is a failure."""
+    t1 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    p.stdout.read()
+    code = p.wait()
+    stop = (time.monotonic() - t1) * 1000
+    if code != 0:
+        raise BenchFailure(f"qshim exited {code}")
+    return stop
+
+
 def sample_qshim(qshim, forced_spec):
     """(ms start -> running, ms SIGTERM -> exit with QEMU reaped) with gracePeriodSeconds 0."""
     t0 = time.monotonic()
@@ -154,16 +166,9 @@ def sample_qshim(qshim, forced_spec):
     try:
         until_running(p)
         running = (time.monotonic() - t0) * 1000
-        t1 = time.monotonic()
-        p.send_signal(signal.SIGTERM)
-        p.stdout.read()
-        code = p.wait()
-        stop = (time.monotonic() - t1) * 1000
+        return running, stop_qshim(p)
     finally:
         kill(p)
-    if code != 0:
-        raise BenchFailure(f"qshim exited {code}")
-    return running, stop
 
 
 def sample_floor(argv):
@@ -189,16 +194,9 @@ def boot_qshim(qshim, spec_path, log):
         until_running(p)
         wait_console_ready(log, p)
         rss, pss = memory_kib(p.pid)
-        t1 = time.monotonic()
-        p.send_signal(signal.SIGTERM)
-        p.stdout.read()
-        code = p.wait()
-        stop = (time.monotonic() - t1) * 1000
+        return stop_qshim(p), rss, pss
     finally:
         kill(p)
-    if code != 0:
-        raise BenchFailure(f"qshim exited {code}")
-    return stop, rss, pss
 
 
 def boot_floor(argv, log):
