@@ -34,13 +34,14 @@ bool EventWriter::open(const std::string& target) {
     if (asynchronous_ && target == "-") {
         // stdout's open file description is shared with our caller (and QEMU): O_NONBLOCK on
         // it would change it for them too, and stay after we exit. A socket is written with
-        // send(MSG_DONTWAIT) instead; a pipe is opened again through /proc, which gives a
-        // description of our own.
+        // send(MSG_DONTWAIT), and a full one retried on a timer (asio's wait on it would set
+        // O_NONBLOCK); a pipe is opened again through /proc, which gives a description of our
+        // own (O_NONBLOCK: with no reader the open fails at once instead of waiting for one).
         if (S_ISSOCK(st.st_mode)) {
             use_send_ = true;
         } else {
             std::string self = "/proc/self/fd/" + std::to_string(STDOUT_FILENO);
-            int own = ::open(self.c_str(), O_WRONLY | O_CLOEXEC);
+            int own = ::open(self.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
             if (own >= 0) {
                 ::close(fd_);
                 fd_ = own;
@@ -53,8 +54,10 @@ bool EventWriter::open(const std::string& target) {
             }
         }
     }
-    if (asynchronous_) {
-        if (!use_send_) fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    if (asynchronous_ && use_send_) {
+        retry_.emplace(ex_);
+    } else if (asynchronous_) {
+        fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
         int watched = fcntl(fd_, F_DUPFD_CLOEXEC, 3);
         if (watched >= 0)
             waiter_.emplace(ex_, watched);
@@ -137,7 +140,19 @@ void EventWriter::note_file_write(int error) {
 }
 
 void EventWriter::start_flush() {
-    if (queue_.empty() || waiting_ || !waiter_ || stopped_) return;
+    if (queue_.empty() || waiting_ || stopped_) return;
+    if (retry_) {
+        // A full socket we share: try again shortly (a reader that reads is never far behind).
+        waiting_ = true;
+        retry_->expires_after(std::chrono::milliseconds(10));
+        retry_->async_wait([this](const boost::system::error_code& ec) {
+            waiting_ = false;
+            if (ec) return;
+            if (write_some()) start_flush();
+        });
+        return;
+    }
+    if (!waiter_) return;
     waiting_ = true;
     waiter_->async_wait(asio::posix::stream_descriptor::wait_write,
                         [this](const boost::system::error_code& ec) {
@@ -150,6 +165,7 @@ void EventWriter::start_flush() {
 void EventWriter::stop_waiting() {
     stopped_ = true;  // from now on only flush() writes what is queued
     if (waiter_) waiter_->cancel();
+    if (retry_) retry_->cancel();
 }
 
 void EventWriter::flush(std::chrono::milliseconds limit) {

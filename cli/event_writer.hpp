@@ -3,6 +3,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstddef>
 #include <deque>
 #include <nlohmann/json.hpp>
@@ -37,7 +38,8 @@ class EventWriter {
     int fd_ = -1;
     bool asynchronous_ = false;  // a pipe or socket: written without blocking
     bool use_send_ = false;      // a socket we share (stdout): send(MSG_DONTWAIT), flags untouched
-    std::optional<boost::asio::posix::stream_descriptor> waiter_;
+    std::optional<boost::asio::posix::stream_descriptor> waiter_;  // our own pipe or file
+    std::optional<boost::asio::steady_timer> retry_;               // a shared socket
     std::deque<std::string> queue_;  // lines not yet written; the front one maybe in part
     std::size_t written_of_front_ = 0;
     std::size_t queued_bytes_ = 0;

@@ -1,5 +1,7 @@
 // qshim: the command-line face of libqshim.
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <exception>
 #include <map>
@@ -40,9 +42,24 @@ usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 70 internal error.
 Documentation: docs/ (spec.md, topology.md, cli.md, api.md, events.md).
 )";
 
+// A closed stdin, stdout or stderr would be taken by the next fd qshim opens (a socket, the QMP
+// end), so writes meant for the console or the log would land in it: fill them with /dev/null.
+void fill_closed_stdio() {
+    for (;;) {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0) return;
+        if (fd > STDERR_FILENO) {
+            close(fd);
+            return;
+        }
+        fcntl(fd, F_SETFD, 0);  // a standard stream is inherited like any other
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    fill_closed_stdio();
     using namespace qshim::cli;
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.size() == 2 && args[0] == "help") args = {args[1], "--help"};  // qshim help COMMAND

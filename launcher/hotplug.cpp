@@ -193,15 +193,13 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
     const std::string cannot_open = "QEMU cannot open " + disk.path;
     const std::string cannot_read =
         fmt::format("QEMU cannot read {} as {}", disk.path, spec::to_string(disk.format));
+    const qmp::Json file_args = plain(nodes[0]), format_args = plain(nodes[1]);
+    const qmp::Json device_args = plain(disk_device(plan->device, disk));
     std::vector<Step> done;
-    auto r =
-        co_await forward(done, "blockdev-add", plain(nodes[0]), file_node, cannot_open, context);
+    auto r = co_await forward(done, "blockdev-add", file_args, file_node, cannot_open, context);
     if (r)
-        r = co_await forward(done, "blockdev-add", plain(nodes[1]), format_node, cannot_read,
-                             context);
-    if (r)
-        r = co_await forward(done, "device_add", plain(disk_device(plan->device, disk)), device,
-                             refused_device, context);
+        r = co_await forward(done, "blockdev-add", format_args, format_node, cannot_read, context);
+    if (r) r = co_await forward(done, "device_add", device_args, device, refused_device, context);
     if (!r) co_return Error(r.error());
     co_return commit(std::move(*plan));
 }
@@ -243,12 +241,11 @@ asio::awaitable<Result<Device>> Hotplug::add_interface(spec::Interface nic) {
 
     const Stray backend = netdev_object(backend_id), device = device_at(plan->device);
     const std::string refused_backend = "QEMU refused the network backend";
+    const qmp::Json backend_args = plain(netdev(nic));
+    const qmp::Json device_args = plain(nic_device(plan->device, nic));
     std::vector<Step> done;
-    auto r =
-        co_await forward(done, "netdev_add", plain(netdev(nic)), backend, refused_backend, context);
-    if (r)
-        r = co_await forward(done, "device_add", plain(nic_device(plan->device, nic)), device,
-                             refused_device, context);
+    auto r = co_await forward(done, "netdev_add", backend_args, backend, refused_backend, context);
+    if (r) r = co_await forward(done, "device_add", device_args, device, refused_device, context);
     if (!r) co_return Error(r.error());
     co_return commit(std::move(*plan));
 }
@@ -274,20 +271,24 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
                 co_return make_error(
                     Errc::unsupported,
                     "only virtio disks and virtio/e1000e NICs sit on hotplug ports", context);
-            Device device = *found;
-            if (auto it = live_.removing.find(key); it != live_.removing.end()) {
-                done = it->second;  // a retry: keep waiting for the same release
+            const Device device = *found;
+            const auto pending = live_.removing.find(key);
+            // Subscribe before device_del, so the event cannot slip past.
+            auto deleted = pending == live_.removing.end() ? listen_deleted(device.id) : nullptr;
+            // A retry asks again too: an earlier device_del may never have reached QEMU (it timed
+            // out in our queue) or have been refused after its deadline.
+            const qmp::Json arguments = one("id", device.id);
+            auto r = co_await qmp_.execute("device_del", arguments);
+            if (!r && r.error().qmp_class == "DeviceNotFound") {
+                // Already gone (the guest ejected it, or an earlier device_del completed while
+                // nobody listened): finish the removal now.
+                co_await complete_removal(device);
+                co_return Result<void>{};
+            }
+            if (pending != live_.removing.end()) {
+                done = pending->second;  // keep waiting for the same release
                 break;
             }
-            // Subscribe before device_del, so the event cannot slip past.
-            qmp::EventFilter filter;
-            filter.names = {"DEVICE_DELETED"};
-            std::string id = device.id;
-            filter.predicate = [id](const qmp::Event& e) {
-                return e.data.value("device", std::string()) == id;
-            };
-            auto deleted = qmp_.listen(std::move(filter), 4);
-            auto r = co_await qmp_.execute("device_del", one("id", id));
             // No answer (a timeout) may still be an accepted device_del: keep listening, so a
             // late release completes the removal instead of leaving a device QEMU no longer has.
             bool accepted = r || r.error().code == Errc::timeout;
@@ -323,17 +324,28 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (co_await done->wait(std::max(left, std::chrono::milliseconds(0)))) {
-        if (live_.removing.count(key) == 0 && can_change_()) co_return Result<void>{};
-        co_return make_error(Errc::state, "the VM stopped before the guest released the device",
-                             context);
-    }
-    co_return make_error(
-        Errc::timeout,
-        fmt::format("the guest did not release it within {} ms; it stays listed as removing and "
-                    "goes when the guest lets go",
-                    timeout.count()),
-        context);
+    const bool released = co_await done->wait(std::max(left, std::chrono::milliseconds(0)));
+    Result<void> result;
+    if (!released)
+        result =
+            make_error(Errc::timeout,
+                       fmt::format("the guest did not release it within {} ms; it stays listed "
+                                   "as removing and goes when the guest lets go",
+                                   timeout.count()),
+                       context);
+    else if (live_.spec_has(kind, name))  // the wait ended without a release: QEMU went
+        result =
+            make_error(Errc::state, "the VM stopped before the guest released the device", context);
+    co_return result;
+}
+
+std::shared_ptr<qmp::EventListener> Hotplug::listen_deleted(const std::string& id) {
+    qmp::EventFilter filter;
+    filter.names = {"DEVICE_DELETED"};
+    filter.predicate = [id](const qmp::Event& e) {
+        return e.data.is_object() && e.data.value("device", std::string()) == id;
+    };
+    return qmp_.listen(std::move(filter), 4);
 }
 
 asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std::string key,
@@ -342,18 +354,40 @@ asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std:
     (void)anchor;  // keeps our owner, and so this object, alive until we are done
     auto e = co_await qmp::wait_event(
         *deleted, [](const qmp::Event&) { return true; }, std::chrono::hours(24 * 365));
-    if (!e) {
-        // The connection closed: QEMU, and the device with it, is gone. Whoever waits must not
-        // wait for a release that cannot come any more.
-        if (auto it = live_.removing.find(key); it != live_.removing.end()) {
-            auto waiting = it->second;
-            live_.removing.erase(it);
-            waiting->set();
-        }
-        co_return;
+    if (e) {
+        auto turn = co_await mutex_.lock();
+        // Unless a retry found it gone first and finished the removal already.
+        if (live_.removing.count(key)) co_await complete_removal(device);
+    } else if (auto it = live_.removing.find(key); it != live_.removing.end()) {
+        // The connection ended: no release can be seen any more. Whoever waits must not wait
+        // for it (the device stays in the live spec: nobody knows whether QEMU still has it).
+        auto waiting = it->second;
+        live_.removing.erase(it);
+        waiting->set();
     }
-    auto turn = co_await mutex_.lock();
-    // The guest let go: now the backend can go too. What QEMU does not confirm gone is a stray.
+}
+
+void Hotplug::device_deleted(const std::string& id) {
+    // Only a hot-plugged device that nobody is removing: the guest ejected it by itself.
+    for (const auto& d : live_.topology.devices) {
+        if (d.id != id || d.spec_index < 0 || (!on_disk_port(d) && !on_nic_port(d))) continue;
+        if (live_.removing.count(fmt::format("{}/{}", to_string(d.kind), d.name))) return;
+        qshim::detail::spawn(
+            ex_,
+            [](std::shared_ptr<void> anchor, Hotplug* self,
+               Device device) -> asio::awaitable<void> {
+                (void)anchor;
+                auto turn = co_await self->mutex_.lock();
+                if (self->live_.topology.find_device(device.name, device.kind))
+                    co_await self->complete_removal(device);
+            }(anchor_(), this, d),
+            "finishing an unplug the guest made");
+        return;
+    }
+}
+
+asio::awaitable<void> Hotplug::complete_removal(Device device) {
+    // The device is gone: now its backend can go too. What QEMU does not confirm gone is a stray.
     std::vector<Stray> backends;
     if (device.kind == DeviceKind::disk) {
         backends.push_back(block_node(format_node_name(device.name)));
@@ -388,6 +422,7 @@ asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std:
                    "the live spec no longer plans: " + planned.error().what());
     if (!left.empty())
         report_strays(std::move(left), "removing the backend of " + device.name, cause);
+    const std::string key = fmt::format("{}/{}", to_string(device.kind), device.name);
     auto done = live_.removing[key];
     live_.removing.erase(key);
     nlohmann::json data = {{"kind", to_string(device.kind)}, {"name", device.name}};

@@ -32,6 +32,10 @@ struct LiveState {
     std::map<std::string, std::shared_ptr<qshim::detail::AsyncEvent>>
         removing;               // "kind/name" -> done
     std::vector<Stray> strays;  // empty while QEMU and the live state agree
+
+    bool spec_has(topology::DeviceKind kind, const std::string& name) const {
+        return topology.find_device(name, kind) != nullptr;
+    }
 };
 
 // Builds the live state of a freshly planned VM: the spec resolved (every address pinned), so
@@ -53,6 +57,8 @@ class Hotplug {
     boost::asio::awaitable<Result<topology::Device>> add_interface(spec::Interface nic);
     boost::asio::awaitable<Result<void>> remove(topology::DeviceKind kind, std::string name,
                                                 std::chrono::milliseconds timeout);
+    // QMP DEVICE_DELETED for a device nobody is unplugging: the guest ejected it by itself.
+    void device_deleted(const std::string& id);
     // Mutations other than hotplug (pause, resume) take the same turn.
     boost::asio::awaitable<qshim::detail::AsyncMutex::Guard> lock() { return mutex_.lock(); }
 
@@ -91,6 +97,10 @@ class Hotplug {
     boost::asio::awaitable<bool> remove_object(const Stray& object, std::string& why);
     void report_strays(std::vector<Stray> added, const std::string& context,
                        const std::string& cause);
+    std::shared_ptr<qmp::EventListener> listen_deleted(const std::string& id);
+    // The device is gone from QEMU: remove its backend (what QEMU keeps becomes a stray) and
+    // take it out of the live state. Holds the turn.
+    boost::asio::awaitable<void> complete_removal(topology::Device device);
     boost::asio::awaitable<void> finish_removal(std::shared_ptr<void> anchor, std::string key,
                                                 topology::Device device,
                                                 std::shared_ptr<qmp::EventListener> deleted);

@@ -29,8 +29,13 @@ bool already_gone(const Error& e) {
            e.message.find("not found") != std::string::npos;
 }
 
-// Whether QEMU may have done what a failed command asked: it did not say no, it said nothing.
-bool outcome_unknown(const Error& e) { return e.code != Errc::qmp; }
+// Whether QEMU may have done what a failed command asked: it was sent (or may have been) and
+// QEMU did not say no. A command refused before it was sent (no connection, arguments QMP
+// cannot carry) did nothing.
+bool outcome_unknown(const Error& e) {
+    return e.code == Errc::timeout || e.code == Errc::interrupted || e.code == Errc::protocol ||
+           e.code == Errc::io;
+}
 
 std::set<std::string> names_in(const qmp::Json& list, const char* key) {
     std::set<std::string> out;
@@ -83,8 +88,12 @@ asio::awaitable<Result<void>> Hotplug::forward(std::vector<Step>& done, const ch
     Error out = e;
     out.message = fmt::format("{}: {}", what, e.message);
     out.context = context;
-    if (e.code == Errc::qmp && std::string_view(command) != "device_add")
-        out.code = Errc::invalid_spec;
+    const bool device = std::string_view(command) == "device_add";
+    // QEMU refusing a backend refuses what the request asked for (an image it cannot open);
+    // refusing the device at a port qshim planned is qshim's problem, whatever QEMU's class
+    // (a missing bus is DeviceNotFound, which must not read as "no such device" to a client).
+    if (e.code == Errc::qmp && !device) out.code = Errc::invalid_spec;
+    if (e.code == Errc::qmp && device && e.qmp_class == "DeviceNotFound") out.code = Errc::internal;
     co_return out;
 }
 

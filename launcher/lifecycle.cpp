@@ -89,7 +89,9 @@ std::optional<Phase> next_phase(Phase from, Input input) {
             // The guest is already going; a stop asked now waits for it, with the grace period
             // as the limit (QEMU ought to exit by itself).
             if (input == I::stop || input == I::quit) return P::powering_down;
-            if (input == I::qmp_lost) return P::signalling;
+            // QEMU did not exit after its guest powered off and its monitor went: nobody can
+            // tell what it does now. Like any lost VM, a stop then ends it by signals.
+            if (input == I::qmp_lost) return P::qmp_lost;
             break;
         case P::powering_down:
             if (input == I::grace_expired) return P::forcing;
@@ -97,6 +99,9 @@ std::optional<Phase> next_phase(Phase from, Input input) {
             if (input == I::qmp_lost) return P::signalling;
             break;
         case P::quitting:
+            // `quit` was not answered, or QEMU did not exit after it: SIGKILL is force.
+            if (input == I::grace_expired) return P::forcing;
+            break;
         case P::forcing:
             // `quit` closes the connection: losing it now is the expected end, not a loss.
         case P::signalling:
@@ -106,8 +111,13 @@ std::optional<Phase> next_phase(Phase from, Input input) {
     return std::nullopt;
 }
 
-VmExit::Reason exit_reason(Phase ended_in) {
+VmExit::Reason exit_reason(Phase ended_in, bool clean_exit) {
     using R = VmExit::Reason;
+    // A stop or power-off counts only if QEMU ended the way it does then: exit status 0. A
+    // QEMU that dies of a signal (or fails) meanwhile crashed, whatever was asked of it.
+    const bool orderly = ended_in == Phase::powering_down || ended_in == Phase::quitting ||
+                         ended_in == Phase::guest_stopping;
+    if (orderly && !clean_exit) return R::crashed;
     switch (ended_in) {
         case Phase::created:
         case Phase::starting:

@@ -32,7 +32,7 @@ enum class Input {
     stop,            // a stop was requested and the guest can react: press the button
     quit,            // a stop was requested and the guest cannot react (paused, never ran,
                      // no grace period): quit at once; this is the stop, not a forced one
-    grace_expired,   // the grace period of a stop passed
+    grace_expired,   // the grace period of a stop passed, or `quit` was not answered in time
     qmp_lost,        // the QMP connection ended while QEMU still ran
     exited,          // QEMU was reaped (or, from `created`, will never run)
 };
@@ -44,8 +44,9 @@ std::optional<Phase> next_phase(Phase from, Input input);
 
 // Why QEMU ended, from the phase it ended in: a stop that went as asked is `stopped`, one that
 // needed force `forced`, a VM that had lost QMP `qmp_lost` (never a clean exit: nobody saw how
-// the guest ended), and an exit nobody asked for `crashed`.
-VmExit::Reason exit_reason(Phase ended_in);
+// the guest ended), and an exit nobody asked for `crashed`. `clean_exit`: QEMU exited with
+// status 0; a stop or power-off during which QEMU died otherwise is `crashed`.
+VmExit::Reason exit_reason(Phase ended_in, bool clean_exit = true);
 
 // The phase as the public API reports it.
 VmState public_state(Phase phase);

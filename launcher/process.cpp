@@ -25,10 +25,23 @@ namespace {
     _exit(127);
 }
 
+// Closes fds first..last (inclusive). close_range needs Linux 5.9; on older kernels (RHEL 8's
+// 4.18, the ones the pidfd fallback is for) a plain loop up to the fd limit does the same.
+int close_fds(unsigned first, unsigned last, long open_max) {
+    if (first > last) return 0;
+    if (close_range(first, last, 0) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+    unsigned end = open_max > 0 && static_cast<unsigned long>(open_max) - 1 < last
+                       ? static_cast<unsigned>(open_max - 1)
+                       : last;
+    for (unsigned fd = first; fd <= end; ++fd) close(static_cast<int>(fd));
+    return 0;
+}
+
 // Runs in the child. Every fd we hand over is first moved above the target range, so a source
 // that happens to sit on a target number is not overwritten before it is used.
 [[noreturn]] void child_exec(const SpawnPlan& plan, char* const* argv, char* const* envp,
-                             int report_fd, pid_t parent) {
+                             int report_fd, pid_t parent, long open_max) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, errno);
     // The parent may have died between fork and prctl; then nobody would ever kill us.
     if (getppid() != parent) child_fail(report_fd, ESRCH);
@@ -49,9 +62,9 @@ namespace {
     for (int i = 0; i < count; ++i)
         if (dup2(moved[i], i) < 0) child_fail(report, errno);  // dup2 clears CLOEXEC on i
     // Everything else goes, except the report pipe, which closes itself on exec.
-    if (close_range(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, 0) != 0)
+    if (close_fds(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, open_max) != 0)
         child_fail(report, errno);
-    if (close_range(static_cast<unsigned>(report) + 1, ~0u, 0) != 0) child_fail(report, errno);
+    if (close_fds(static_cast<unsigned>(report) + 1, ~0u, open_max) != 0) child_fail(report, errno);
     // Signals blocked or ignored by qshim must not be inherited by QEMU. Every signal is still
     // blocked (spawn blocked them before fork): handlers go back to their defaults first, so
     // none of qshim's handlers (asio's, which write to qshim's own pipe) can run in the child.
@@ -125,6 +138,7 @@ Result<Child> spawn(const SpawnPlan& plan) {
     if (pipe2(report, O_CLOEXEC) != 0)
         return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)), context);
     pid_t parent = getpid();
+    const long open_max = sysconf(_SC_OPEN_MAX);  // for the close loop where close_range is missing
     // A signal arriving between fork and exec would run qshim's handler in the child: block
     // them all across fork; the child restores defaults before unblocking.
     sigset_t all, old;
@@ -133,7 +147,7 @@ Result<Child> spawn(const SpawnPlan& plan) {
     pid_t pid = fork();
     if (pid == 0) {
         close(report[0]);
-        child_exec(plan, argv.data(), envp.data(), report[1], parent);
+        child_exec(plan, argv.data(), envp.data(), report[1], parent, open_max);
     }
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -176,6 +190,10 @@ Result<Child> spawn(const SpawnPlan& plan) {
 int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
 int signal_child(const Child& child, int signal) {
+    if (child.reaped) {
+        errno = ESRCH;
+        return -1;
+    }
     if (child.exit_fd_is_pidfd)
         return static_cast<int>(syscall(SYS_pidfd_send_signal, child.exit_fd, signal, nullptr, 0));
     return child.pid > 0 ? kill(child.pid, signal) : -1;

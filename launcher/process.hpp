@@ -24,10 +24,11 @@ struct Child {
     // end of a pipe that a waiter thread closes when the child exits (waitid WNOWAIT).
     int exit_fd = -1;
     bool exit_fd_is_pidfd = false;
+    bool reaped = false;  // set by whoever reaps it: its pid may then belong to another process
 };
 
 // Sends a signal to a child that has not been reaped yet: through its pidfd when it has one,
-// else by pid (safe: an unreaped child's pid cannot be reused).
+// else by pid (safe: an unreaped child's pid cannot be reused). A reaped child: -1, ESRCH.
 int signal_child(const Child& child, int signal);
 
 // Forks and execs. Nothing is allocated between fork and exec: the pointer arrays are built

@@ -143,7 +143,8 @@ void Vm::Impl::emit(const char* event, json data) {
                        fmt::format("an event sink failed on {}", event));
         }
     };
-    if (options_.on_event) deliver(options_.on_event);
+    // Copies: a sink may drop the Vm (and with it options_) or unsubscribe itself while it runs.
+    if (auto sink = options_.on_event) deliver(sink);
     // A copy: a sink may unsubscribe itself (an API client that went away).
     auto sinks = subscribers_;
     for (auto& [id, sink] : sinks) deliver(sink);
@@ -195,8 +196,21 @@ Vm::Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topol
     : impl_(std::make_shared<Impl>(std::move(executor), std::move(spec), std::move(topology),
                                    std::move(options))) {}
 Vm::~Vm() { impl_->abandon(); }
-boost::asio::awaitable<Result<void>> Vm::start() { return impl_->start(); }
-boost::asio::awaitable<VmExit> Vm::wait_exit() { return impl_->wait_exit(); }
+
+namespace {
+
+// Holds the Impl for as long as `op` runs: a caller may drop the Vm (from an event sink, say)
+// while another of its calls is still waiting. The reference is taken when the call is made.
+template <typename T>
+boost::asio::awaitable<T> holding(std::shared_ptr<Vm::Impl> impl, boost::asio::awaitable<T> op) {
+    (void)impl;
+    co_return co_await std::move(op);
+}
+
+}  // namespace
+
+boost::asio::awaitable<Result<void>> Vm::start() { return holding(impl_, impl_->start()); }
+boost::asio::awaitable<VmExit> Vm::wait_exit() { return holding(impl_, impl_->wait_exit()); }
 void Vm::request_stop(std::optional<std::chrono::milliseconds> grace) {
     impl_->request_stop(grace);
 }
@@ -214,20 +228,26 @@ std::size_t Vm::subscribe(std::function<void(const nlohmann::json&)> sink) {
 }
 void Vm::unsubscribe(std::size_t id) { impl_->unsubscribe(id); }
 boost::asio::awaitable<Result<topology::Device>> Vm::add_disk(spec::Disk disk) {
-    return impl_->hotplug().add_disk(std::move(disk));
+    return holding(impl_, impl_->hotplug().add_disk(std::move(disk)));
 }
 boost::asio::awaitable<Result<topology::Device>> Vm::add_interface(spec::Interface nic) {
-    return impl_->hotplug().add_interface(std::move(nic));
+    return holding(impl_, impl_->hotplug().add_interface(std::move(nic)));
 }
 boost::asio::awaitable<Result<void>> Vm::remove_disk(std::string name,
                                                      std::chrono::milliseconds timeout) {
-    return impl_->hotplug().remove(topology::DeviceKind::disk, std::move(name), timeout);
+    return holding(impl_,
+                   impl_->hotplug().remove(topology::DeviceKind::disk, std::move(name), timeout));
 }
 boost::asio::awaitable<Result<void>> Vm::remove_interface(std::string name,
                                                           std::chrono::milliseconds timeout) {
-    return impl_->hotplug().remove(topology::DeviceKind::interface, std::move(name), timeout);
+    return holding(
+        impl_, impl_->hotplug().remove(topology::DeviceKind::interface, std::move(name), timeout));
 }
-boost::asio::awaitable<Result<void>> Vm::pause() { return impl_->run_control("stop"); }
-boost::asio::awaitable<Result<void>> Vm::resume() { return impl_->run_control("cont"); }
+boost::asio::awaitable<Result<void>> Vm::pause() {
+    return holding(impl_, impl_->run_control("stop"));
+}
+boost::asio::awaitable<Result<void>> Vm::resume() {
+    return holding(impl_, impl_->run_control("cont"));
+}
 
 }  // namespace qshim

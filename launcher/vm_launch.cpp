@@ -121,12 +121,17 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     qemu_version_ = (*connected).value("version", json::object());
     emit("qmp-connected", {{"qemu", qemu_version_}});
     events_ = qmp_.listen({}, 256);
-    qshim::detail::spawn(ex_, pump_events(self), "reading QMP events");
+    // If the pump itself failed (a bug), nobody reads QEMU's events: that is a lost QMP.
+    std::weak_ptr<Impl> weak = self;
+    qshim::detail::spawn(ex_, pump_events(self), "reading QMP events", [weak](const std::string&) {
+        if (auto impl = weak.lock(); impl && !impl->exited_.is_set()) impl->on_qmp_closed();
+    });
 
     if (auto v = co_await verify_plan(); !v)
         co_return co_await fail_launch(v.error().what(), context);
-    // A stop asked meanwhile is already quitting QEMU; the guest never ran.
-    if (phase_ != Phase::starting)
+    // A stop asked meanwhile is already quitting QEMU; the guest never ran. (Anything else, such
+    // as a `cont` sent on the --qmp-socket monitor, changes nothing: `cont` is idempotent.)
+    if (phase_ == Phase::quitting || phase_ == Phase::exited)
         co_return make_error(Errc::state, "a stop was requested before the guest ran", context);
     auto cont = co_await qmp_.execute("cont");
     if (!cont) co_return co_await fail_launch("cont: " + cont.error().what(), context);

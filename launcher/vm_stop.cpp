@@ -34,6 +34,12 @@ constexpr Ms power_button_timeout{5'000};
 
 void Vm::Impl::request_stop(std::optional<Ms> grace) {
     const Ms period = grace.value_or(std::chrono::seconds(spec_.lifecycle.grace_period_seconds));
+    // A monitor that is already gone, while the loss is not yet declared (QEMU may still have
+    // been exiting): a stop needs QMP now, so the loss is certain; declare it, and the stop goes
+    // on by signals rather than by a SIGKILL reported as a clean stop.
+    if ((phase_ == Phase::running || phase_ == Phase::paused) &&
+        qmp_.state() == qmp::State::disconnected)
+        on_qmp_closed();
     const Phase before = phase_;
     // The button helps only a guest that runs, reached over QMP, given time to react.
     const bool button =
@@ -68,22 +74,26 @@ asio::awaitable<void> Vm::Impl::stop_ladder(std::shared_ptr<Impl> self, Ms grace
         // Wakes when QEMU exits, when QMP is lost (the phase moved to signalling), or at the end.
         co_await (self->exited_.wait(left) || self->qmp_lost_.wait(left));
     }
-    // (if/else, not a switch: g++ 12 miscompiles a co_await under a case label.)
+    // Written with one exit at the end (see end_by_signals).
     if (self->phase_ == Phase::signalling) {
         co_await end_by_signals(self);
-        co_return;
+    } else if (self->phase_ == Phase::forcing || self->phase_ == Phase::quitting) {
+        bool gone = false;
+        // Without QMP (still starting, or just lost) there is nobody to ask.
+        if (self->qmp_.state() == qmp::State::running) {
+            self->emit("forcing-stop", step("quit"));
+            auto quit = co_await self->qmp_.execute("quit", json::object(), quit_answer_timeout);
+            if (quit)
+                gone = co_await self->exited_.wait(self->options_.quit_timeout);
+            else
+                log::write("launcher", log::Level::warn, "quit: " + quit.error().what());
+        }
+        if (!gone && !self->exited_.is_set()) {
+            self->apply(Input::grace_expired);  // a quit that needs SIGKILL is a forced stop
+            self->emit("forcing-stop", step("kill"));
+            launcher::detail::signal_child(self->child_, SIGKILL);
+        }
     }
-    if (self->phase_ != Phase::forcing && self->phase_ != Phase::quitting) co_return;  // exited
-    if (self->phase_ == Phase::forcing) self->emit("forcing-stop", step("quit"));
-    // Without QMP (still starting, or just lost) there is nobody to ask.
-    if (self->qmp_.state() == qmp::State::running) {
-        auto quit = co_await self->qmp_.execute("quit", json::object(), quit_answer_timeout);
-        if (quit && co_await self->exited_.wait(self->options_.quit_timeout)) co_return;
-        if (!quit) log::write("launcher", log::Level::warn, "quit: " + quit.error().what());
-    }
-    if (self->exited_.is_set()) co_return;
-    self->emit("forcing-stop", step("kill"));
-    launcher::detail::signal_child(self->child_, SIGKILL);
 }
 
 // Without QMP: SIGTERM is QEMU's own orderly shutdown (it flushes disks and exits), then the

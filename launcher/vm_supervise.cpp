@@ -21,6 +21,18 @@ namespace {
 constexpr auto token = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t stderr_tail_lines = 20;
 
+// Event fields read without trusting their types: QEMU runs guest-influenced code, and a field of
+// an unexpected type must not throw inside the event pump.
+bool flag(const json& data, const char* key) {
+    auto it = data.is_object() ? data.find(key) : data.end();
+    return data.is_object() && it != data.end() && it->is_boolean() && it->get<bool>();
+}
+
+std::string text(const json& data, const char* key) {
+    auto it = data.is_object() ? data.find(key) : data.end();
+    return data.is_object() && it != data.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 }  // namespace
 
 asio::awaitable<void> Vm::Impl::watch_exit(std::shared_ptr<Impl> self) {
@@ -30,6 +42,7 @@ asio::awaitable<void> Vm::Impl::watch_exit(std::shared_ptr<Impl> self) {
     int status = 0;
     while (waitpid(self->child_.pid, &status, 0) < 0 && errno == EINTR) {
     }
+    self->child_.reaped = true;  // its pid may be reused from now on: no more signals to it
     // QEMU's last events (SHUTDOWN with guest: true) may still sit unread in the socket when
     // its exit is noticed; they decide how it ended, so read them first. QEMU's exit closed
     // the socket, so this ends at once.
@@ -40,7 +53,8 @@ asio::awaitable<void> Vm::Impl::watch_exit(std::shared_ptr<Impl> self) {
 void Vm::Impl::on_exit(int status) {
     const Phase ended_in = phase_;
     apply(Input::exited);
-    const auto reason = launcher::detail::exit_reason(ended_in);
+    const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const auto reason = launcher::detail::exit_reason(ended_in, clean);
     exit_ = {reason, status, launcher::detail::describe_wait_status(status)};
     qmp_.close();
     remove_sockets();
@@ -93,13 +107,13 @@ asio::awaitable<void> Vm::Impl::pump_events(std::shared_ptr<Impl> self) {
         self->on_event(*e);
     }
     self->events_done_.set();
-    if (self->exited_.is_set()) co_return;
     // QEMU closes the connection as it exits: give the exit time to be seen before calling the
     // end of the connection a loss. A protocol violation or an error of ours leaves QEMU
-    // running for certain, so there is nothing to wait for.
+    // running for certain, so there is nothing to wait for. (One exit: see end_by_signals.)
     auto why = self->qmp_.close_reason();
     bool certain = why && (why->code == Errc::protocol || why->code == Errc::internal);
-    if (!certain && co_await self->exited_.wait(self->options_.quit_timeout)) co_return;
+    if (!self->exited_.is_set() && !certain)
+        co_await self->exited_.wait(self->options_.quit_timeout);
     if (!self->exited_.is_set()) self->on_qmp_closed();
 }
 
@@ -127,12 +141,14 @@ void Vm::Impl::on_qmp_closed() {
 void Vm::Impl::on_event(const qmp::Event& e) {
     log::write("qmp", log::Level::debug, "event " + e.name + " " + e.data.dump());
     if (e.name == "SHUTDOWN") {
-        bool guest = e.data.value("guest", false);
+        bool guest = flag(e.data, "guest");
         if (guest) apply(Input::guest_shutdown);
-        emit(guest ? "guest-shutdown" : "shutdown", {{"reason", e.data.value("reason", "")}});
+        emit(guest ? "guest-shutdown" : "shutdown", {{"reason", text(e.data, "reason")}});
     } else if (e.name == "STOP") {
         Phase before = phase_;
         if (apply(Input::stopped) && before != phase_) emit("paused", {});
+    } else if (e.name == "DEVICE_DELETED") {
+        if (auto id = text(e.data, "device"); !id.empty()) hotplug_.device_deleted(id);
     } else if (e.name == "RESUME") {
         Phase before = phase_;
         if (apply(Input::resumed) && before != phase_) emit("running", {});

@@ -81,10 +81,11 @@ class QSHIM_API Vm {
     // Hotplug. Each validates first (invalid input never reaches QEMU), then puts the device in
     // the first free hotplug port of its class, backend first, then device_add; any failure rolls
     // back in reverse order, leaving QEMU as it was. Calls that change the VM run one at a time.
-    // Errors: invalid_spec (bad device, or QEMU refused it: the Error keeps QEMU's qmp_class),
-    // conflict (name taken, no free port), state (VM not running), timeout or interrupted (QEMU
-    // did not answer: what it did is unknown, so what it may hold is listed in diverged() until
-    // it is cleaned up). Returns the device as placed.
+    // Errors: invalid_spec (bad device, or QEMU refused its backend: the Error keeps QEMU's
+    // qmp_class), qmp (QEMU refused the device itself, with its class), conflict (name taken, no
+    // free port), state (VM not running), timeout or interrupted (QEMU did not answer: what it
+    // did is unknown, so what it may hold is listed in diverged() until it is cleaned up).
+    // Returns the device as placed.
     boost::asio::awaitable<Result<topology::Device>> add_disk(spec::Disk disk);
     boost::asio::awaitable<Result<topology::Device>> add_interface(spec::Interface interface);
     // Unplug: device_del, then wait for QEMU's DEVICE_DELETED (the guest released it) up to
@@ -110,7 +111,7 @@ class QSHIM_API Vm {
     std::vector<std::string> removing() const;   // "disk/name", "interface/name" being unplugged
     // What QEMU may hold that the live state does not know (a rollback step that failed, a
     // command whose outcome is unknown): "device data", "block-node f.data", "netdev net.n1".
-    // Empty when the two agree. The next change first reconciles them from QEMU's own lists
+    // Empty when the two agree. The next hotplug or unplug first reconciles them from QEMU's lists
     // (qom-list, query-named-block-nodes) and removes what should not be there.
     std::vector<std::string> diverged() const;
     const nlohmann::json& qemu_version() const;  // from the QMP greeting

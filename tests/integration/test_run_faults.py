@@ -3,14 +3,16 @@
 and a tap handed over as an fd (in a network namespace the test makes)."""
 import fcntl
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
-from qshim_api import call
+from qshim_api import call, expect
 from qshim_cli import qshim, qshim_bin, write_spec
 from qshim_guest import Console
 from qshim_run import QshimRun, guest_spec, process_gone
@@ -60,44 +62,59 @@ def nonblocking(fd):
 
 def stdout_flags_untouched():
     """--events - on a pipe or socket it shares with its caller: qshim must not set O_NONBLOCK on
-    that open file description (it would change it for the caller, and for good)."""
-    # A running VM, events to a pipe: the description stays blocking while qshim writes to it.
-    with QshimRun() as run:
-        r, w = os.pipe()
-        proc = subprocess.Popen([qshim_bin(), "run", "--events", "-", str(guest_spec(run.tmp))],
-                                stdout=w, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            events = os.fdopen(r, "r")
-            assert '"spec-accepted"' in events.readline()
-            console = Console(run.tmp / "console.log", until=lambda: proc.poll() is not None)
-            console.wait_ready(timeout=90)
-            assert not nonblocking(w), "qshim made the caller's pipe non-blocking"
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
-            assert not nonblocking(w), "the pipe was left non-blocking after qshim exited"
-            console.close()
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            os.close(w)
-    # A socket, and a pipe again, with qshim ending early (a spec that does not load).
-    for kind in ("socket", "pipe"):
-        if kind == "socket":
-            mine, theirs = socket.socketpair()
-            r, w = mine.fileno(), theirs.fileno()
-        else:
-            r, w = os.pipe()
-        ended = subprocess.run([qshim_bin(), "run", "--events", "-", "/nonexistent.yaml"],
-                               stdout=w, stderr=subprocess.DEVNULL)
-        assert ended.returncode == 2
-        assert not nonblocking(w), f"qshim left the caller's {kind} non-blocking"
-        if kind == "socket":
-            mine.close()
-            theirs.close()
-        else:
-            os.close(r)
-            os.close(w)
+    that open file description (it would change it for the caller, and for good), even when the
+    reader falls behind and qshim has to wait for room."""
+    for kind in ("pipe", "socket"):
+        with QshimRun() as run:
+            if kind == "socket":
+                mine, theirs = socket.socketpair()
+                theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # fills at once
+                r, w = mine.fileno(), theirs.fileno()
+            else:
+                r, w = os.pipe()
+            api = run.tmp / "api.sock"
+            proc = subprocess.Popen([qshim_bin(), "run", "--events", "-", "--api-socket", str(api),
+                                     str(guest_spec(run.tmp))], stdout=w, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            try:
+                console = Console(run.tmp / "console.log", until=lambda: proc.poll() is not None)
+                console.wait_ready(timeout=90)
+                # Nobody reads: well over a pipe's or the small socket buffer's worth of events,
+                # so qshim must queue and wait for room.
+                for _ in range(300):
+                    expect(api, "POST", "/v1/vm/pause", timeout=10)
+                    expect(api, "POST", "/v1/vm/resume", timeout=10)
+                assert not nonblocking(w), f"qshim made the caller's {kind} non-blocking"
+                proc.send_signal(signal.SIGTERM)
+                # Drain while qshim finishes: its last flush may wait for room.
+                os.set_blocking(r, False)
+                deadline = time.monotonic() + 30
+                while proc.poll() is None and time.monotonic() < deadline:
+                    try:
+                        os.read(r, 1 << 16)
+                    except BlockingIOError:
+                        select.select([r], [], [], 0.1)
+                assert proc.wait(30) == 0
+                assert not nonblocking(w), f"the {kind} was left non-blocking after qshim exited"
+                console.close()
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                if kind == "socket":
+                    mine.close()
+                    theirs.close()
+                else:
+                    os.close(r)
+                    os.close(w)
+    # qshim ending early (a spec that does not load) leaves the flags alone too.
+    r, w = os.pipe()
+    ended = subprocess.run([qshim_bin(), "run", "--events", "-", "/nonexistent.yaml"], stdout=w,
+                           stderr=subprocess.DEVNULL)
+    assert ended.returncode == 2
+    assert not nonblocking(w)
+    os.close(r)
+    os.close(w)
 
 
 def tap_fd():

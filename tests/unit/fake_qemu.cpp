@@ -8,7 +8,8 @@
 //  - exits 0 when the server closes (QEMU's exit after `quit` or a guest power-off), and on
 //    SIGTERM/SIGINT like QEMU, unless $QSHIM_FAKE_IGNORE_TERM is set; with $QSHIM_FAKE_STAY set,
 //    the server closing only closes QMP and the process lives on (a QEMU whose monitor broke);
-//  - keeps running when qshim closes its end of QMP, as QEMU does.
+//  - keeps running when qshim closes its end of QMP, as QEMU does;
+//  - with $QSHIM_FAKE_CRASH set, dies of SIGABRT when the server closes (a QEMU that crashes).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
                          {qmp, static_cast<short>(qmp_open ? POLLIN : 0), 0}};
         if (poll(fds, 2, -1) < 0) continue;
         if (fds[0].revents && !pass(upstream, qmp)) {
+            if (std::getenv("QSHIM_FAKE_CRASH")) std::abort();
             if (!std::getenv("QSHIM_FAKE_STAY")) return 0;  // the "QEMU" side ended: exit
             close(qmp);
             for (;;) pause();  // until a signal ends us

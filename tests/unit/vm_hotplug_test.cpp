@@ -260,3 +260,40 @@ TEST_CASE("an unplug whose backend cannot be removed leaves a stray, not a silen
     }()));
     CHECK(f.events.has("diverged"));
 }
+
+TEST_CASE(
+    "an unplug whose device_del got no answer completes on retry when QEMU no longer has it") {
+    Fixture f(300ms);
+    f.serve({s::expect("blockdev-add"), s::expect("blockdev-add"), s::expect("device_add"),
+             s::hold("device_del"),  // never answered: it may or may not have reached QEMU
+             s::expect_error("device_del", "DeviceNotFound", "Device 'one' not found"),
+             s::expect("blockdev-del"), s::expect("blockdev-del")});
+    REQUIRE(f.ends_cleanly([&]() -> asio::awaitable<void> {
+        require_ok(co_await f.vm->add_disk(f.disk("one")));
+        auto first = co_await f.vm->remove_disk("one", 10s);
+        REQUIRE_FALSE(first.ok());
+        CHECK(first.error().code == Errc::timeout);
+        CHECK(f.vm->removing() == std::vector<std::string>{"disk/one"});
+        require_ok(co_await f.vm->remove_disk("one", 10s));  // asks again: gone, so finished
+        CHECK(f.vm->removing().empty());
+        CHECK(f.vm->live_spec().disks.empty());
+        CHECK(f.vm->diverged().empty());
+    }()));
+}
+
+TEST_CASE("a device the guest ejects by itself leaves the live state, and its backend goes") {
+    Fixture f;
+    f.serve({s::expect("blockdev-add"), s::expect("blockdev-add"), s::expect("device_add"),
+             s::event("DEVICE_DELETED", {{"device", "one"}, {"path", "/machine/peripheral/one"}}),
+             s::expect("blockdev-del"), s::expect("blockdev-del")});
+    REQUIRE(f.ends_cleanly([&]() -> asio::awaitable<void> {
+        require_ok(co_await f.vm->add_disk(f.disk("one")));
+        bool removed = co_await f.events.wait_for("device-removed", 10s);
+        REQUIRE(removed);
+        CHECK(f.vm->live_spec().disks.empty());
+        // The port is free again: all 8 disk ports.
+        const auto& ports = f.vm->topology().hotplug_ports;
+        CHECK(std::count_if(ports.begin(), ports.end(),
+                            [](const auto& p) { return p.cls == "disks"; }) == 8);
+    }()));
+}

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <catch2/catch.hpp>
@@ -70,6 +71,14 @@ TEST_CASE("the transition table: stops, losses and exits map to one reason each"
     CHECK(exit_reason(Phase::qmp_lost) == R::qmp_lost);
     CHECK(exit_reason(Phase::signalling) == R::qmp_lost);
     CHECK(exit_reason(Phase::starting) == R::launch_failed);
+    // quit unanswered: the SIGKILL that follows is force.
+    CHECK(next_phase(Phase::quitting, Input::grace_expired) == Phase::forcing);
+    CHECK(next_phase(Phase::guest_stopping, Input::qmp_lost) == Phase::qmp_lost);
+    // A stop or power-off counts only if QEMU exited 0.
+    CHECK(exit_reason(Phase::powering_down, false) == R::crashed);
+    CHECK(exit_reason(Phase::guest_stopping, false) == R::crashed);
+    CHECK(exit_reason(Phase::forcing, false) == R::forced);
+    CHECK(exit_reason(Phase::qmp_lost, false) == R::qmp_lost);
 }
 
 TEST_CASE("start checks the plan, runs, and a graceful stop ends as stopped") {
@@ -284,5 +293,108 @@ TEST_CASE("an event sink that throws never keeps wait_exit from completing") {
         vm.request_stop();
         exit = co_await vm.wait_exit();
     }()));
+    CHECK(exit.reason == VmExit::Reason::stopped);
+}
+
+TEST_CASE(
+    "a stop while the monitor is already gone is a QMP loss, ended by signals, never exit 0") {
+    Fixture f;
+    f.qemu.set_env("QSHIM_FAKE_STAY", "1");
+    auto options = f.qemu.options();
+    options.quit_timeout = 1s;
+    auto vm = f.make_vm(options);
+    f.serve(boot(f.planned.topology) + Script{s::close()});
+    VmExit exit;
+    REQUIRE(run_test(f.io, [&]() -> asio::awaitable<void> {
+        require_ok(co_await vm->start());
+        vm->request_stop();  // whether or not the close was read yet
+        exit = co_await vm->wait_exit();
+    }()));
+    CHECK(exit.reason == VmExit::Reason::qmp_lost);
+    CHECK(f.events.has("qmp-lost"));
+    const auto* term = f.events.find("forcing-stop");
+    REQUIRE(term);
+    CHECK((*term)["step"] == "term");
+}
+
+TEST_CASE("QEMU dying during a requested stop is a crash, not a clean stop") {
+    Fixture f;
+    f.qemu.set_env("QSHIM_FAKE_CRASH", "1");  // aborts when the server closes
+    auto vm = f.make_vm();
+    f.serve(boot(f.planned.topology) + Script{s::expect("system_powerdown"), s::close()});
+    VmExit exit;
+    REQUIRE(run_test(f.io, [&]() -> asio::awaitable<void> {
+        require_ok(co_await vm->start());
+        vm->request_stop(std::chrono::hours(1));
+        exit = co_await vm->wait_exit();
+    }()));
+    CHECK(exit.reason == VmExit::Reason::crashed);
+    CHECK(exit.description.find("signal 6") != std::string::npos);
+}
+
+TEST_CASE("a paused VM whose QEMU does not answer quit is killed: that is a forced stop") {
+    Fixture f;
+    auto vm = f.make_vm();
+    f.serve(boot(f.planned.topology) +
+            Script{s::expect("stop"), s::event("STOP"), s::hold("quit"), s::wait_closed()});
+    VmExit exit;
+    REQUIRE(run_test(f.io, [&]() -> asio::awaitable<void> {
+        require_ok(co_await vm->start());
+        require_ok(co_await vm->pause());
+        bool paused = co_await f.events.wait_for("paused", 10s);
+        REQUIRE(paused);
+        vm->request_stop();
+        exit = co_await vm->wait_exit();
+    }()));
+    CHECK(exit.reason == VmExit::Reason::forced);
+    CHECK(exit.description.find("signal 9") != std::string::npos);
+}
+
+TEST_CASE("QMP lost after the guest powered off: a stop still ends QEMU, by signals") {
+    Fixture f;
+    f.qemu.set_env("QSHIM_FAKE_STAY", "1");
+    auto vm = f.make_vm();
+    f.serve(boot(f.planned.topology) +
+            Script{s::event("SHUTDOWN", {{"guest", true}, {"reason", "guest-shutdown"}}),
+                   s::garbage(), s::wait_closed()});
+    VmExit exit;
+    REQUIRE(run_test(f.io, [&]() -> asio::awaitable<void> {
+        require_ok(co_await vm->start());
+        bool lost = co_await f.events.wait_for("qmp-lost", 20s);
+        REQUIRE(lost);
+        vm->request_stop();
+        exit = co_await vm->wait_exit();
+    }()));
+    CHECK(exit.reason == VmExit::Reason::qmp_lost);
+}
+
+TEST_CASE("an embedder may drop the Vm from its own event sink while another call waits") {
+    Fixture f;
+    auto options = f.qemu.options();
+    std::unique_ptr<Vm> vm;
+    options.on_event = [&vm](const nlohmann::json& e) {
+        if (e.value("event", "") == "exited") vm.reset();  // the owner lets go at the end
+    };
+    vm = std::make_unique<Vm>(f.io.get_executor(), f.planned.spec, f.planned.topology, options);
+    f.serve(boot(f.planned.topology) + graceful_stop());
+    VmExit exit;
+    bool waited = false;
+    asio::steady_timer waiter_done(f.io, asio::steady_timer::time_point::max());
+    auto waiter = vm->wait_exit();  // taken before the Vm goes
+    asio::co_spawn(
+        f.io,
+        [&, w = std::move(waiter)]() mutable -> asio::awaitable<void> {
+            exit = co_await std::move(w);
+            waited = true;
+            waiter_done.cancel();
+        },
+        asio::detached);
+    REQUIRE(run_test(f.io, [&]() -> asio::awaitable<void> {
+        require_ok(co_await vm->start());
+        vm->request_stop();
+        if (!waited) co_await waiter_done.async_wait(asio::as_tuple(asio::use_awaitable));
+    }()));
+    CHECK(waited);
+    CHECK(vm == nullptr);
     CHECK(exit.reason == VmExit::Reason::stopped);
 }
