@@ -33,8 +33,9 @@ created every planned device, then lets the guest run.
 
 Stopping: SIGTERM or SIGINT (Ctrl-C) presses the guest's ACPI power button and
 waits up to lifecycle.gracePeriodSeconds for it to power off, then asks QEMU to
-quit, then kills it. The guest powering off by itself ends qshim too. Run as
-PID 1 (a container entrypoint), qshim also reaps orphaned processes.
+quit, then kills it. A VM still starting (its guest never ran) is killed at
+once, which counts as stopped. The guest powering off by itself ends qshim
+too. Run as PID 1 (a container entrypoint), qshim also reaps orphaned processes.
 
 Options:
   --console            show the guest's serial console on stdout
@@ -56,7 +57,8 @@ Options:
   -h, --help           show this help
 
 Exit status:
-  0  the guest powered off (by itself, or when asked within the grace period)
+  0  the guest powered off (by itself, or when asked within the grace period),
+     or a stop came before the guest ever ran
   2  invalid spec or usage: nothing was started
   3  launch failure: QEMU could not start or rejected the plan (its exit
      status, argv and the tail of its stderr are printed), or the API socket
@@ -197,7 +199,8 @@ int cmd_run(const std::vector<std::string>& argv) {
         io.get_executor(),
         [&]() -> asio::awaitable<void> {
             auto started = co_await vm.start();
-            if (!started) print_error(started.error());
+            // A stop asked while QEMU was still starting is a stop, not a failure to report.
+            if (!started && started.error().code != Errc::state) print_error(started.error());
             if (auto path = args.get("--api-socket"); started && path) {
                 api.emplace(io.get_executor(), vm, *path);
                 if (auto served = api->start(); !served) {

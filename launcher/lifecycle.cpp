@@ -19,6 +19,8 @@ const char* to_string(Phase phase) {
             return "guest-stopping";
         case Phase::powering_down:
             return "powering-down";
+        case Phase::aborting:
+            return "aborting";
         case Phase::quitting:
             return "quitting";
         case Phase::forcing:
@@ -68,8 +70,9 @@ std::optional<Phase> next_phase(Phase from, Input input) {
             break;
         case P::starting:
             if (input == I::resumed) return P::running;
-            // Before the guest ran it cannot react to the button: quit it.
-            if (input == I::stop || input == I::quit) return P::quitting;
+            // The guest never ran (QEMU is still paused by -S, QMP may not even be up): there is
+            // no guest state to save or to lose, so QEMU is killed and that is the asked stop.
+            if (input == I::stop || input == I::quit) return P::aborting;
             // A lost connection while starting fails the start itself (a launch failure).
             break;
         case P::running:
@@ -102,6 +105,7 @@ std::optional<Phase> next_phase(Phase from, Input input) {
             // `quit` was not answered, or QEMU did not exit after it: SIGKILL is force.
             if (input == I::grace_expired) return P::forcing;
             break;
+        case P::aborting:
         case P::forcing:
             // `quit` closes the connection: losing it now is the expected end, not a loss.
         case P::signalling:
@@ -132,6 +136,7 @@ VmExit::Reason exit_reason(Phase ended_in, bool clean_exit) {
             return R::guest_shutdown;
         case Phase::powering_down:
         case Phase::quitting:
+        case Phase::aborting:  // killed on purpose, before anything ran
             return R::stopped;
         case Phase::forcing:
             return R::forced;
@@ -155,6 +160,7 @@ VmState public_state(Phase phase) {
             return VmState::qmp_lost;
         case Phase::guest_stopping:
         case Phase::powering_down:
+        case Phase::aborting:
         case Phase::quitting:
         case Phase::forcing:
         case Phase::signalling:

@@ -16,6 +16,7 @@ enum class Phase {
     qmp_lost,        // QEMU runs, but its QMP connection is gone: nothing can be changed
     guest_stopping,  // the guest powered itself off; QEMU is exiting
     powering_down,   // a stop was asked: the ACPI power button is pressed, the grace period runs
+    aborting,        // a stop was asked before the guest ran: SIGKILL, nothing of it can be lost
     quitting,        // a stop was asked of a VM that cannot react to the button: quit, then kill
     forcing,         // the grace period passed: quit, then kill
     signalling,      // a stop was asked (or was under way) without QMP: SIGTERM, then kill

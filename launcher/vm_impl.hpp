@@ -58,6 +58,8 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
 
     // vm_launch.cpp
     Result<void> spawn_qemu(const std::string& context);
+    bool stopped_before_running() const;
+    Error stop_before_running_error(const std::string& context) const;
     Error fail_early(const std::string& message, const std::string& context);
     boost::asio::awaitable<Error> fail_launch(const std::string& why, const std::string& context);
     boost::asio::awaitable<Result<void>> verify_plan();

@@ -115,6 +115,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
 
     auto connected =
         co_await with_deadline(ex_, qmp_.connect_fd(ours.release()), options_.start_timeout);
+    if (!connected && stopped_before_running()) co_return stop_before_running_error(context);
     if (!connected)
         co_return co_await fail_launch("QMP handshake failed: " + connected.error().what(),
                                        context);
@@ -127,18 +128,28 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
         if (auto impl = weak.lock(); impl && !impl->exited_.is_set()) impl->on_qmp_closed();
     });
 
-    if (auto v = co_await verify_plan(); !v)
-        co_return co_await fail_launch(v.error().what(), context);
-    // A stop asked meanwhile is already quitting QEMU; the guest never ran. (Anything else, such
+    auto verified = co_await verify_plan();
+    // A stop asked meanwhile is already killing QEMU; the guest never ran. (Anything else, such
     // as a `cont` sent on the --qmp-socket monitor, changes nothing: `cont` is idempotent.)
-    if (phase_ == Phase::quitting || phase_ == Phase::exited)
-        co_return make_error(Errc::state, "a stop was requested before the guest ran", context);
+    if (stopped_before_running()) co_return stop_before_running_error(context);
+    if (!verified) co_return co_await fail_launch(verified.error().what(), context);
     auto cont = co_await qmp_.execute("cont");
     if (!cont) co_return co_await fail_launch("cont: " + cont.error().what(), context);
     // QEMU's RESUME event may be read before or after this reply: whichever is first moves
     // the phase and announces it.
     if (Phase before = phase_; apply(Input::resumed) && before != phase_) emit("running", {});
     co_return Result<void>{};
+}
+
+// A stop asked while starting moved the phase to `aborting` (and, once QEMU is reaped, to
+// `exited` with the reason `stopped`): the start then ends without being a launch failure.
+bool Vm::Impl::stopped_before_running() const {
+    return phase_ == Phase::aborting ||
+           (phase_ == Phase::exited && exit_.reason == VmExit::Reason::stopped);
+}
+
+Error Vm::Impl::stop_before_running_error(const std::string& context) const {
+    return make_error(Errc::state, "a stop was requested before the guest ran", context);
 }
 
 Error Vm::Impl::fail_early(const std::string& message, const std::string& context) {

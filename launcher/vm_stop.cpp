@@ -75,11 +75,14 @@ asio::awaitable<void> Vm::Impl::stop_ladder(std::shared_ptr<Impl> self, Ms grace
         co_await (self->exited_.wait(left) || self->qmp_lost_.wait(left));
     }
     // Written with one exit at the end (see end_by_signals).
-    if (self->phase_ == Phase::signalling) {
+    if (self->phase_ == Phase::aborting) {
+        // The guest never ran: SIGKILL loses nothing, and QEMU may not answer QMP yet.
+        if (!self->exited_.is_set()) launcher::detail::signal_child(self->child_, SIGKILL);
+    } else if (self->phase_ == Phase::signalling) {
         co_await end_by_signals(self);
     } else if (self->phase_ == Phase::forcing || self->phase_ == Phase::quitting) {
         bool gone = false;
-        // Without QMP (still starting, or just lost) there is nobody to ask.
+        // Without QMP (just lost) there is nobody to ask.
         if (self->qmp_.state() == qmp::State::running) {
             self->emit("forcing-stop", step("quit"));
             auto quit = co_await self->qmp_.execute("quit", json::object(), quit_answer_timeout);

@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>
 #include <csignal>
 
@@ -46,8 +47,8 @@ TEST_CASE("the transition table: stops, losses and exits map to one reason each"
     CHECK(next_phase(Phase::running, Input::stopped) == Phase::paused);
     CHECK(next_phase(Phase::paused, Input::resumed) == Phase::running);
     CHECK(next_phase(Phase::running, Input::stop) == Phase::powering_down);
-    CHECK(next_phase(Phase::paused, Input::stop) == Phase::quitting);  // cannot press a button
-    CHECK(next_phase(Phase::starting, Input::stop) == Phase::quitting);
+    CHECK(next_phase(Phase::paused, Input::stop) == Phase::quitting);    // cannot press a button
+    CHECK(next_phase(Phase::starting, Input::stop) == Phase::aborting);  // the guest never ran
     CHECK(next_phase(Phase::powering_down, Input::grace_expired) == Phase::forcing);
     CHECK(next_phase(Phase::running, Input::qmp_lost) == Phase::qmp_lost);
     CHECK(next_phase(Phase::qmp_lost, Input::stop) == Phase::signalling);
@@ -60,8 +61,8 @@ TEST_CASE("the transition table: stops, losses and exits map to one reason each"
     CHECK_FALSE(next_phase(Phase::exited, Input::exited));
     CHECK_FALSE(next_phase(Phase::exited, Input::resumed));
     for (Phase p : {Phase::created, Phase::starting, Phase::running, Phase::paused, Phase::qmp_lost,
-                    Phase::guest_stopping, Phase::powering_down, Phase::quitting, Phase::forcing,
-                    Phase::signalling})
+                    Phase::guest_stopping, Phase::powering_down, Phase::aborting, Phase::quitting,
+                    Phase::forcing, Phase::signalling})
         CHECK(next_phase(p, Input::exited) == Phase::exited);
     CHECK(exit_reason(Phase::running) == R::crashed);
     CHECK(exit_reason(Phase::guest_stopping) == R::guest_shutdown);
@@ -71,6 +72,8 @@ TEST_CASE("the transition table: stops, losses and exits map to one reason each"
     CHECK(exit_reason(Phase::qmp_lost) == R::qmp_lost);
     CHECK(exit_reason(Phase::signalling) == R::qmp_lost);
     CHECK(exit_reason(Phase::starting) == R::launch_failed);
+    // Killed on purpose before anything ran: the stop that was asked, whatever the status.
+    CHECK(exit_reason(Phase::aborting, false) == R::stopped);
     // quit unanswered: the SIGKILL that follows is force.
     CHECK(next_phase(Phase::quitting, Input::grace_expired) == Phase::forcing);
     CHECK(next_phase(Phase::guest_stopping, Input::qmp_lost) == Phase::qmp_lost);
@@ -196,6 +199,41 @@ TEST_CASE("a stop before start ends the VM without QEMU; start is then refused")
     CHECK(exit.description == "not started");
     REQUIRE_FALSE(started.ok());
     CHECK(started.error().code == Errc::state);
+}
+
+TEST_CASE("a stop while QEMU starts kills it at once: a stop, not a launch failure") {
+    Fixture f;
+    auto vm = f.make_vm();
+    const std::string when = GENERATE("before the greeting", "during the plan check");
+    INFO(when);
+    // QEMU never greets, or never answers the plan check: only the stop can end this start.
+    if (when == "before the greeting")
+        f.serve({s::wait_closed()});
+    else
+        f.serve(handshake() + Script{s::hold("qom-list"), s::wait_closed()});
+    VmExit exit;
+    std::optional<Result<void>> started;
+    auto stop_once_reached = [&]() -> asio::awaitable<void> {
+        bool reached = co_await f.events.wait_for(
+            when == "before the greeting" ? "qemu-started" : "qmp-connected", 10s);
+        REQUIRE(reached);
+        vm->request_stop();
+    };
+    REQUIRE(run_test(f.io, [&]() -> asio::awaitable<void> {
+        using namespace asio::experimental::awaitable_operators;
+        started = co_await (vm->start() && stop_once_reached());
+        exit = co_await vm->wait_exit();
+    }()));
+    CHECK(exit.reason == VmExit::Reason::stopped);
+    CHECK(exit.description.find("signal 9") != std::string::npos);  // killed, not asked
+    REQUIRE(started.has_value());
+    REQUIRE_FALSE(started->ok());
+    CHECK(started->error().code == Errc::state);
+    INFO(fmt::format("{}", f.events.names()));
+    CHECK_FALSE(f.events.has("running"));
+    CHECK_FALSE(f.events.has("error"));         // nothing failed
+    CHECK_FALSE(f.events.has("forcing-stop"));  // and nothing was forced
+    CHECK(f.events.has("shutdown-requested"));
 }
 
 TEST_CASE("losing QMP is a state with an event; a stop then goes on by signals, never exit 0") {
