@@ -333,7 +333,7 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
                                    "as removing and goes when the guest lets go",
                                    timeout.count()),
                        context);
-    else if (live_.spec_has(kind, name))  // the wait ended without a release: QEMU went
+    else if (live_.has_device(kind, name))  // the wait ended without a release: QEMU went
         result =
             make_error(Errc::state, "the VM stopped before the guest released the device", context);
     co_return result;

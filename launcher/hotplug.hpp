@@ -33,7 +33,7 @@ struct LiveState {
         removing;               // "kind/name" -> done
     std::vector<Stray> strays;  // empty while QEMU and the live state agree
 
-    bool spec_has(topology::DeviceKind kind, const std::string& name) const {
+    bool has_device(topology::DeviceKind kind, const std::string& name) const {
         return topology.find_device(name, kind) != nullptr;
     }
 };

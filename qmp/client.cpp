@@ -21,6 +21,7 @@
 #include "qmp/events.hpp"
 #include "qmp/fd_passing.hpp"
 #include "qmp/framing.hpp"
+#include "qmp/message.hpp"
 
 namespace qshim::qmp {
 
@@ -48,16 +49,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // Remembered so a late reply is told apart from a bogus one; bounded because a daemon lives long.
 constexpr std::size_t max_remembered_timeouts = 1024;
 constexpr std::size_t read_chunk_bytes = 64 * 1024;
-// QEMU's own JSON parser refuses deeper nesting. The limit also keeps nlohmann's recursive copy
-// and dump from overflowing the stack on a hostile message (QEMU runs guest-influenced code).
-constexpr int max_json_depth = 1024;
-
-// Enough of an offending message to recognise it in an error, never megabytes of it.
-std::string snippet(std::string_view text) {
-    constexpr std::size_t limit = 120;
-    if (text.size() <= limit) return std::string(text);
-    return fmt::format("{}... ({} bytes)", text.substr(0, limit), text.size());
-}
 
 Error with_context(Error error, std::string context) {
     error.context = std::move(context);
@@ -136,8 +127,7 @@ class Client::Impl : public std::enable_shared_from_this<Impl> {
     void forget(const std::string& id, const Pending* pending);
     void on_read_error(const boost::system::error_code& ec);
     void on_line(const std::string& line);
-    void on_event(const Json& msg, const std::string& line);
-    void on_reply(const Json& msg, const std::string& line);
+    void on_reply(detail::Reply reply);
     void protocol_failure(std::string message) {
         teardown(make_error(Errc::protocol, std::move(message)));
     }
@@ -443,76 +433,36 @@ void Client::Impl::on_read_error(const boost::system::error_code& ec) {
 }
 
 void Client::Impl::on_line(const std::string& line) {
-    bool too_deep = false;
-    Json msg = Json::parse(
-        line,
-        [&too_deep](int depth, Json::parse_event_t, Json&) {
-            if (depth > max_json_depth) too_deep = true;
-            return !too_deep;  // keep nothing once too deep: the message is refused anyway
-        },
-        /*allow_exceptions=*/false);
-    if (too_deep)
-        return protocol_failure(
-            fmt::format("a QMP message nests deeper than {} levels", max_json_depth));
-    if (msg.is_discarded())
-        return protocol_failure("the peer sent a line that is not JSON: " + snippet(line));
-    if (!msg.is_object())
-        return protocol_failure("a QMP message is not a JSON object: " + snippet(line));
-    if (!greeting_) {
-        auto qmp = msg.find("QMP");
-        if (qmp == msg.end() || !qmp->is_object())
-            return protocol_failure("expected the QMP greeting, got: " + snippet(line));
-        greeting_ = std::move(*qmp);
+    auto parsed = detail::parse_message(line, !greeting_);
+    if (auto* failure = std::get_if<detail::ProtocolError>(&parsed))
+        return protocol_failure(std::move(failure->message));
+    if (auto* greeting = std::get_if<detail::Greeting>(&parsed)) {
+        greeting_ = std::move(greeting->qmp);
         greeting_signal_.cancel();
         return;
     }
-    if (msg.contains("event")) return on_event(msg, line);
-    if (msg.contains("return") || msg.contains("error")) return on_reply(msg, line);
-    protocol_failure("a QMP message that is neither a reply nor an event: " + snippet(line));
+    if (auto* event = std::get_if<Event>(&parsed)) return listeners_.deliver(*event);
+    on_reply(std::get<detail::Reply>(std::move(parsed)));
 }
 
-void Client::Impl::on_event(const Json& msg, const std::string& line) {
-    const Json& name = msg.at("event");
-    if (!name.is_string())
-        return protocol_failure("an event whose name is not a string: " + snippet(line));
-    Event event;
-    event.name = name.get<std::string>();
-    auto data = msg.find("data");
-    event.data = data != msg.end() ? *data : Json::object();
-    auto timestamp = msg.find("timestamp");
-    if (timestamp != msg.end()) event.timestamp = *timestamp;
-    listeners_.deliver(event);
-}
-
-void Client::Impl::on_reply(const Json& msg, const std::string& line) {
-    auto id_member = msg.find("id");
-    if (id_member == msg.end()) {
-        // QEMU answers a command it could not even parse without an id; the stream can no longer
-        // be trusted to pair replies with commands (QMP spec, "Error" note).
-        return protocol_failure("a reply without id: " + snippet(line));
-    }
-    std::string id = id_member->is_string() ? id_member->get<std::string>() : id_member->dump();
-    auto it = pending_.find(id);
+void Client::Impl::on_reply(detail::Reply reply) {
+    auto it = pending_.find(reply.id);
     if (it == pending_.end()) {
-        if (timed_out_.erase(id) > 0)
+        if (timed_out_.erase(reply.id) > 0)
             ++stats_.late_replies;
         else
             ++stats_.unknown_replies;
         return;
     }
     std::optional<Result<Json>> result;
-    if (auto error = msg.find("error"); error != msg.end()) {
-        auto cls = error->is_object() ? error->find("class") : error->end();
-        auto desc = error->is_object() ? error->find("desc") : error->end();
-        if (!error->is_object() || cls == error->end() || !cls->is_string() ||
-            desc == error->end() || !desc->is_string())
-            return protocol_failure("a malformed QMP error: " + snippet(line));
-        Error e =
-            make_error(Errc::qmp, desc->get<std::string>(), "executing " + it->second->command);
-        e.qmp_class = cls->get<std::string>();
+    if (auto* malformed = std::get_if<detail::ProtocolError>(&reply.outcome))
+        return protocol_failure(std::move(malformed->message));
+    if (auto* error = std::get_if<detail::ReplyError>(&reply.outcome)) {
+        Error e = make_error(Errc::qmp, std::move(error->desc), "executing " + it->second->command);
+        e.qmp_class = std::move(error->cls);
         result.emplace(std::move(e));
     } else {
-        result.emplace(msg.at("return"));
+        result.emplace(std::move(std::get<Json>(reply.outcome)));
     }
     auto pending = std::move(it->second);
     pending_.erase(it);

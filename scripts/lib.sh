@@ -9,7 +9,7 @@ guest_dir=$cache_dir/guest
 # Debian 12 packages: build tools and libraries, QEMU, and what the test guest is made from.
 packages=(meson ninja-build g++ pkg-config python3
     libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libcap-ng-dev libfmt-dev catch2
-    qemu-system-x86 qemu-utils busybox-static cpio clang-format)
+    qemu-system-x86 qemu-utils busybox-static cpio clang-format clang libclang-rt-14-dev iproute2 valgrind)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -46,7 +46,57 @@ build() {
     ninja -C "$build_dir" -j "$(nproc)" >/dev/null || ninja -C "$build_dir" -j 1
 }
 
+# The same project built with AddressSanitizer + UndefinedBehaviorSanitizer (g++), in a build
+# directory of its own; the suite runs there too (scripts/test).
+asan_build_dir=${QSHIM_ASAN_BUILD_DIR:-$repo/build-asan}
+
+build_sanitized() {
+    if [ ! -f "$asan_build_dir/build.ninja" ]; then
+        say "configuring $asan_build_dir (AddressSanitizer + UndefinedBehaviorSanitizer)"
+        meson setup "$asan_build_dir" "$repo" -Db_sanitize=address,undefined -Db_lundef=false \
+            -Dfuzz=disabled -Dwerror=false >/dev/null  # warnings are the gcc build's job; ASan adds false ones
+    fi
+    say "building with sanitizers"
+    ninja -C "$asan_build_dir" -j "$(nproc)" >/dev/null || ninja -C "$asan_build_dir" -j 1
+}
+
 build_guest() {
     say "building the test guest in $guest_dir"
     "$repo/tests/guest/build" "$guest_dir"
+}
+
+# The libFuzzer targets (tests/fuzz/meson.build), built by clang with ASan and UBSan in a build
+# directory of their own: scripts/fuzz-smoke (CI) and scripts/fuzz (long runs).
+fuzz_build_dir=${QSHIM_FUZZ_BUILD_DIR:-$repo/build-fuzz}
+fuzz_targets=(spec-fuzz qmp-fuzz api-fuzz api-route-fuzz plan-fuzz)
+
+# "spec", "spec_fuzz" and "spec-fuzz" all name spec-fuzz.
+fuzz_target_name() {
+    local t=${1//_/-}
+    t=${t%-fuzz}-fuzz
+    local known
+    for known in "${fuzz_targets[@]}"; do [ "$known" = "$t" ] && { echo "$t"; return; }; done
+    die "no fuzz target '$1' (there are: ${fuzz_targets[*]})"
+}
+
+build_fuzz() {
+    command -v clang++ >/dev/null || die "fuzzing needs clang and its libFuzzer runtime (Debian: apt-get install clang)"
+    if [ ! -f "$fuzz_build_dir/build.ninja" ]; then
+        say "configuring $fuzz_build_dir (clang, ASan + UBSan, libFuzzer)"
+        # -fno-sanitize=function: clang 14 reports a false positive on coroutine resumption.
+        CXX=clang++ meson setup "$fuzz_build_dir" "$repo" -Dfuzz=enabled \
+            -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fno-sanitize=function >/dev/null
+    fi
+    say "building the fuzz targets"
+    local t outputs=()
+    for t in "$@"; do outputs+=("tests/fuzz/$t"); done
+    ninja -C "$fuzz_build_dir" -j "$(nproc)" "${outputs[@]}" >/dev/null ||
+        ninja -C "$fuzz_build_dir" -j 1 "${outputs[@]}"
+}
+
+# The value of one of libFuzzer's -print_final_stats lines in a log, or "?".
+fuzz_stat() {
+    local v
+    v=$(sed -n "s/^stat::$1: *//p" "$2" | tail -n 1)
+    echo "${v:-?}"
 }

@@ -1,6 +1,7 @@
 // libFuzzer target: any bytes through the spec loader, and every spec it accepts through the
 // planner, the argv builder and to_yaml. Beyond "no crash" it checks the loader's contract: a
-// rejection is invalid_spec with positioned diagnostics, and to_yaml output loads back to itself.
+// rejection is invalid_spec with positioned diagnostics, to_yaml output loads back to itself, and
+// to_json output loads back to the same spec. (plan-fuzz checks the planner's own contract.)
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,11 +43,19 @@ void run(std::string_view text, spec::Format format) {
                yaml + "\n" + to_string(again.error().diagnostics.at(0)));
     if (spec::to_yaml(*again).value() != yaml)
         broken("to_yaml is not a fixed point", yaml + "\n---\n" + spec::to_yaml(*again).value());
+    // The JSON rendering (what GET /v1/vm shows) is the same spec.
+    std::string json = spec::to_json(*loaded).value();
+    auto from_json = spec::parse_spec(json, file, {spec::Format::json});
+    if (!from_json)
+        broken("to_json output does not load",
+               json + "\n" + to_string(from_json.error().diagnostics.at(0)));
+    if (spec::to_yaml(*from_json).value() != yaml)
+        broken("to_json output loads as another spec", json + "\n---\n" + yaml);
 
     auto topology = topology::plan(*loaded);
     if (!topology) return;  // impossible pins and capacity limits are the planner's to refuse
     (void)topology::to_json(*topology);
-    (void)launcher::build_argv(*loaded, *topology);
+    (void)launcher::build_command(*loaded, *topology);
 }
 
 }  // namespace
