@@ -16,6 +16,39 @@ def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def api_connections(pid, api_path):
+    """How many accepted API connections qshim holds: sockets bound to the API path that are not
+    the listener (/proc/net/unix flag __SO_ACCEPTCON, 0x10000)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue  # closed while we looked
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    count = 0
+    with open("/proc/net/unix") as table:
+        next(table)
+        for line in table:
+            cols = line.split()
+            if len(cols) >= 8 and cols[6] in inodes and cols[7] == str(api_path) \
+                    and not int(cols[3], 16) & 0x10000:
+                count += 1
+    return count
+
+
+def settled_fds(pid, api_path, deadline_s=10):
+    """qshim's fd count once it has closed every API connection the test closed. A connection ends
+    on the server side when it reads the client's EOF, a moment after the client's close (longer
+    under sanitizers): waited for, with a deadline, so a session that never closes still fails."""
+    end = time.monotonic() + deadline_s
+    while api_connections(pid, api_path):
+        assert time.monotonic() < end, f"qshim still holds API connections after {deadline_s} s"
+        time.sleep(0.01)
+    return fds(pid)
+
+
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -44,7 +77,7 @@ def main():
         for _ in range(min(20, cycles)):
             cycle()
         before = qemu_state(qmp)
-        base = {"qshim fds": fds(qshim_pid), "qemu fds": fds(qemu_pid)}
+        base = {"qshim fds": settled_fds(qshim_pid, api), "qemu fds": fds(qemu_pid)}
         rss = [rss_kib(qshim_pid)]
         started = time.monotonic()
         for i in range(cycles):
@@ -52,7 +85,7 @@ def main():
             if (i + 1) % max(1, cycles // 10) == 0:
                 rss.append(rss_kib(qshim_pid))
         took = time.monotonic() - started
-        after = {"qshim fds": fds(qshim_pid), "qemu fds": fds(qemu_pid)}
+        after = {"qshim fds": settled_fds(qshim_pid, api), "qemu fds": fds(qemu_pid)}
         assert after == base, f"fds leaked over {cycles} cycles: {base} -> {after}"
         assert qemu_state(qmp) == before, "block nodes or PCI devices left behind"
         status = expect(api, "GET", "/v1/vm")
