@@ -53,8 +53,10 @@ asan_build_dir=${QSHIM_ASAN_BUILD_DIR:-$repo/build-asan}
 build_sanitized() {
     if [ ! -f "$asan_build_dir/build.ninja" ]; then
         say "configuring $asan_build_dir (AddressSanitizer + UndefinedBehaviorSanitizer)"
+        # -O1 -g1: what ASan recommends, compiled in two thirds of the time of -O2 -g (line
+        # tables are all a report needs). Warnings are the gcc build's job; ASan adds false ones.
         meson setup "$asan_build_dir" "$repo" -Db_sanitize=address,undefined -Db_lundef=false \
-            -Dfuzz=disabled -Dwerror=false >/dev/null  # warnings are the gcc build's job; ASan adds false ones
+            -Doptimization=1 -Dcpp_args=-g1 -Dfuzz=disabled -Dwerror=false >/dev/null
     fi
     say "building with sanitizers"
     ninja -C "$asan_build_dir" -j "$(nproc)" >/dev/null || ninja -C "$asan_build_dir" -j 1
