@@ -81,6 +81,27 @@ std::optional<Error> check_text(std::string_view text, const std::string& filena
     return std::nullopt;
 }
 
+// yaml-cpp 0.7 decodes the YAML escapes \N (U+0085) and \_ (U+00A0) to the bare bytes 0x85
+// and 0xA0, not to UTF-8, so a valid spec could hold strings that are not (and that QEMU's JSON
+// arguments cannot carry). The text was checked to be UTF-8, so such a byte where a character
+// starts can only come from those escapes: it is re-encoded as the character it stands for.
+// One pass, each scan resuming after the last repair: a megabyte of escapes stays linear.
+void repair_escapes(std::string& value) {
+    if (!invalid_utf8(value)) return;
+    std::string repaired;
+    std::string_view rest = value;
+    while (auto bad = invalid_utf8(rest)) {
+        auto byte = static_cast<unsigned char>(rest[*bad]);
+        if (byte != 0x85 && byte != 0xa0) break;  // not from an escape: left as it is
+        repaired.append(rest.substr(0, *bad));
+        repaired += '\xc2';
+        repaired += static_cast<char>(byte);
+        rest.remove_prefix(*bad + 1);
+    }
+    repaired.append(rest);
+    value = std::move(repaired);
+}
+
 // Builds the tree from parser events. The first problem stops the build: a document that is not
 // well formed has no meaningful fields to report on.
 class TreeBuilder : public YAML::EventHandler {
@@ -111,6 +132,7 @@ class TreeBuilder : public YAML::EventHandler {
         check_tag(tag, mark);
         Node n = make(Node::Kind::scalar, mark);
         n.value = value;
+        repair_escapes(n.value);
         n.quoted = tag == "!";  // yaml-cpp tags quoted scalars "!" and plain ones "?"
         add(std::move(n));
     }

@@ -402,6 +402,27 @@ TEST_CASE("many keys and long scalars stay fast", "[spec][bad][size]") {
     });
 }
 
+TEST_CASE("YAML escapes decode to UTF-8, even those yaml-cpp gets wrong", "[spec][bad][document]") {
+    // yaml-cpp 0.7 turns \N and \_ into the bare bytes 0x85 and 0xA0 (found by plan-fuzz: the
+    // spec loaded, then its command line could not be written as JSON).
+    auto r = parse_spec(
+        "name: vm\nboot: {kernel: \"/k\\_e\\Nr\\x85n\\u00A0el\", cmdline: \"a\\_b\"}\n", "vm.yaml");
+    REQUIRE(r.ok());
+    CHECK(r->boot.kernel == "/k\u00a0e\u0085r\u0085n\u00a0el");
+    CHECK(r->boot.cmdline == "a\u00a0b");
+    auto json = to_json(*r);
+    REQUIRE(json.ok());
+    // Many of them stay linear.
+    quickly([] {
+        std::string many = "name: vm\nboot: {kernel: \"/k";
+        while (many.size() < 900'000) many += "\\_\\N";
+        many += "\"}\n";
+        auto big = parse_spec(many, "vm.yaml");
+        REQUIRE(big.ok());
+        CHECK(big->boot.kernel.substr(0, 6) == "/k\u00a0\u0085");
+    });
+}
+
 TEST_CASE("files that cannot be read are I/O errors", "[spec][bad][io]") {
     TempDir dir;
     auto missing = load_spec((dir.path / "missing.yaml").string());
