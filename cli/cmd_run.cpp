@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <qshim/api.hpp>
+#include <qshim/launcher.hpp>
 #include <qshim/log.hpp>
 #include <qshim/vm.hpp>
 
@@ -36,6 +37,13 @@ waits up to lifecycle.gracePeriodSeconds for it to power off, then asks QEMU to
 quit, then kills it. A VM still starting (its guest never ran) is killed at
 once, which counts as stopped. The guest powering off by itself ends qshim
 too. Run as PID 1 (a container entrypoint), qshim also reaps orphaned processes.
+
+Sandbox (docs/security.md): QEMU runs with no capabilities, no_new_privs, a
+seccomp deny-list (security.seccomp) and no core dumps, as security.runAs:
+107:107 by default when qshim runs as root, qshim's own ids otherwise. The
+files the spec names are checked as that uid before anything starts: give
+them to it (chown 107:107 vm/). Once QEMU runs, qshim keeps only CAP_KILL,
+CAP_SETUID, CAP_SETGID and CAP_DAC_OVERRIDE, and sets no_new_privs.
 
 Options:
   --console            show the guest's serial console on stdout
@@ -185,7 +193,7 @@ int cmd_run(const std::vector<std::string>& argv) {
 
     // Declared after the Vm: destroyed before it, as the server borrows the Vm.
     std::optional<ApiServer> api;
-    bool api_failed = false;
+    bool cannot_supervise = false;
     int code = exit_internal;
     auto on_failure = [&](const std::string&) {
         // A bug ended supervision: no QEMU may run on unsupervised, and nothing may wait forever.
@@ -208,14 +216,21 @@ int cmd_run(const std::vector<std::string>& argv) {
                     // running.
                     fmt::print(stderr, "qshim run: cannot serve the API: {}; stopping the VM\n",
                                served.error().what());
-                    api_failed = true;
+                    cannot_supervise = true;
                     vm.request_stop(std::chrono::milliseconds(0));
                 }
             }
+            // QEMU runs and the API socket is bound: what qshim still needs is small.
+            if (started && !cannot_supervise)
+                if (auto locked = launcher::lock_down_supervisor(); !locked) {
+                    fmt::print(stderr, "qshim run: {}; stopping the VM\n", locked.error().what());
+                    cannot_supervise = true;
+                    vm.request_stop(std::chrono::milliseconds(0));
+                }
             VmExit exit = co_await vm.wait_exit();
             if (api) api->stop();
-            code = api_failed ? exit_launch_failed : exit_code(exit.reason);
-            if (started && !api_failed && exit.reason != VmExit::Reason::guest_shutdown &&
+            code = cannot_supervise ? exit_launch_failed : exit_code(exit.reason);
+            if (started && !cannot_supervise && exit.reason != VmExit::Reason::guest_shutdown &&
                 exit.reason != VmExit::Reason::stopped)
                 fmt::print(stderr, "qshim: VM {}: QEMU {} ({})\n", vm.spec().name, exit.description,
                            to_string(exit.reason));

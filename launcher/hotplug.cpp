@@ -176,7 +176,7 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
                 Errc::conflict,
                 fmt::format("serial '{}' is already used by disk {}", disk.serial, d.name),
                 context);
-    if (auto why = disk_file_problem(disk); !why.empty())
+    if (auto why = disk_file_problem(disk, qemu_); !why.empty())
         co_return field_error("path", disk.path + ": " + why, context);
     auto plan =
         place("disks", disk.pci_address, [&disk](spec::VmSpec& s, const spec::PciAddress& a) {

@@ -12,6 +12,7 @@
 
 #include "common/async_event.hpp"
 #include "common/async_mutex.hpp"
+#include "launcher/access_check.hpp"
 
 namespace qshim::launcher::detail {
 
@@ -59,6 +60,8 @@ class Hotplug {
                                                 std::chrono::milliseconds timeout);
     // QMP DEVICE_DELETED for a device nobody is unplugging: the guest ejected it by itself.
     void device_deleted(const std::string& id);
+    // Who QEMU runs as: a hot-plugged disk's image is checked as that uid before QEMU sees it.
+    void set_qemu_identity(QemuIdentity who) { qemu_ = who; }
     // Mutations other than hotplug (pause, resume) take the same turn.
     boost::asio::awaitable<qshim::detail::AsyncMutex::Guard> lock() { return mutex_.lock(); }
 
@@ -108,6 +111,7 @@ class Hotplug {
     boost::asio::any_io_executor ex_;
     qmp::Client& qmp_;
     LiveState& live_;
+    QemuIdentity qemu_;
     Emit emit_;
     CanChange can_change_;
     std::function<std::shared_ptr<void>()> anchor_;

@@ -24,18 +24,26 @@ bool socket_is_served(const std::string& path);
 
 namespace {
 
-struct Check {
-    std::string field;
+// A file QEMU opens itself, and how.
+struct Need {
+    std::string field;  // "disks[0] (root)"
     std::string path;
+    int mode;          // R_OK, W_OK, X_OK
+    std::string what;  // "readable", "readable and writable", ...
 };
 
-std::string readable(const std::string& path, bool write) {
+std::string mode_words(int mode) {
+    if (mode == (W_OK | X_OK)) return "writable (QEMU creates a file in it)";
+    if (mode == (R_OK | W_OK)) return "readable and writable";
+    if (mode == W_OK) return "writable";
+    return "readable";
+}
+
+// What stat alone says against a file: missing, or a directory.
+std::string file_state(const std::string& path) {
     struct stat st {};
     if (stat(path.c_str(), &st) != 0) return std::strerror(errno);
     if (S_ISDIR(st.st_mode)) return "is a directory";
-    if (access(path.c_str(), write ? R_OK | W_OK : R_OK) != 0)
-        return std::string(write ? "not readable and writable: " : "not readable: ") +
-               std::strerror(errno);
     return {};
 }
 
@@ -64,27 +72,63 @@ std::string socket_place(const std::string& path) {
     return {};
 }
 
+std::string folder_of(const std::string& path) {
+    auto dir = fs::path(path).parent_path();
+    return dir.empty() ? std::string(".") : dir.string();
+}
+
+// Asks the kernel, as QEMU, about every need at once; adds a problem per refusal.
+void check_needs(const std::vector<Need>& needs, const QemuIdentity& qemu,
+                 std::vector<std::string>& problems) {
+    if (needs.empty()) return;
+    std::vector<AccessRequest> requests;
+    for (const auto& n : needs) requests.push_back({n.path, n.mode});
+    auto results = access_as(qemu, requests);
+    if (!results) {
+        problems.push_back(results.error().what());
+        return;
+    }
+    for (size_t i = 0; i < needs.size(); ++i)
+        if (int err = (*results)[i]; err != 0)
+            problems.push_back(fmt::format("{}: {}: not {} by {}: {}", needs[i].field,
+                                           needs[i].path, needs[i].what, describe(qemu),
+                                           std::strerror(err)));
+}
+
 }  // namespace
 
-Result<void> preflight(const spec::VmSpec& spec) {
+Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
+                       std::vector<std::string>& warnings) {
     std::vector<std::string> problems;
-    auto file = [&](const std::string& field, const std::string& path, bool write) {
-        if (auto why = readable(path, write); !why.empty())
+    std::vector<Need> needs;
+    auto file = [&](const std::string& field, const std::string& path, int mode) {
+        if (auto why = file_state(path); !why.empty())
             problems.push_back(fmt::format("{}: {}: {}", field, path, why));
+        else
+            needs.push_back({field, path, mode, mode_words(mode)});
     };
-    if (!spec.boot.kernel.empty()) file("boot.kernel", spec.boot.kernel, false);
-    if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, false);
-    for (size_t i = 0; i < spec.disks.size(); ++i)
-        if (auto why = disk_file_problem(spec.disks[i]); !why.empty())
-            problems.push_back(fmt::format("disks[{}] ({}): {}: {}", i, spec.disks[i].name,
-                                           spec.disks[i].path, why));
+    // QEMU creates a socket or file in this folder: search and write permission on it.
+    auto creates_in = [&](const std::string& field, const std::string& path) {
+        std::error_code ec;
+        if (fs::is_directory(folder_of(path), ec))
+            needs.push_back({field, folder_of(path), W_OK | X_OK, mode_words(W_OK | X_OK)});
+    };
+    if (!spec.boot.kernel.empty()) file("boot.kernel", spec.boot.kernel, R_OK);
+    if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, R_OK);
+    for (size_t i = 0; i < spec.disks.size(); ++i) {
+        const auto& d = spec.disks[i];
+        file(fmt::format("disks[{}] ({})", i, d.name), d.path, d.read_only ? R_OK : R_OK | W_OK);
+    }
     auto socket = [&](const std::string& field, const std::string& path) {
         if (path.empty()) return;
         if (auto why = socket_place(path); !why.empty())
             problems.push_back(fmt::format("{}: {}: {}", field, path, why));
+        else
+            creates_in(field + " (its folder)", path);
     };
     socket("serial.socket", spec.serial.socket);
     socket("devices.guestAgent", spec.devices.guest_agent);
+    socket("--qmp-socket", input.qmp_socket);
     for (size_t i = 0; i < spec.interfaces.size(); ++i)
         if (const auto& fd = spec.interfaces[i].backend.tap_fd)
             if (auto why = tap_fd_problem(*fd); !why.empty())
@@ -92,18 +136,39 @@ Result<void> preflight(const spec::VmSpec& spec) {
                                                spec.interfaces[i].name, why));
     for (size_t i = 0; i < spec.interfaces.size(); ++i)
         if (spec.interfaces[i].backend.type == spec::BackendType::stream) {
+            const std::string& path = spec.interfaces[i].backend.socket;
             std::error_code ec;
-            if (!fs::exists(spec.interfaces[i].backend.socket, ec))
+            if (!fs::exists(path, ec))
                 problems.push_back(fmt::format(
                     "interfaces[{}].backend.socket: {}: no such socket (is passt running?)", i,
-                    spec.interfaces[i].backend.socket));
+                    path));
+            else  // connecting to a unix socket needs write permission on it
+                needs.push_back({fmt::format("interfaces[{}].backend.socket", i), path, W_OK,
+                                 mode_words(W_OK)});
         }
     if (!spec.serial.log.empty()) {
-        auto dir = fs::path(spec.serial.log).parent_path();
         std::error_code ec;
-        if (!dir.empty() && !fs::is_directory(dir, ec))
+        if (!fs::is_directory(folder_of(spec.serial.log), ec))
             problems.push_back(
                 fmt::format("serial.log: {}: its folder does not exist", spec.serial.log));
+        else if (fs::exists(spec.serial.log, ec))
+            needs.push_back({"serial.log", spec.serial.log, W_OK, mode_words(W_OK)});
+        else
+            creates_in("serial.log (its folder)", spec.serial.log);
+    }
+    check_needs(needs, input.qemu, problems);
+    // KVM: required with accel kvm; with auto, QEMU quietly falls back to TCG, ten times slower.
+    const spec::Accel accel = input.accel.value_or(spec.machine.accel);
+    if (accel != spec::Accel::tcg) {
+        auto kvm = access_as(input.qemu, {{input.kvm, R_OK | W_OK}});
+        if (kvm && (*kvm)[0] != 0) {
+            std::string why = fmt::format("{}: not readable and writable by {}: {}", input.kvm,
+                                          describe(input.qemu), std::strerror((*kvm)[0]));
+            if (accel == spec::Accel::kvm)
+                problems.push_back("machine.accel kvm: " + why);
+            else
+                warnings.push_back("machine.accel auto: " + why + "; QEMU will use TCG");
+        }
     }
     if (problems.empty()) return {};
     std::string message =
@@ -113,8 +178,15 @@ Result<void> preflight(const spec::VmSpec& spec) {
     return make_error(Errc::launch, message, "checking what VM " + spec.name + " needs");
 }
 
-std::string disk_file_problem(const spec::Disk& disk) {
-    return readable(disk.path, !disk.read_only);
+std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu) {
+    if (auto why = file_state(disk.path); !why.empty()) return why;
+    int mode = disk.read_only ? R_OK : R_OK | W_OK;
+    auto result = access_as(qemu, {{disk.path, mode}});
+    if (!result) return result.error().what();
+    if (int err = (*result)[0]; err != 0)
+        return fmt::format("not {} by {}: {}", mode_words(mode), describe(qemu),
+                           std::strerror(err));
+    return {};
 }
 
 // Anything but a clear "nobody listens" counts as served: never remove what might be live.

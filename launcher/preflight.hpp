@@ -1,18 +1,34 @@
 // Checks made before QEMU starts, so a missing file is a clear error and not a half-started VM.
 #pragma once
 
+#include <optional>
 #include <qshim/error.hpp>
 #include <qshim/spec.hpp>
+#include <string>
+#include <vector>
+
+#include "launcher/access_check.hpp"
 
 namespace qshim::launcher::detail {
 
-// Every file the spec names exists and can be opened as needed; every socket or log's folder
-// exists; no socket path is taken by something that is not a socket.
-Result<void> preflight(const spec::VmSpec& spec);
+struct PreflightInput {
+    QemuIdentity qemu;                 // files are checked as QEMU will open them
+    std::string qmp_socket;            // a listening QMP socket QEMU creates; empty: none
+    std::optional<spec::Accel> accel;  // overrides machine.accel (CommandOptions::accel)
+    std::string kvm = "/dev/kvm";
+};
 
-// Why a disk's image cannot be used as the spec says (missing, unreadable, not writable though
-// read-write, a directory); empty when it can.
-std::string disk_file_problem(const spec::Disk& disk);
+// Every file the spec names exists and can be opened by QEMU's uid as needed; every socket or
+// log's folder exists and QEMU's uid may create files there; no socket path is taken by
+// something that is not a socket; with accel kvm, QEMU's uid can open /dev/kvm. Things that
+// change behaviour without being errors (accel auto without a usable /dev/kvm: TCG) are added to
+// `warnings`.
+Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
+                       std::vector<std::string>& warnings);
+
+// Why a disk's image cannot be used as the spec says (missing, unreadable or not writable by
+// QEMU's uid, a directory); empty when it can.
+std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu);
 
 // Removes the unix sockets QEMU serves for this spec (serial, guest agent) when they exist as
 // sockets: left behind by a QEMU that was killed, they would make the next start fail.

@@ -18,9 +18,17 @@ namespace qshim::launcher::detail {
 
 namespace {
 
-[[noreturn]] void child_fail(int report_fd, int err) {
+// What the child reports when it cannot exec: the step that failed and its errno.
+enum class Step : int { prepare = 1, sandbox = 2, exec = 3 };
+struct ChildReport {
+    Step step;
+    int err;
+};
+
+[[noreturn]] void child_fail(int report_fd, int err, Step step = Step::prepare) {
     // Only async-signal-safe calls from here on.
-    ssize_t ignored = write(report_fd, &err, sizeof err);
+    ChildReport report{step, err};
+    ssize_t ignored = write(report_fd, &report, sizeof report);
     (void)ignored;
     _exit(127);
 }
@@ -65,6 +73,9 @@ int close_fds(unsigned first, unsigned last, long open_max) {
     if (close_fds(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, open_max) != 0)
         child_fail(report, errno);
     if (close_fds(static_cast<unsigned>(report) + 1, ~0u, open_max) != 0) child_fail(report, errno);
+    if (plan.sandbox)
+        if (int err = apply_sandbox(*plan.sandbox, parent); err != 0)
+            child_fail(report, err, Step::sandbox);
     // Signals blocked or ignored by qshim must not be inherited by QEMU. Every signal is still
     // blocked (spawn blocked them before fork): handlers go back to their defaults first, so
     // none of qshim's handlers (asio's, which write to qshim's own pipe) can run in the child.
@@ -75,7 +86,7 @@ int close_fds(unsigned first, unsigned last, long open_max) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     execve(argv[0], argv, envp);
-    child_fail(report, errno);
+    child_fail(report, errno, Step::exec);
 }
 
 }  // namespace
@@ -158,17 +169,21 @@ Result<Child> spawn(const SpawnPlan& plan) {
                           context);
     }
     close(report[1]);
-    int child_errno = 0;
+    ChildReport failed{};
     ssize_t n;
     do {
-        n = read(report[0], &child_errno, sizeof child_errno);
+        n = read(report[0], &failed, sizeof failed);
     } while (n < 0 && errno == EINTR);
     close(report[0]);
-    if (n == sizeof child_errno) {
+    if (n == sizeof failed) {
         while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
         }
+        const char* step = failed.step == Step::exec      ? "exec"
+                           : failed.step == Step::sandbox ? "setting up the sandbox for"
+                                                          : "preparing to exec";
         return make_error(Errc::launch,
-                          fmt::format("exec {}: {}", binary, std::strerror(child_errno)), context);
+                          fmt::format("{} {}: {}", step, binary, std::strerror(failed.err)),
+                          context);
     }
     int pidfd = detail::pidfd_open(pid);
     if (pidfd >= 0) {

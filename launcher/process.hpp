@@ -7,14 +7,17 @@
 #include <string>
 #include <vector>
 
+#include "launcher/sandbox.hpp"
+
 namespace qshim::launcher::detail {
 
 // What the child gets. target fds are numbered from 0 without gaps (0, 1, 2, then 3.. for
 // inherited sockets) so the child can close everything above them with one close_range.
 struct SpawnPlan {
     std::vector<std::string> argv;
-    std::vector<std::string> env;  // NAME=value
-    std::vector<int> fds;          // fds[i] becomes fd i in the child
+    std::vector<std::string> env;          // NAME=value
+    std::vector<int> fds;                  // fds[i] becomes fd i in the child
+    const SandboxPlan* sandbox = nullptr;  // applied in the child before exec; null: none
 };
 
 struct Child {
@@ -35,8 +38,8 @@ int signal_child(const Child& child, int signal);
 // first. The child dies with SIGKILL if the parent dies (PR_SET_PDEATHSIG), so no QEMU outlives
 // qshim. Linux ties that signal to the *thread* that forked: spawn from a thread that lives as
 // long as the VM (qshim's single event-loop thread does). exec failure is reported through a
-// CLOEXEC pipe as errno, so "binary not found" is an Error here rather than a mysterious exit
-// status later.
+// CLOEXEC pipe as errno, so "binary not found" (or a sandbox step the kernel refused) is an Error
+// here rather than a mysterious exit status later.
 Result<Child> spawn(const SpawnPlan& plan);
 
 // The fallback for kernels (and valgrind) without pidfd_open: an fd that becomes readable when

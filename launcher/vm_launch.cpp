@@ -61,10 +61,23 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
         co_return make_error(Errc::state,
                              fmt::format("the VM is {}, not created", to_string(state())), context);
     emit("spec-accepted", {{"topologyVersion", topo_.version}, {"machine", topo_.machine}});
-    if (auto ok = launcher::detail::preflight(spec_); !ok) {
+    // The sandbox is planned first: the files are then checked as the uid QEMU will have.
+    const auto host = launcher::detail::current_credentials();
+    auto sandbox = launcher::detail::plan_sandbox(spec_, host);
+    if (!sandbox) co_return fail_early(sandbox.error().what(), context);
+    launcher::detail::QemuIdentity qemu{sandbox->ids, sandbox->change_ids};
+    hotplug_.set_qemu_identity(qemu);
+    std::vector<std::string> warnings;
+    launcher::detail::PreflightInput checks{qemu, options_.command.qmp_socket,
+                                            options_.command.accel};
+    if (auto ok = launcher::detail::preflight(spec_, checks, warnings); !ok) {
         emit("error", {{"message", ok.error().what()}});
         end_without_qemu("not started");
         co_return std::move(ok).error();
+    }
+    for (const auto& w : warnings) {
+        log::write("launcher", log::Level::warn, w);
+        emit("warning", {{"message", w}});
     }
     remove_sockets();
 
@@ -91,6 +104,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     launcher::detail::SpawnPlan plan;
     plan.argv = argv_;
     for (char** e = environ; e && *e; ++e) plan.env.emplace_back(*e);
+    plan.sandbox = &*sandbox;
     plan.fds = {devnull.get(), options_.console_to_stdout ? STDOUT_FILENO : devnull.get(),
                 err_write.get()};
     for (const auto& fd : built->fds) {
@@ -106,7 +120,11 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     theirs.reset();
     err_write.reset();
     log::write("launcher", log::Level::info, fmt::format("QEMU started, pid {}", child_.pid));
-    emit("qemu-started", {{"pid", child_.pid}, {"argv", argv_}});
+    emit("qemu-started", {{"pid", child_.pid},
+                          {"argv", argv_},
+                          {"uid", sandbox->ids.uid},
+                          {"gid", sandbox->ids.gid},
+                          {"seccomp", to_string(spec_.security.seccomp)}});
 
     stderr_.assign(err_read.release());
     auto self = shared_from_this();

@@ -78,6 +78,11 @@ Json spec_json(const VmSpec& s) {
         j["serial"] = serial;
     }
     j["lifecycle"] = {{"gracePeriodSeconds", s.lifecycle.grace_period_seconds}};
+    Json security = Json::object();
+    if (s.security.run_as)
+        security["runAs"] = {{"uid", s.security.run_as->uid}, {"gid", s.security.run_as->gid}};
+    security["seccomp"] = to_string(s.security.seccomp);
+    j["security"] = security;
     return j;
 }
 

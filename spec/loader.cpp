@@ -51,6 +51,7 @@ class SpecReader {
         if (auto* n = f.get("serial"); n && expect(*n, Node::Kind::map, "serial")) serial(*n);
         if (auto* n = f.get("lifecycle"); n && expect(*n, Node::Kind::map, "lifecycle"))
             lifecycle(*n);
+        if (auto* n = f.get("security"); n && expect(*n, Node::Kind::map, "security")) security(*n);
         f.finish();
         cross_checks();
     }
@@ -337,6 +338,35 @@ class SpecReader {
     void lifecycle(const Node& n) {
         Fields f(diags_, n, "lifecycle");
         f.uint("gracePeriodSeconds", spec_.lifecycle.grace_period_seconds, 0, 3600);
+        f.finish();
+    }
+
+    void security(const Node& n) {
+        Fields f(diags_, n, "security");
+        if (auto* r = f.get("runAs"); r && expect(*r, Node::Kind::map, "security.runAs")) {
+            Fields ids(diags_, *r, "security.runAs");
+            ids.require("uid");
+            ids.require("gid");
+            // 4294967295 is (uid_t)-1, which setresuid reads as "leave unchanged".
+            RunAs run_as;
+            bool uid = ids.uint("uid", run_as.uid, 0, 4294967294u);
+            bool gid = ids.uint("gid", run_as.gid, 0, 4294967294u);
+            if (uid && run_as.uid == 0)
+                diags_.add(*ids.get("uid"), "security.runAs.uid",
+                           "must not be 0: QEMU never runs as root (a guest that takes QEMU over "
+                           "would own the host); use an unprivileged uid such as 107");
+            if (gid && run_as.gid == 0)
+                diags_.add(*ids.get("gid"), "security.runAs.gid",
+                           "must not be 0: the root group can write much of the host; use an "
+                           "unprivileged gid such as 107");
+            if (uid && gid) spec_.security.run_as = run_as;
+            ids.finish();
+        }
+        f.choice("seccomp", spec_.security.seccomp,
+                 {{"enforce", SeccompMode::enforce},
+                  {"kill", SeccompMode::kill},
+                  {"log", SeccompMode::log},
+                  {"off", SeccompMode::off}});
         f.finish();
     }
 

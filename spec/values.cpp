@@ -132,6 +132,20 @@ const char* to_string(BackendType v) {
     return "?";
 }
 
+const char* to_string(SeccompMode v) {
+    switch (v) {
+        case SeccompMode::enforce:
+            return "enforce";
+        case SeccompMode::kill:
+            return "kill";
+        case SeccompMode::log:
+            return "log";
+        case SeccompMode::off:
+            return "off";
+    }
+    return "?";
+}
+
 namespace detail {
 
 bool is_dns_label(std::string_view s) {

@@ -44,6 +44,15 @@ QSHIM_API Result<CommandLine> build_command(const spec::VmSpec& spec,
                                             const topology::Topology& topology,
                                             const CommandOptions& options = {});
 
+// For a process whose only job is supervising VMs (`qshim run` calls it once QEMU runs and the
+// API socket is bound): sets no_new_privs and keeps, of the capabilities it holds, only what a
+// supervisor of a QEMU running as another uid still uses: CAP_KILL (signalling QEMU),
+// CAP_SETUID and CAP_SETGID (checking a hot-plugged image as QEMU's uid, in a short-lived child),
+// CAP_DAC_OVERRIDE (removing the sockets QEMU left in folders only QEMU's uid may write). The
+// bounding set shrinks to the same when allowed. Without capabilities (a non-root pod), only
+// no_new_privs changes. Process-wide and one-way: not for a controller that needs more.
+QSHIM_API Result<void> lock_down_supervisor();
+
 // Escapes a value for QEMU's key=value,... option syntax (used only where QEMU 7.2 has no JSON
 // form: -chardev, -name): a comma is written twice.
 QSHIM_API std::string qemu_opts_escape(std::string_view value);

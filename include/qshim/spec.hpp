@@ -34,6 +34,7 @@ enum class DiskFormat { raw, qcow2 };
 enum class DiskDevice { disk, cdrom };
 enum class NicModel { virtio, e1000e, e1000 };
 enum class BackendType { user, tap, stream };
+enum class SeccompMode { enforce, kill, log, off };
 
 QSHIM_API const char* to_string(Accel v);
 QSHIM_API const char* to_string(DiskBus v);
@@ -41,6 +42,7 @@ QSHIM_API const char* to_string(DiskFormat v);
 QSHIM_API const char* to_string(DiskDevice v);
 QSHIM_API const char* to_string(NicModel v);
 QSHIM_API const char* to_string(BackendType v);
+QSHIM_API const char* to_string(SeccompMode v);
 
 struct Machine {
     std::string type = "q35";  // q35, or a versioned pc-q35-X.Y
@@ -129,6 +131,23 @@ struct Lifecycle {
     unsigned grace_period_seconds = 30;
 };
 
+// The ids QEMU runs as. Never root: a guest that takes QEMU over must not own the host.
+struct RunAs {
+    uint32_t uid = 107;  // the qemu user of Debian and KubeVirt's virt-launcher
+    uint32_t gid = 107;
+    friend bool operator==(const RunAs&, const RunAs&) = default;
+};
+
+// How QEMU is confined (docs/security.md).
+struct Security {
+    // Unset: 107:107 when qshim runs as root, qshim's own ids otherwise.
+    std::optional<RunAs> run_as;
+    // What qshim's seccomp deny-list does to a denied call: enforce (fails with EPERM), kill (the
+    // process dies), log (allowed and logged by the kernel: for finding what a workload needs),
+    // off (no filter of qshim's; QEMU's own -sandbox stays on).
+    SeccompMode seccomp = SeccompMode::enforce;
+};
+
 struct VmSpec {
     std::string name;
     Machine machine;
@@ -142,6 +161,7 @@ struct VmSpec {
     Devices devices;
     Serial serial;
     Lifecycle lifecycle;
+    Security security;
 
     std::string source_file;  // the file it was loaded from, for messages
     std::string base_dir;     // relative paths are resolved against this folder

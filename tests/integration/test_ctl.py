@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from qshim_cli import qshim, qshim_bin
+from qshim_guest import give_to_qemu
 from qshim_run import QshimRun, guest_spec
 
 
@@ -25,6 +26,7 @@ def main():
         data = run.tmp / "data.raw"
         with open(data, "wb") as f:
             f.truncate(1 << 20)
+        give_to_qemu(data)
         added = json.loads(qshim(*ctl, "disk", "add", "--name", "data", "--path", data, "--format", "raw",
                                  "--serial", "CTL-1", check=0).stdout)
         run.console.wait_report(lambda r: (d := r.disk_by_serial("CTL-1")) and d["pci"] == added["address"], timeout=60)

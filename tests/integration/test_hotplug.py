@@ -8,7 +8,7 @@ import sys
 
 from qshim_api import call, expect
 from qshim_cli import qshim, write_spec
-from qshim_guest import Qmp
+from qshim_guest import Qmp, give_to_qemu
 from qshim_run import QshimRun, guest_spec
 
 
@@ -29,7 +29,7 @@ def image(run, name, size=1 << 20, content=b""):
     with open(path, "wb") as f:
         f.write(content)
         f.truncate(size)
-    return str(path)
+    return str(give_to_qemu(path))
 
 
 def as_other_uid(api):

@@ -63,7 +63,7 @@ struct Fixture {
     beast::flat_buffer buffer;
 
     explicit Fixture(std::chrono::milliseconds command_timeout = 10s) {
-        std::ofstream(qemu.dir.path / "one.raw") << std::string(4096, '\0');
+        make_image(qemu.dir.path / "one.raw");
         auto options = qemu.options();
         options.command_timeout = command_timeout;
         vm = std::make_unique<Vm>(io.get_executor(), planned.spec, planned.topology, options);

@@ -168,6 +168,10 @@ int main() {
     error_and_log();
     spec_topology_launcher();
     runtime();
+    check(std::string(qshim::spec::to_string(qshim::spec::SeccompMode::kill)) == "kill",
+          "to_string(SeccompMode)");
+    // Last: it is one-way for this process.
+    check(qshim::launcher::lock_down_supervisor().ok(), "lock_down_supervisor");
     if (failures == 0) std::puts("public-api: every public function called");
     return failures == 0 ? 0 : 1;
 }

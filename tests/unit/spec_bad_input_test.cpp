@@ -444,3 +444,38 @@ TEST_CASE("files that cannot be read are I/O errors", "[spec][bad][io]") {
           (dir.path / "bad.yaml").string() +
               ":2:14: cpu.cores: 0 is out of range: must be from 1 to 255");
 }
+
+TEST_CASE("security: QEMU never runs as root, and the seccomp mode is one of four", "[spec][bad]") {
+    CHECK(problem("name: vm\nsecurity: {runAs: {uid: 0, gid: 107}}\n") ==
+          "vm.yaml:2:25: security.runAs.uid: must not be 0: QEMU never runs as root (a guest that "
+          "takes QEMU over would own the host); use an unprivileged uid such as 107");
+    CHECK_THAT(problem("name: vm\nsecurity: {runAs: {uid: 107, gid: 0}}\n"),
+               Contains("security.runAs.gid: must not be 0"));
+    CHECK_THAT(problem("name: vm\nsecurity: {runAs: {uid: 107}}\n"),
+               Contains("security.runAs.gid: is required"));
+    CHECK_THAT(problem("name: vm\nsecurity: {runAs: {uid: 4294967295, gid: 1}}\n"),
+               Contains("security.runAs.uid: 4294967295 is out of range"));
+    CHECK_THAT(problem("name: vm\nsecurity: {seccomp: strict}\n"),
+               Contains("security.seccomp: must be one of enforce, kill, log, off"));
+    CHECK_THAT(problem("name: vm\nsecurity: {runas: {uid: 1, gid: 1}}\n"),
+               Contains("security.runas: unknown field (did you mean 'runAs'?)"));
+}
+
+TEST_CASE("security: defaults, and what is read", "[spec]") {
+    auto plain = parse_spec("name: vm\n", "vm.yaml");
+    REQUIRE(plain.ok());
+    CHECK_FALSE(plain->security.run_as.has_value());  // decided at launch: 107, or qshim's ids
+    CHECK(plain->security.seccomp == SeccompMode::enforce);
+    auto set = parse_spec("name: vm\nsecurity: {runAs: {uid: 4242, gid: 4343}, seccomp: log}\n",
+                          "vm.yaml");
+    REQUIRE(set.ok());
+    CHECK(set->security.run_as == RunAs{4242, 4343});
+    CHECK(set->security.seccomp == SeccompMode::log);
+    auto yaml = to_yaml(*set);
+    REQUIRE(yaml.ok());
+    CHECK_THAT(*yaml,
+               Contains("security:\n  runAs:\n    uid: 4242\n    gid: 4343\n  seccomp: \"log\""));
+    auto again = parse_spec(*yaml, "vm.yaml");
+    REQUIRE(again.ok());
+    CHECK(again->security.run_as == RunAs{4242, 4343});
+}

@@ -2,12 +2,14 @@
 #include "vm_harness.hpp"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fstream>
 #include <stdexcept>
 
 namespace qshim::test {
@@ -31,11 +33,26 @@ TempDir::~TempDir() {
     fs::remove_all(path, ignored);
 }
 
+void make_image(const fs::path& path, size_t size) {
+    std::ofstream(path) << std::string(size, '\0');
+    const spec::RunAs qemu;
+    if (geteuid() == 0 && chown(path.c_str(), qemu.uid, qemu.gid) != 0)
+        throw std::runtime_error("chown to QEMU's uid failed: " + path.string());
+}
+
 FakeQemu::FakeQemu(asio::io_context& io) : io_(io), acceptor_(io) {
     const std::string socket = (dir.path / "qmp.sock").string();
     acceptor_.open(stream_protocol());
     acceptor_.bind(stream_protocol::endpoint(socket));
     acceptor_.listen(1);
+    // Started as root, qshim runs the fake (as QEMU) as 107:107: hand it the folder and socket,
+    // as a pod's volumes belong to QEMU's uid.
+    if (geteuid() == 0) {
+        const spec::RunAs qemu;
+        if (chown(dir.path.c_str(), qemu.uid, qemu.gid) != 0 ||
+            chown(socket.c_str(), qemu.uid, qemu.gid) != 0)
+            throw std::runtime_error("chown to QEMU's uid failed");
+    }
     set_env("QSHIM_FAKE_QMP", socket.c_str());
 }
 
@@ -51,6 +68,7 @@ void FakeQemu::set_env(const char* name, const char* value) {
 VmOptions FakeQemu::options() const {
     VmOptions o;
     o.command.qemu_binary = QSHIM_FAKE_QEMU;
+    o.command.accel = spec::Accel::tcg;  // the fake needs no /dev/kvm
     o.start_timeout = std::chrono::milliseconds(10'000);
     o.quit_timeout = std::chrono::milliseconds(2'000);
     o.command_timeout = std::chrono::milliseconds(10'000);

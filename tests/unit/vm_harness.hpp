@@ -25,6 +25,10 @@ struct TempDir {
     TempDir& operator=(const TempDir&) = delete;
 };
 
+// A file of `size` zero bytes in `dir`, owned by QEMU's uid when the tests run as root (qshim
+// then runs QEMU, here the fake, as 107:107 and checks its images as that uid).
+void make_image(const std::filesystem::path& path, size_t size = 4096);
+
 // The fake QEMU's side of a test: the socket it connects to and the script played there. The
 // fake QEMU finds the socket through $QSHIM_FAKE_QMP, set while this object lives (the Vm
 // passes its own environment to the process it spawns).

@@ -25,8 +25,7 @@ struct Fixture {
     std::unique_ptr<Vm> vm;
 
     explicit Fixture(std::chrono::milliseconds command_timeout = 10s) {
-        for (const char* name : {"one.raw", "two.raw"})
-            std::ofstream(qemu.dir.path / name) << std::string(4096, '\0');
+        for (const char* name : {"one.raw", "two.raw"}) make_image(qemu.dir.path / name);
         auto options = qemu.options();
         options.command_timeout = command_timeout;
         options.on_event = [this](const nlohmann::json& e) { events(e); };

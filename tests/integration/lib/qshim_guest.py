@@ -302,6 +302,26 @@ class Qmp:
         self._sock.close()
 
 
+# qshim started as root runs QEMU as 107:107 (security.runAs's default; docs/security.md), so
+# whatever a test makes for QEMU must belong to that uid, as a pod's volumes belong to QEMU's.
+QEMU_UID = QEMU_GID = 107
+
+
+def give_to_qemu(path):
+    """Hand a file or folder the test made to QEMU's uid (when the tests run as root)."""
+    if os.geteuid() == 0:
+        os.chown(path, QEMU_UID, QEMU_GID)
+    return path
+
+
+def give_tree_to_qemu(root):
+    """give_to_qemu for a folder and everything in it."""
+    give_to_qemu(root)
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            give_to_qemu(os.path.join(parent, name))
+
+
 class QemuProcess:
     """Runs argv (QEMU, or qshim) in a fresh temp dir; on exit kills its process group and removes the dir.
 
@@ -321,6 +341,7 @@ class QemuProcess:
 
     def __enter__(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="qshim-test-"))
+        give_to_qemu(self.tmp)  # QEMU creates its sockets and logs here
         try:
             if self._argv is not None:
                 self.start(self._argv, self._console_file)
@@ -334,6 +355,7 @@ class QemuProcess:
 
     def start(self, argv, console_file=None):
         self.argv = [str(a) for a in argv]
+        give_tree_to_qemu(self.tmp)
         with open(self.tmp / "stdout.log", "wb") as out, open(self.tmp / "stderr.log", "wb") as err:
             # Own session: killing the group also ends children (qshim's QEMU, helpers).
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from qshim_cli import guest_boot, qshim_bin, write_spec
-from qshim_guest import Console, QemuProcess, guest_dir
+from qshim_guest import Console, QemuProcess, give_to_qemu, guest_dir
 
 
 def guest_spec(tmp, name="run", cmdline_extra="", grace=10, **extra):
@@ -13,6 +13,7 @@ def guest_spec(tmp, name="run", cmdline_extra="", grace=10, **extra):
     disk = Path(tmp) / "root.raw"
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
+    give_to_qemu(disk)
     spec = {
         "name": name,
         "machine": {"accel": "tcg"},

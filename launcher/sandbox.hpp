@@ -1,0 +1,69 @@
+// The confinement of QEMU (and of every helper qshim starts): planned before fork, applied in the
+// child between fork and exec. docs/security.md explains each layer.
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <qshim/error.hpp>
+#include <qshim/spec.hpp>
+#include <string>
+#include <vector>
+
+namespace qshim::launcher::detail {
+
+// What qshim itself holds, read once before planning. Tests build one by hand.
+struct HostCredentials {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    bool cap_setuid = false;
+    bool cap_setgid = false;
+    bool cap_sys_resource = false;  // raising a hard rlimit needs it
+    rlimit nofile{};
+    rlimit memlock{};
+};
+HostCredentials current_credentials();
+
+struct Ids {
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+struct RlimitSetting {
+    int resource = 0;
+    const char* name = "";
+    rlimit value{};
+};
+
+struct SandboxPlan {
+    Ids ids;                  // QEMU's uid and gid
+    bool change_ids = false;  // qshim runs as other ids (root): switch, clearing groups
+    std::vector<RlimitSetting> rlimits;
+    std::vector<sock_filter> seccomp;  // empty: no filter of ours
+};
+
+// Open files a VM needs: QEMU's own (libraries, event loop, QMP, chardevs) plus, per device,
+// its image or socket and its virtqueues' eventfds (ioeventfd and irqfd each).
+rlim_t nofile_needed(const spec::VmSpec& spec);
+// Locked memory a VM needs: with a VFIO host device all guest RAM is pinned for DMA; libvirt's
+// rule (guest RAM + 1 GiB for the IOMMU page tables and QEMU's own pinned buffers). 0: none.
+rlim_t memlock_needed(const spec::VmSpec& spec);
+
+// The ids QEMU runs as: the spec's runAs, else 107:107 when qshim is root, else qshim's own.
+Ids qemu_ids(const spec::VmSpec& spec, const HostCredentials& host);
+
+// Everything the child will do, decided now: ids (refused when qshim cannot switch to them),
+// rlimits (refused, naming the value, when a limit must rise past what qshim may set), and the
+// seccomp program. Errc::launch with a message naming the spec field.
+Result<SandboxPlan> plan_sandbox(const spec::VmSpec& spec, const HostCredentials& host);
+
+// Runs in the forked child, after its fds are in place and before exec: rlimits, ids and
+// supplementary groups, every capability (libcap-ng), no_new_privs, the parent-death signal again
+// (an id change clears it), then the seccomp program last. Returns 0 or the errno of the step
+// that failed. Only system calls, except libcap-ng reading /proc/self/status with stdio while it
+// clears the bounding set: glibc keeps malloc and stdio usable in a forked child (fork resets
+// their locks), which is what makes that safe.
+int apply_sandbox(const SandboxPlan& plan, pid_t parent);
+
+}  // namespace qshim::launcher::detail

@@ -1,0 +1,44 @@
+// lock_down_supervisor(): what qshim itself gives up once QEMU runs.
+#include <cap-ng.h>
+#include <fmt/format.h>
+#include <sys/prctl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <qshim/launcher.hpp>
+
+namespace qshim::launcher {
+
+Result<void> lock_down_supervisor() {
+    const std::string context = "dropping qshim's own privileges";
+    // Why each is kept: see the header. Everything else (CAP_SYS_ADMIN, CAP_NET_ADMIN,
+    // CAP_SYS_PTRACE, CAP_CHOWN, ...) qshim needs at most before QEMU starts.
+    constexpr unsigned kept[] = {CAP_KILL, CAP_SETUID, CAP_SETGID, CAP_DAC_OVERRIDE};
+    if (capng_get_caps_process() != 0)
+        return make_error(Errc::internal, "reading qshim's capabilities failed", context);
+    bool held[std::size(kept)];
+    for (size_t i = 0; i < std::size(kept); ++i)
+        held[i] = capng_have_capability(CAPNG_PERMITTED, kept[i]) == 1;
+    capng_clear(CAPNG_SELECT_BOTH);
+    for (size_t i = 0; i < std::size(kept); ++i)
+        if (held[i])
+            capng_update(
+                CAPNG_ADD,
+                static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET),
+                kept[i]);
+    // The bounding set goes first while CAP_SETPCAP is still held (libcap-ng skips it without).
+    if (capng_apply(CAPNG_SELECT_BOTH) != 0)
+        return make_error(Errc::internal,
+                          fmt::format("applying the capability sets: {}", std::strerror(errno)),
+                          context);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return make_error(Errc::internal,
+                          fmt::format("clearing ambient capabilities: {}", std::strerror(errno)),
+                          context);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return make_error(Errc::internal, fmt::format("no_new_privs: {}", std::strerror(errno)),
+                          context);
+    return {};
+}
+
+}  // namespace qshim::launcher
