@@ -9,7 +9,8 @@ guest_dir=$cache_dir/guest
 # Debian 12 packages: build tools and libraries, QEMU, and what the test guest is made from.
 packages=(meson ninja-build g++ pkg-config python3
     libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libcap-ng-dev libfmt-dev catch2
-    qemu-system-x86 qemu-utils busybox-static cpio clang-format clang libclang-rt-14-dev iproute2 valgrind)
+    qemu-system-x86 qemu-utils busybox-static cpio clang-format clang libclang-rt-14-dev iproute2 valgrind
+    podman runc debootstrap)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
