@@ -2,6 +2,7 @@
 #pragma once
 
 #include <qshim/api.hpp>
+#include <qshim/cgroups.hpp>
 #include <qshim/error.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/log.hpp>

@@ -168,6 +168,16 @@ int main() {
     error_and_log();
     spec_topology_launcher();
     runtime();
+    {
+        namespace cg = qshim::cgroups;
+        auto cpus = cg::parse_cpu_list("0-2,5");
+        check(cpus && cg::to_cpu_list(*cpus) == "0-2,5", "parse_cpu_list/to_cpu_list");
+        check(std::string(cg::to_string(cg::Mode::hybrid)) == "hybrid", "to_string(cgroups::Mode)");
+        auto limits = cg::discover();
+        check(limits.ok() && !limits->cpus.empty(), "cgroups::discover");
+        auto host = cg::read_host_topology();
+        check(host.ok() && host->cpu(host->cpus.front().id) != nullptr, "read_host_topology");
+    }
     check(std::string(qshim::spec::to_string(qshim::spec::SeccompMode::kill)) == "kill",
           "to_string(SeccompMode)");
     // Last: it is one-way for this process.

@@ -7,8 +7,8 @@
 #include <seccomp.h>
 
 #include <catch2/catch.hpp>
-#include <qshim/spec.hpp>
 #include <fstream>
+#include <qshim/spec.hpp>
 #include <set>
 #include <sstream>
 #include <string>
