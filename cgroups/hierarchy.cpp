@@ -48,6 +48,9 @@ std::set<std::string> names(std::string_view list) {
 // `path` as seen through a mount showing cgroup `root`: the folder under the mount point, or
 // empty when the path is outside what the mount shows.
 std::optional<std::string> through(const CgroupMount& m, const std::string& path) {
+    // A cgroup outside this process's cgroup namespace shows as "/../x": not reachable here.
+    if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos)
+        return std::nullopt;
     std::string root = m.root == "/" ? "" : m.root;
     if (path.compare(0, root.size(), root) != 0) return std::nullopt;
     std::string rest = path.substr(root.size());
@@ -71,6 +74,9 @@ std::vector<CgroupMount> parse_mountinfo(std::string_view text) {
         CgroupMount m;
         m.root = unescape(fields[3]);
         m.mount_point = unescape(fields[4]);
+        // Both are absolute paths; anything else is a line we do not understand.
+        if (m.root.empty() || m.root[0] != '/' || m.mount_point.empty() || m.mount_point[0] != '/')
+            continue;
         m.v2 = type == "cgroup2";
         if (!m.v2) {
             // Super options: "rw,cpu,cpuacct"; a named hierarchy is "name=systemd".

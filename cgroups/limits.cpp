@@ -1,5 +1,6 @@
 // discover(): qshim's cgroup limits, v1, v2 or hybrid.
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <qshim/cgroups.hpp>
 
@@ -13,8 +14,9 @@ using detail::read_optional;
 
 namespace {
 
-// v1 writes "no limit" as the largest page-aligned counter value (PAGE_COUNTER_MAX pages).
-constexpr uint64_t v1_unlimited = 0x7FFFFFFFFFFFF000ull;
+// v1 writes "no limit" as LONG_MAX rounded down to the page size (0x7FFFFFFFFFFFF000 with 4 KiB
+// pages, ...F0000 with 64 KiB ones): anything from 2^62 up is that, not a limit anyone set.
+constexpr uint64_t v1_unlimited = 1ull << 62;
 
 std::string parent_of(const std::string& dir) {
     auto slash = dir.rfind('/');
@@ -30,7 +32,9 @@ Result<void> climb(const std::string& root, const ControllerDir& at, Visit visit
         auto more = visit(root + dir);
         if (!more) return std::move(more).error();
         if (!*more || dir == at.top || dir.size() <= at.top.size()) return {};
-        dir = parent_of(dir);
+        std::string up = parent_of(dir);
+        if (up == dir) return {};  // "/": nothing above
+        dir = std::move(up);
     }
 }
 
@@ -141,6 +145,17 @@ Result<Limits> discover(const Roots& roots) {
     Limits limits;
     limits.mode = located.mode;
     limits.notes = located.notes;
+    // A folder that is not there would read as "no limit" everywhere: say so instead.
+    for (auto it = located.dirs.begin(); it != located.dirs.end();) {
+        struct stat st {};
+        if (stat((root + it->second.dir).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+            ++it;
+            continue;
+        }
+        limits.notes.push_back(
+            fmt::format("{}: the cgroup folder {} does not exist", it->first, it->second.dir));
+        it = located.dirs.erase(it);
+    }
     auto fail = [&](const Error& e) { return make_error(Errc::io, e.message, context); };
     const bool v2 = located.mode == Mode::v2;
 

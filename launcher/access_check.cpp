@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 #include "common/unique_fd.hpp"
@@ -52,9 +53,16 @@ Result<std::vector<int>> access_as(const QemuIdentity& who,
     if (pipe2(fds, O_CLOEXEC) != 0)
         return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)), context);
     UniqueFd read_end(fds[0]), write_end(fds[1]);
+    // Every signal stays blocked in the child, which never unblocks: a Ctrl-C to the process
+    // group must not run qshim's handlers (asio's, which write to qshim's own pipe) in it.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
+    const int fork_errno = errno;
+    if (pid != 0) pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0)
-        return make_error(Errc::io, fmt::format("fork: {}", std::strerror(errno)), context);
+        return make_error(Errc::io, fmt::format("fork: {}", std::strerror(fork_errno)), context);
     if (pid == 0) {
         // The child only switches ids and asks; the vector's storage was allocated before fork.
         if (setgroups(0, nullptr) != 0 || setresgid(who.ids.gid, who.ids.gid, who.ids.gid) != 0 ||

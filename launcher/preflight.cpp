@@ -161,7 +161,9 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
     const spec::Accel accel = input.accel.value_or(spec.machine.accel);
     if (accel != spec::Accel::tcg) {
         auto kvm = access_as(input.qemu, {{input.kvm, R_OK | W_OK}});
-        if (kvm && (*kvm)[0] != 0) {
+        if (!kvm) {
+            problems.push_back("machine.accel: " + kvm.error().what());
+        } else if ((*kvm)[0] != 0) {
             std::string why = fmt::format("{}: not readable and writable by {}: {}", input.kvm,
                                           describe(input.qemu), std::strerror((*kvm)[0]));
             if (accel == spec::Accel::kvm)

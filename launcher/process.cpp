@@ -35,13 +35,14 @@ struct ChildReport {
 
 // Closes fds first..last (inclusive). close_range needs Linux 5.9; on older kernels (RHEL 8's
 // 4.18, the ones the pidfd fallback is for) a plain loop up to the fd limit does the same.
+// Some container runtimes' seccomp profiles (older Docker, containerd) deny close_range with
+// EPERM rather than ENOSYS: the loop serves then too. Without a known fd limit it stops at 65536.
 int close_fds(unsigned first, unsigned last, long open_max) {
     if (first > last) return 0;
     if (close_range(first, last, 0) == 0) return 0;
-    if (errno != ENOSYS) return -1;
-    unsigned end = open_max > 0 && static_cast<unsigned long>(open_max) - 1 < last
-                       ? static_cast<unsigned>(open_max - 1)
-                       : last;
+    if (errno != ENOSYS && errno != EPERM) return -1;
+    const unsigned long limit = open_max > 0 ? static_cast<unsigned long>(open_max) : 65536;
+    unsigned end = limit - 1 < last ? static_cast<unsigned>(limit - 1) : last;
     for (unsigned fd = first; fd <= end; ++fd) close(static_cast<int>(fd));
     return 0;
 }

@@ -23,6 +23,7 @@ HostCredentials current_credentials() {
     if (capng_get_caps_process() == 0) {
         host.cap_setuid = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETUID) == 1;
         host.cap_setgid = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETGID) == 1;
+        host.cap_setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP) == 1;
         host.cap_sys_resource = capng_have_capability(CAPNG_EFFECTIVE, CAP_SYS_RESOURCE) == 1;
     }
     getrlimit(RLIMIT_NOFILE, &host.nofile);
@@ -86,6 +87,7 @@ Result<SandboxPlan> plan_sandbox(const spec::VmSpec& spec, const HostCredentials
                           "and gid",
                           context);
     plan.change_ids = plan.ids.uid != host.uid || plan.ids.gid != host.gid;
+    plan.clear_bounding = host.cap_setpcap;
     if (plan.change_ids && !(host.cap_setuid && host.cap_setgid))
         return make_error(
             Errc::launch,
@@ -115,19 +117,23 @@ int apply_sandbox(const SandboxPlan& plan, pid_t parent) {
     // Limits first: raising one needs CAP_SYS_RESOURCE, which goes with the other capabilities.
     for (const auto& l : plan.rlimits)
         if (setrlimit(l.resource, &l.value) != 0) return errno;
-    // Every capability goes: effective, permitted, inheritable, and the bounding set when qshim
-    // holds CAP_SETPCAP (libcap-ng skips it otherwise). After fork libcap-ng starts afresh.
-    capng_clear(CAPNG_SELECT_BOTH);
+    // Every capability goes: effective, permitted, inheritable, ambient, and the bounding set
+    // when qshim holds CAP_SETPCAP (asking libcap-ng for it without fails the whole call). After
+    // fork libcap-ng starts afresh; clearing ALL also empties the ambient set it would apply.
+    // libcap-ng returns its own codes, not errno: a failure is reported as EPERM.
+    capng_clear(CAPNG_SELECT_ALL);
     if (plan.change_ids) {
         // Groups cleared, gid then uid switched, capabilities applied (none) after the switch.
-        int rc =
-            capng_change_id(static_cast<int>(plan.ids.uid), static_cast<int>(plan.ids.gid),
-                            static_cast<capng_flags_t>(CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING));
-        if (rc != 0) return errno ? errno : EPERM;
-    } else if (capng_apply(CAPNG_SELECT_BOTH) != 0) {
-        return errno ? errno : EPERM;
+        int flags = CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_AMBIENT;
+        if (plan.clear_bounding) flags |= CAPNG_CLEAR_BOUNDING;
+        if (capng_change_id(static_cast<int>(plan.ids.uid), static_cast<int>(plan.ids.gid),
+                            static_cast<capng_flags_t>(flags)) != 0)
+            return EPERM;
+    } else {
+        auto sets = static_cast<capng_select_t>(CAPNG_SELECT_CAPS | CAPNG_SELECT_AMBIENT);
+        if (capng_apply(plan.clear_bounding ? CAPNG_SELECT_ALL : sets) != 0) return EPERM;
     }
-    // Ambient capabilities are gone with the permitted set; clearing them says so explicitly
+    // Say it to the kernel too, in case a libcap-ng without ambient support left some
     // (EINVAL: a kernel before 4.3, which has none).
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
         return errno;

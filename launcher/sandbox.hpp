@@ -19,6 +19,7 @@ struct HostCredentials {
     gid_t gid = 0;
     bool cap_setuid = false;
     bool cap_setgid = false;
+    bool cap_setpcap = false;       // dropping from the bounding set needs it
     bool cap_sys_resource = false;  // raising a hard rlimit needs it
     rlimit nofile{};
     rlimit memlock{};
@@ -37,8 +38,9 @@ struct RlimitSetting {
 };
 
 struct SandboxPlan {
-    Ids ids;                  // QEMU's uid and gid
-    bool change_ids = false;  // qshim runs as other ids (root): switch, clearing groups
+    Ids ids;                      // QEMU's uid and gid
+    bool change_ids = false;      // qshim runs as other ids (root): switch, clearing groups
+    bool clear_bounding = false;  // qshim holds CAP_SETPCAP: empty the bounding set too
     std::vector<RlimitSetting> rlimits;
     std::vector<sock_filter> seccomp;  // empty: no filter of ours
 };

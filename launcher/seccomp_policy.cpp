@@ -118,10 +118,14 @@ Error filter_error(const std::string& what, int rc) {
 
 Result<std::vector<sock_filter>> build_seccomp_filter(spec::SeccompMode mode) {
     if (mode == spec::SeccompMode::off) return std::vector<sock_filter>{};
-    // Calls of another ABI (i386's int 0x80, x32) do not match these rules: libseccomp's default
-    // for a foreign architecture kills the thread, and QEMU never makes such calls.
     std::unique_ptr<void, CtxDeleter> ctx(seccomp_init(SCMP_ACT_ALLOW));
     if (!ctx) return filter_error("seccomp_init", -ENOMEM);
+    // Calls of another ABI (i386's int 0x80, x32) would not match these rules: QEMU never makes
+    // them, so one is an attack and kills the whole process (libseccomp's default kills only the
+    // thread, which could leave QEMU wedged holding a lock).
+    if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+        rc < 0)
+        return filter_error("seccomp_attr_set(BADARCH)", rc);
     // The child sets no_new_privs itself, before installing the program.
     if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0); rc < 0)
         return filter_error("seccomp_attr_set", rc);

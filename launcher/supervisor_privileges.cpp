@@ -19,17 +19,20 @@ Result<void> lock_down_supervisor() {
     bool held[std::size(kept)];
     for (size_t i = 0; i < std::size(kept); ++i)
         held[i] = capng_have_capability(CAPNG_PERMITTED, kept[i]) == 1;
-    capng_clear(CAPNG_SELECT_BOTH);
+    // The bounding set can only shrink with CAP_SETPCAP; asking without it fails the whole call.
+    const bool bounding = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP) == 1;
+    capng_clear(CAPNG_SELECT_ALL);
     for (size_t i = 0; i < std::size(kept); ++i)
         if (held[i])
             capng_update(
                 CAPNG_ADD,
                 static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET),
                 kept[i]);
-    // The bounding set goes first while CAP_SETPCAP is still held (libcap-ng skips it without).
-    if (capng_apply(CAPNG_SELECT_BOTH) != 0)
+    // The bounding set goes first, while CAP_SETPCAP is still held; ambient ones go with it.
+    auto caps = static_cast<capng_select_t>(CAPNG_SELECT_CAPS | CAPNG_SELECT_AMBIENT);
+    if (int rc = capng_apply(bounding ? CAPNG_SELECT_ALL : caps); rc != 0)
         return make_error(Errc::internal,
-                          fmt::format("applying the capability sets: {}", std::strerror(errno)),
+                          fmt::format("libcap-ng could not apply the capability sets ({})", rc),
                           context);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
         return make_error(Errc::internal,

@@ -309,3 +309,38 @@ TEST_CASE("this machine: discover() and read_host_topology() agree with the kern
     for (const auto& c : host->cpus)
         if (CPU_ISSET(c.id, &mine)) CHECK(limits->cpus.count(c.id) == 1);
 }
+
+TEST_CASE("what cannot be reached is a note, never a silent 'no limit'", "[cgroups]") {
+    // Another cgroup namespace's path ("/../x"), and a folder that is not there.
+    FakeRoot fake;
+    fake.write("/proc/self/mountinfo",
+               "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+               "36 31 0:33 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
+               "37 31 0:34 / broken rw - cgroup cgroup rw,cpu\n");  // not absolute: ignored
+    fake.write("/proc/self/cgroup", "5:memory:/../elsewhere\n4:pids:/gone\n3:cpu:/\n");
+    fake.write("/sys/fs/cgroup/pids/pids.max", "100");
+    fake.write("/sys/devices/system/cpu/online", "0");
+    auto limits = discover(fake.roots());
+    REQUIRE(limits.ok());
+    CHECK_FALSE(limits->memory_bytes.has_value());
+    CHECK_FALSE(limits->pids_max.has_value());  // not the root's 100: our folder is missing
+    CHECK(limits->memory_dir.empty());
+    CHECK(limits->pids_dir.empty());
+    const std::string notes = fmt::format("{}", fmt::join(limits->notes, "; "));
+    CHECK_THAT(notes, Contains("memory: this process's cgroup /../elsewhere is outside what is "
+                               "mounted"));
+    CHECK_THAT(notes, Contains("pids: the cgroup folder /sys/fs/cgroup/pids/gone does not exist"));
+    CHECK_THAT(notes, Contains("no cpu controller is mounted"));
+}
+
+TEST_CASE("cgroup v1's 'no limit' on 64 KiB pages is no limit too", "[cgroups]") {
+    FakeRoot fake;
+    fake.write("/proc/self/mountinfo",
+               "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
+    fake.write("/proc/self/cgroup", "4:memory:/\n");
+    fake.write("/sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854710272");
+    fake.write("/sys/devices/system/cpu/online", "0");
+    auto limits = discover(fake.roots());
+    REQUIRE(limits.ok());
+    CHECK_FALSE(limits->memory_bytes.has_value());
+}

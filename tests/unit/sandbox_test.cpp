@@ -76,6 +76,18 @@ TEST_CASE("root runs QEMU as 107:107, a non-root qshim as itself", "[sandbox]") 
     CHECK(chosen->ids.gid == 4343);
 }
 
+TEST_CASE("the bounding set is emptied only when qshim may (CAP_SETPCAP)", "[sandbox]") {
+    HostCredentials with = root();
+    with.cap_setpcap = true;
+    auto as_root = plan_sandbox(vm(), with);
+    REQUIRE(as_root.ok());
+    CHECK(as_root->clear_bounding);
+    // Asking libcap-ng to clear it without the capability fails the whole call: not asked.
+    auto in_pod = plan_sandbox(vm(), pod_user());
+    REQUIRE(in_pod.ok());
+    CHECK_FALSE(in_pod->clear_bounding);
+}
+
 TEST_CASE("a runAs qshim cannot switch to is refused before launch", "[sandbox]") {
     auto r = plan_sandbox(vm("security: {runAs: {uid: 4242, gid: 4242}}\n"), pod_user());
     REQUIRE_FALSE(r.ok());
