@@ -77,22 +77,28 @@ std::string folder_of(const std::string& path) {
     return dir.empty() ? std::string(".") : dir.string();
 }
 
-// Asks the kernel, as QEMU, about every need at once; adds a problem per refusal.
-void check_needs(const std::vector<Need>& needs, const QemuIdentity& qemu,
-                 std::vector<std::string>& problems) {
-    if (needs.empty()) return;
+// Asks the kernel, as QEMU, about every need at once (one child for all); adds a problem per
+// refusal, except for the need at `kvm_index` (the last, when there is one), whose errno is
+// returned for the caller to judge.
+int check_needs(const std::vector<Need>& needs, const QemuIdentity& qemu,
+                std::optional<size_t> kvm_index, std::vector<std::string>& problems) {
+    if (needs.empty()) return 0;
     std::vector<AccessRequest> requests;
     for (const auto& n : needs) requests.push_back({n.path, n.mode});
     auto results = access_as(qemu, requests);
     if (!results) {
         problems.push_back(results.error().what());
-        return;
+        return 0;
     }
+    int kvm = 0;
     for (size_t i = 0; i < needs.size(); ++i)
-        if (int err = (*results)[i]; err != 0)
+        if (int err = (*results)[i]; err != 0 && i == kvm_index)
+            kvm = err;
+        else if (err != 0)
             problems.push_back(fmt::format("{}: {}: not {} by {}: {}", needs[i].field,
                                            needs[i].path, needs[i].what, describe(qemu),
                                            std::strerror(err)));
+    return kvm;
 }
 
 }  // namespace
@@ -156,21 +162,20 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
         else
             creates_in("serial.log (its folder)", spec.serial.log);
     }
-    check_needs(needs, input.qemu, problems);
     // KVM: required with accel kvm; with auto, QEMU quietly falls back to TCG, ten times slower.
     const spec::Accel accel = input.accel.value_or(spec.machine.accel);
+    std::optional<size_t> kvm_index;
     if (accel != spec::Accel::tcg) {
-        auto kvm = access_as(input.qemu, {{input.kvm, R_OK | W_OK}});
-        if (!kvm) {
-            problems.push_back("machine.accel: " + kvm.error().what());
-        } else if ((*kvm)[0] != 0) {
-            std::string why = fmt::format("{}: not readable and writable by {}: {}", input.kvm,
-                                          describe(input.qemu), std::strerror((*kvm)[0]));
-            if (accel == spec::Accel::kvm)
-                problems.push_back("machine.accel kvm: " + why);
-            else
-                warnings.push_back("machine.accel auto: " + why + "; QEMU will use TCG");
-        }
+        kvm_index = needs.size();
+        needs.push_back({"machine.accel", input.kvm, R_OK | W_OK, mode_words(R_OK | W_OK)});
+    }
+    if (int err = check_needs(needs, input.qemu, kvm_index, problems); err != 0) {
+        std::string why = fmt::format("{}: not readable and writable by {}: {}", input.kvm,
+                                      describe(input.qemu), std::strerror(err));
+        if (accel == spec::Accel::kvm)
+            problems.push_back("machine.accel kvm: " + why);
+        else
+            warnings.push_back("machine.accel auto: " + why + "; QEMU will use TCG");
     }
     if (problems.empty()) return {};
     std::string message =

@@ -46,21 +46,29 @@ def qemu_is_confined():
             assert me[cap] == "00000000000000e2", (cap, me[cap])
 
 
-def probe(run, security=None, prefix=(), expect_exit=3, owner=None):
-    """Runs the probe in QEMU's place; returns (its report as a dict, qshim's stderr). `owner`:
-    the (uid, gid) the test's files are given to, when QEMU runs as other ids than 107."""
+def run_probe(run, spec, prefix=()):
+    """Runs `qshim run` with the probe in QEMU's place (after `prefix`, e.g. setpriv); returns
+    qshim's exit code, the probe's report as a dict (empty if it never ran) and qshim's stderr."""
     report = run.tmp / "probe.txt"
+    env = dict(os.environ, QSHIM_PROBE_REPORT=str(report))
+    r = subprocess.run([*prefix, qshim_bin(), "run", "--qemu", PROBE, str(spec)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    lines = report.read_text().splitlines() if report.exists() else []
+    return r.returncode, dict(line.split("=", 1) for line in lines), r.stderr
+
+
+def probe(run, security=None, prefix=(), owner=None):
+    """The probe on the test guest's spec with `security`; qshim must report the probe's exit as
+    a launch failure (3). `owner`: the (uid, gid) the test's files are given to, when QEMU runs
+    as other ids than 107. Returns (report, stderr)."""
     extra = {"security": security} if security is not None else {}
     spec = guest_spec(run.tmp, **extra)
     if owner:
         for path in [run.tmp, *run.tmp.iterdir()]:
             os.chown(path, *owner)
-    env = dict(os.environ, QSHIM_PROBE_REPORT=str(report))
-    r = subprocess.run([*prefix, qshim_bin(), "run", "--qemu", PROBE, str(spec)], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == expect_exit, (r.returncode, r.stderr)
-    lines = report.read_text().splitlines() if report.exists() else []
-    return dict(line.split("=", 1) for line in lines), r.stderr
+    code, got, stderr = run_probe(run, spec, prefix)
+    assert code == 3, (code, stderr)
+    return got, stderr
 
 
 def denied_calls_fail_with_eperm():
@@ -107,8 +115,9 @@ def non_root_qshim_runs_qemu_as_itself():
         assert got["status.Uid"] == "107 107 107 107" and got["ptrace"] == "EPERM", got
         assert got["status.CapBnd"] == ZERO_CAPS, got
     with QshimRun() as run:
-        got, stderr = probe(run, {"runAs": {"uid": 4242, "gid": 4242}}, prefix=as_107)
-        assert not got, "the probe was started"
+        spec = guest_spec(run.tmp, security={"runAs": {"uid": 4242, "gid": 4242}})
+        code, got, stderr = run_probe(run, spec, prefix=as_107)
+        assert code == 3 and not got, "the probe was started"
         assert "security.runAs: QEMU should run as 4242:4242, but qshim runs as 107:107 without CAP_SETUID" in stderr, stderr
 
 
@@ -125,12 +134,10 @@ def unreadable_image_reported_before_launch():
         disk = run.tmp / "root.raw"
         os.chown(disk, 0, 0)
         os.chmod(disk, 0o600)
-        env = dict(os.environ, QSHIM_PROBE_REPORT=str(run.tmp / "probe.txt"))
-        r = subprocess.run([qshim_bin(), "run", "--qemu", PROBE, str(spec)], env=env,
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 3, r.stderr
-        assert f"disks[0] (root): {disk}: not readable and writable by uid 107 (QEMU's; gid 107, no supplementary groups): Permission denied" in r.stderr, r.stderr
-        assert not (run.tmp / "probe.txt").exists(), "QEMU was started"
+        code, got, stderr = run_probe(run, spec)
+        assert code == 3, stderr
+        assert f"disks[0] (root): {disk}: not readable and writable by uid 107 (QEMU's; gid 107, no supplementary groups): Permission denied" in stderr, stderr
+        assert not got, "QEMU was started"
 
 
 def memlock_too_low_reported_before_launch():
@@ -138,16 +145,14 @@ def memlock_too_low_reported_before_launch():
     CAP_SYS_RESOURCE qshim cannot raise its hard limit, and says what it needs."""
     with QshimRun() as run:
         spec = guest_spec(run.tmp, hostDevices=[{"name": "gpu", "hostAddress": "0000:fe:1f.7"}])
-        env = dict(os.environ, QSHIM_PROBE_REPORT=str(run.tmp / "probe.txt"))
-        r = subprocess.run(["setpriv", "--bounding-set=-sys_resource", "--inh-caps=-sys_resource",
-                            "prlimit", "--memlock=8388608:8388608",
-                            qshim_bin(), "run", "--qemu", PROBE, str(spec)], env=env,
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 3, r.stderr
+        code, got, stderr = run_probe(run, spec, prefix=[
+            "setpriv", "--bounding-set=-sys_resource", "--inh-caps=-sys_resource",
+            "prlimit", "--memlock=8388608:8388608"])
+        assert code == 3, stderr
         needed = (256 << 20) + (1 << 30)
-        assert f"RLIMIT_MEMLOCK: QEMU needs {needed} bytes of locked memory" in r.stderr, r.stderr
-        assert "qshim's hard limit is 8388608" in r.stderr, r.stderr
-        assert not (run.tmp / "probe.txt").exists(), "QEMU was started"
+        assert f"RLIMIT_MEMLOCK: QEMU needs {needed} bytes of locked memory" in stderr, stderr
+        assert "qshim's hard limit is 8388608" in stderr, stderr
+        assert not got, "QEMU was started"
 
 
 def main():

@@ -5,19 +5,24 @@
 #include <fmt/format.h>
 #include <linux/filter.h>
 #include <seccomp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <qshim/spec.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 
+#include "launcher/preflight.hpp"
 #include "launcher/seccomp_policy.hpp"
 
 using namespace qshim;
 using namespace qshim::launcher::detail;
 using Catch::Contains;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -215,4 +220,39 @@ TEST_CASE("docs/security.md lists every entry of the deny-list", "[sandbox][secc
         INFO(entry.name);
         CHECK_THAT(text.str(), Contains(fmt::format("| `{}` | {} |", entry.name, entry.reason)));
     }
+}
+
+TEST_CASE("preflight asks as QEMU's uid: /dev/kvm an error with kvm, a warning with auto",
+          "[sandbox][preflight]") {
+    // A stand-in for /dev/kvm that QEMU's uid cannot open: root's, mode 0600 (as on the CI
+    // machines), checked as 107; or, run as non-root, mode 0 checked as ourselves.
+    const bool root_user = geteuid() == 0;
+    std::string dir = fs::temp_directory_path() / "qshim-preflight-XXXXXX";
+    REQUIRE(mkdtemp(dir.data()));
+    const std::string kvm = dir + "/kvm";
+    std::ofstream(kvm) << "";
+    chmod(dir.c_str(), 0755);
+    chmod(kvm.c_str(), root_user ? 0600 : 0);
+    PreflightInput input;
+    input.qemu = {root_user ? Ids{107, 107} : Ids{geteuid(), getegid()}, root_user};
+    input.kvm = kvm;
+
+    std::vector<std::string> warnings;
+    auto automatic = preflight(vm(), input, warnings);
+    CHECK(automatic.ok());
+    REQUIRE(warnings.size() == 1);
+    CHECK_THAT(warnings[0],
+               Contains("machine.accel auto: " + kvm + ": not readable and writable") &&
+                   Contains("Permission denied; QEMU will use TCG"));
+
+    warnings.clear();
+    auto required = preflight(vm("machine: {accel: kvm}\n"), input, warnings);
+    REQUIRE_FALSE(required.ok());
+    CHECK_THAT(required.error().what(), Contains("machine.accel kvm: " + kvm));
+    CHECK(warnings.empty());
+
+    auto tcg = preflight(vm("machine: {accel: tcg}\n"), input, warnings);
+    CHECK(tcg.ok());
+    CHECK(warnings.empty());
+    fs::remove_all(dir);
 }
