@@ -1,6 +1,8 @@
 // The control API's request/response endpoints: parse the request, call the Vm, render the result.
 #include "api/handlers.hpp"
 
+#include <qshim/cgroups.hpp>
+
 #include "api/params.hpp"
 
 namespace qshim::api {
@@ -32,6 +34,38 @@ Response topology_json(Vm& vm) {
     auto text = topology::to_json(vm.topology());
     if (!text) return error_response(text.error());
     return Response{200, std::move(*text), {}};
+}
+
+Json thread_json(const VmThread& t) {
+    Json j;
+    j["threadId"] = t.thread_id;
+    j["name"] = t.name;
+    j["cpus"] = cgroups::to_cpu_list(t.cpus);
+    if (!t.planned.empty()) j["planned"] = cgroups::to_cpu_list(t.planned);
+    return j;
+}
+
+Response cpus_json(Vm& vm) {
+    VmCpus cpus = vm.cpus();
+    Json j;
+    j["placement"] = cpus.placement;
+    if (!cpus.error.empty()) j["error"] = cpus.error;
+    if (!cpus.cpuset.empty()) j["cpuset"] = cgroups::to_cpu_list(cpus.cpuset);
+    auto list = [](const std::vector<VmThread>& threads, const char* key, Json& out) {
+        out[key] = Json::array();
+        for (const auto& t : threads) out[key].push_back(thread_json(t));
+    };
+    list(cpus.vcpus, "vcpus", j);
+    for (size_t i = 0; i < cpus.vcpus.size(); ++i) {
+        // The vCPU's index first, where a reader looks for it.
+        Json entry;
+        entry["index"] = i;
+        entry.update(j["vcpus"][i]);
+        j["vcpus"][i] = entry;
+    }
+    list(cpus.iothreads, "iothreads", j);
+    list(cpus.emulator, "emulator", j);
+    return json_response(200, j);
 }
 
 Json state_json(Vm& vm) {
@@ -102,6 +136,8 @@ asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body) {
             co_return vm_status(vm);
         case Endpoint::topology:
             co_return topology_json(vm);
+        case Endpoint::cpus:
+            co_return cpus_json(vm);
         case Endpoint::disks:
             co_return co_await add_device(vm, body, spec::parse_disk, [&vm](spec::Disk d) {
                 return vm.add_disk(std::move(d));

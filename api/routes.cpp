@@ -16,9 +16,10 @@ struct Pattern {
     std::string_view query_key;  // the one query parameter the endpoint takes, if any
 };
 
-constexpr std::array<Pattern, 10> patterns{{
+constexpr std::array<Pattern, 11> patterns{{
     {"GET", "/v1/vm", Endpoint::vm, ""},
     {"GET", "/v1/vm/topology", Endpoint::topology, ""},
+    {"GET", "/v1/vm/cpus", Endpoint::cpus, ""},
     {"POST", "/v1/vm/disks", Endpoint::disks, ""},
     {"DELETE", "/v1/vm/disks/*", Endpoint::disk, "timeoutSeconds"},
     {"POST", "/v1/vm/interfaces", Endpoint::interfaces, ""},

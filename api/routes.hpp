@@ -11,6 +11,7 @@ namespace qshim::api {
 enum class Endpoint {
     vm,          // GET    /v1/vm
     topology,    // GET    /v1/vm/topology
+    cpus,        // GET    /v1/vm/cpus
     disks,       // POST   /v1/vm/disks
     disk,        // DELETE /v1/vm/disks/{name}
     interfaces,  // POST   /v1/vm/interfaces

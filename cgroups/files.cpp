@@ -1,4 +1,5 @@
-// read_optional(), read_required(), parse_limit(): the only file access of the module.
+// read_optional(), read_required(), read_cpu_list(), parse_limit(): the only file access of the
+// module.
 #include "cgroups/files.hpp"
 
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/cpu_list.hpp"
 #include "common/unique_fd.hpp"
 
 namespace qshim::cgroups::detail {
@@ -40,6 +42,15 @@ Result<std::string> read_required(const std::string& path) {
     if (!text) return std::move(text).error();
     if (!*text) return make_error(Errc::io, fmt::format("{}: {}", path, std::strerror(ENOENT)));
     return std::move(**text);
+}
+
+Result<std::optional<std::set<unsigned>>> read_cpu_list(const std::string& path) {
+    auto text = read_optional(path);
+    if (!text) return std::move(text).error();
+    if (!*text) return std::optional<std::set<unsigned>>{};
+    auto set = qshim::detail::parse_cpu_list(**text);
+    if (!set) return make_error(Errc::io, fmt::format("{}: not a CPU list: '{}'", path, **text));
+    return set;
 }
 
 Result<std::optional<uint64_t>> parse_limit(const std::string& text, const std::string& path) {

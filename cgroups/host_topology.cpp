@@ -26,15 +26,6 @@ Result<unsigned> number_in(const std::string& path, unsigned fallback) {
     return value;
 }
 
-Result<std::optional<CpuSet>> list_in(const std::string& path) {
-    auto text = detail::read_optional(path);
-    if (!text) return std::move(text).error();
-    if (!*text) return std::optional<CpuSet>{};
-    auto set = parse_cpu_list(**text);
-    if (!set) return make_error(Errc::io, fmt::format("{}: not a CPU list: '{}'", path, **text));
-    return set;
-}
-
 // "Node 0 MemTotal:       16337700 kB" in nodeN/meminfo, "MemTotal: ... kB" in /proc/meminfo.
 Result<uint64_t> mem_total(const std::string& path) {
     auto text = detail::read_required(path);
@@ -62,7 +53,7 @@ Result<HostTopology> read_host_topology(const Roots& roots) {
     const std::string context = "reading the host's CPU topology";
     const std::string sys = roots.root + "/sys/devices/system";
     auto fail = [&](const Error& e) { return make_error(Errc::io, e.message, context); };
-    auto online = list_in(sys + "/cpu/online");
+    auto online = detail::read_cpu_list(sys + "/cpu/online");
     if (!online) return fail(online.error());
     if (!*online || (*online)->empty())
         return make_error(Errc::io, sys + "/cpu/online: missing or empty", context);
@@ -78,13 +69,13 @@ Result<HostTopology> read_host_topology(const Roots& roots) {
         cpu.package = *package;
         cpu.core = *core;
         // core_cpus_list is the newer name (5.4); thread_siblings_list the one every kernel has.
-        auto siblings = list_in(dir + "/thread_siblings_list");
+        auto siblings = detail::read_cpu_list(dir + "/thread_siblings_list");
         if (!siblings) return fail(siblings.error());
         cpu.siblings = siblings->value_or(CpuSet{id});
         cpu.siblings.insert(id);
         host.cpus.push_back(std::move(cpu));
     }
-    auto nodes = list_in(sys + "/node/online");
+    auto nodes = detail::read_cpu_list(sys + "/node/online");
     if (!nodes) return fail(nodes.error());
     if (!*nodes) {
         // A kernel without NUMA: one node holding everything.
@@ -100,7 +91,7 @@ Result<HostTopology> read_host_topology(const Roots& roots) {
         HostNode node;
         node.id = id;
         const std::string dir = fmt::format("{}/node/node{}", sys, id);
-        auto cpus = list_in(dir + "/cpulist");
+        auto cpus = detail::read_cpu_list(dir + "/cpulist");
         if (!cpus) return fail(cpus.error());
         for (unsigned c : cpus->value_or(CpuSet{}))
             if (std::any_of(host.cpus.begin(), host.cpus.end(),

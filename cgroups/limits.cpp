@@ -46,16 +46,12 @@ Result<std::optional<CpuSet>> cpuset_file(const std::string& root, const Control
     std::optional<CpuSet> found;
     auto done = climb(root, at, [&](const std::string& dir) -> Result<bool> {
         for (const char* name : names) {
-            std::string path = dir + "/" + name;
-            auto text = read_optional(path);
-            if (!text) return std::move(text).error();
-            if (!*text) continue;
-            auto set = parse_cpu_list(**text);
-            if (!set)
-                return make_error(Errc::io, fmt::format("{}: not a CPU list: '{}'", path, **text));
+            auto set = detail::read_cpu_list(dir + "/" + name);
+            if (!set) return std::move(set).error();
+            if (!*set) continue;
             // v1: an empty effective set means "not configured here"; keep climbing.
-            if (set->empty()) continue;
-            found = std::move(*set);
+            if ((*set)->empty()) continue;
+            found = std::move(**set);
             where = dir;
             return false;
         }
@@ -122,13 +118,10 @@ Result<std::optional<CpuQuota>> quota_in(const std::string& dir, bool v2) {
 
 // What the host has online, for when no cpuset controller can be read.
 Result<CpuSet> host_online(const std::string& root, const char* what) {
-    std::string path = root + "/sys/devices/system/" + what + "/online";
-    auto text = read_optional(path);
-    if (!text) return std::move(text).error();
-    if (!*text) return CpuSet{0};  // no NUMA support: one node, 0
-    auto set = parse_cpu_list(**text);
-    if (!set) return make_error(Errc::io, fmt::format("{}: not a CPU list: '{}'", path, **text));
-    return *set;
+    auto set = detail::read_cpu_list(root + "/sys/devices/system/" + what + "/online");
+    if (!set) return std::move(set).error();
+    if (!*set) return CpuSet{0};  // no NUMA support: one node, 0
+    return std::move(**set);
 }
 
 }  // namespace
@@ -219,6 +212,19 @@ Result<Limits> discover(const Roots& roots) {
         limits.pids_max = *low;
     }
     return limits;
+}
+
+Result<CpuSet> read_cpuset(const Limits& limits) {
+    if (limits.cpuset_dir.empty()) return limits.cpus;
+    const char* names[] = {
+        limits.mode == Mode::v2 ? "cpuset.cpus.effective" : "cpuset.effective_cpus", "cpuset.cpus"};
+    for (const char* name : names) {
+        auto set = detail::read_cpu_list(limits.cpuset_dir + "/" + name);
+        if (!set) return make_error(Errc::io, set.error().message, "reading qshim's cpuset");
+        if (*set) return std::move(**set);
+    }
+    return make_error(Errc::io, limits.cpuset_dir + ": no cpuset file left",
+                      "reading qshim's cpuset");
 }
 
 }  // namespace qshim::cgroups

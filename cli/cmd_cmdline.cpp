@@ -13,6 +13,9 @@ Print the QEMU command line qshim would run for SPEC, one argument per line.
 -device, -blockdev, -netdev and -object arguments are JSON, so a path holding
 ',' '=' '"' or a newline cannot inject options.
 
+numa.guestNodes auto is resolved for this host and qshim's cpuset, as
+'qshim run' would resolve it here.
+
 An inherited tap fd (backend fd: N) is renumbered for QEMU: fds 3, 4, ... in
 the order the command line names them. Which of qshim's fds each one is goes
 to stderr, e.g. QEMU must inherit fd 7 as fd 3 (interfaces[0] (net0): tap).
@@ -54,6 +57,19 @@ int cmd_cmdline(const std::vector<std::string>& argv) {
     options.paused = args.has("--paused");
     auto planned = plan_or_report(args.positional()[0]);
     if (!planned) return exit_invalid;
+    if (planned->spec.numa.automatic) {
+        // numa.guestNodes auto depends on the host: show what would run here, now.
+        auto limits = cgroups::discover();
+        auto host =
+            limits ? cgroups::read_host_topology() : Result<cgroups::HostTopology>(limits.error());
+        auto placement = host ? launcher::plan_placement(planned->spec, *limits, *host)
+                              : Result<launcher::Placement>(host.error());
+        if (!placement) {
+            print_error(placement.error());
+            return exit_invalid;
+        }
+        planned->spec = launcher::resolve_numa(std::move(planned->spec), *placement);
+    }
     auto built = launcher::build_command(planned->spec, planned->topology, options);
     if (!built) {
         print_error(built.error());

@@ -108,6 +108,9 @@ int status(const Ctl& ctl, const Argv& a) {
 int topology(const Ctl& ctl, const Argv& a) {
     return no_arguments(ctl, a, "topology", "GET", "/v1/vm/topology");
 }
+int cpus(const Ctl& ctl, const Argv& a) {
+    return no_arguments(ctl, a, "cpus", "GET", "/v1/vm/cpus");
+}
 int pause(const Ctl& ctl, const Argv& a) {
     return no_arguments(ctl, a, "pause", "POST", "/v1/vm/pause");
 }
@@ -123,7 +126,8 @@ void copy_options(const Args& args, Json& body,
 }
 
 int disk_add(const Ctl& ctl, const Argv& a) {
-    Args args(a, {"--name", "--path", "--format", "--bus", "--serial", "--pci-address"},
+    Args args(a,
+              {"--name", "--path", "--format", "--bus", "--serial", "--pci-address", "--iothread"},
               {"--read-only"});
     if (!args.ok()) return usage(args.error());
     if (!args.positional().empty()) return usage("disk add takes options only");
@@ -135,6 +139,10 @@ int disk_add(const Ctl& ctl, const Argv& a) {
     copy_options(args, body, {{"--format", "format"}, {"--bus", "bus"}});
     if (args.has("--read-only")) body["readOnly"] = true;
     copy_options(args, body, {{"--serial", "serial"}, {"--pci-address", "pciAddress"}});
+    if (auto io = args.get("--iothread")) {
+        if (!whole_number(*io)) return usage("--iothread needs an IOThread number, such as 0");
+        body["iothread"] = std::stoul(*io);
+    }
     return ctl.call("POST", "/v1/vm/disks", body.dump());
 }
 
@@ -219,6 +227,7 @@ struct Command {
 constexpr Command commands[] = {
     {"status", ctl_help::status, status},
     {"topology", ctl_help::topology, topology},
+    {"cpus", ctl_help::cpus, cpus},
     {"disk add", ctl_help::disk_add, disk_add},
     {"disk remove", ctl_help::disk_remove, disk_remove},
     {"interface add", ctl_help::interface_add, interface_add},

@@ -43,7 +43,7 @@ seccomp deny-list (security.seccomp) and no core dumps, as security.runAs:
 107:107 by default when qshim runs as root, qshim's own ids otherwise. The
 files the spec names are checked as that uid before anything starts: give
 them to it (chown 107:107 vm/). Once QEMU runs, qshim keeps only CAP_KILL,
-CAP_SETUID, CAP_SETGID and CAP_DAC_OVERRIDE, and sets no_new_privs.
+CAP_SETUID, CAP_SETGID, CAP_DAC_OVERRIDE and CAP_SYS_NICE, and sets no_new_privs.
 
 Options:
   --console            show the guest's serial console on stdout

@@ -13,6 +13,8 @@ control API (docs/api.md); the JSON answer is printed on stdout.
 Commands:
   status                          the VM: state, pid, QEMU version, live spec
   topology                        the live PCI topology, as 'qshim topology'
+  cpus                            each vCPU, IOThread and other QEMU thread
+                                  with its thread id and host CPUs
   disk add --name N --path P --format raw|qcow2 [...]
                                   hot-plug a disk into a free hotplug port
   disk remove NAME [--timeout S]  unplug a disk once the guest lets go of it
@@ -71,10 +73,24 @@ Example:
   curl --unix-socket /run/vm1.sock http://localhost/v1/vm/topology
 )";
 
+constexpr const char* cpus = R"(Usage: qshim ctl --api-socket PATH cpus
+
+Print where QEMU's threads run: each vCPU and IOThread, and every other thread
+of QEMU ("emulator"), with its thread id, its name, the host CPUs the kernel
+lets it run on now ("cpus") and, for a pinned VM (cpu.dedicated or
+cpu.pinning), the CPUs its placement gives it ("planned"). "placement" is
+unpinned, placed, or failed (the cpuset changed and cannot hold the VM; "error"
+says why). docs/placement.md explains the placement.
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock cpus
+  curl --unix-socket /run/vm1.sock http://localhost/v1/vm/cpus
+)";
+
 constexpr const char* disk_add =
     R"(Usage: qshim ctl --api-socket PATH disk add --name N --path P --format raw|qcow2
                                       [--bus virtio] [--serial S] [--read-only]
-                                      [--pci-address DDDD:BB:SS.F]
+                                      [--pci-address DDDD:BB:SS.F] [--iothread N]
 
 Hot-plug a disk into the first free disk hotplug port (or the port at
 --pci-address). The fields and rules are those of a disks[] entry of the spec
@@ -89,6 +105,7 @@ Options:
   --serial S          what the guest sees as serial (default: the name)
   --read-only         open the image read-only
   --pci-address A     a free hotplug port's device address, e.g. 0000:10:00.0
+  --iothread N        run the disk's I/O on IOThread N (the spec's iothreads)
 
 Errors: 400 invalid field, 409 name taken or no free disk port.
 

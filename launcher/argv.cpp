@@ -45,7 +45,16 @@ class ArgvBuilder {
                               "building the QEMU command line for " + spec_.name);
         arg(options_.qemu_binary);
         arg("-name", fmt::format("guest={},debug-threads=on", qemu_opts_escape(spec_.name)));
-        arg("-machine", fmt::format("{},usb=off,dump-guest-core=off", topo_.machine));
+        if (spec_.numa.automatic)
+            return make_error(Errc::invalid_spec,
+                              "numa.guestNodes is auto: resolve it for this host first "
+                              "(launcher::plan_placement and resolve_numa)",
+                              "building the QEMU command line for " + spec_.name);
+        // One backend for all of RAM when it needs properties -m cannot express.
+        const bool ram_backend =
+            spec_.numa.nodes.empty() && (spec_.memory.hugepage_bytes || spec_.memory.prealloc);
+        arg("-machine", fmt::format("{},usb=off,dump-guest-core=off{}", topo_.machine,
+                                    ram_backend ? ",memory-backend=ram" : ""));
         // A list of -accel is tried in order: "auto" means KVM when it works, TCG otherwise.
         if (accel != spec::Accel::tcg) arg("-accel", "kvm");
         if (accel != spec::Accel::kvm) arg("-accel", "tcg");
@@ -53,6 +62,10 @@ class ArgvBuilder {
         arg("-smp", fmt::format("cpus={},sockets={},cores={},threads={}", spec_.cpu.count(),
                                 spec_.cpu.sockets, spec_.cpu.cores, spec_.cpu.threads));
         arg("-m", fmt::format("{}M", spec_.memory.size_bytes >> 20));
+        if (ram_backend) json("-object", memory_backend("ram", spec_.memory.size_bytes, nullptr));
+        numa();
+        for (unsigned i = 0; i < spec_.iothreads; ++i)
+            json("-object", Json{{"qom-type", "iothread"}, {"id", detail::iothread_id(i)}});
         // No devices, config files or displays we did not ask for: the topology is all there is.
         arg("-nodefaults");
         arg("-no-user-config");
@@ -119,6 +132,42 @@ class ArgvBuilder {
                                   "building the QEMU command line for " + spec_.name);
         }
         return {};
+    }
+
+    // Guest RAM (or one NUMA node's): memfd with huge pages when asked (no hugetlbfs mount
+    // needed in the pod), preallocated when asked, bound to host nodes when given.
+    Json memory_backend(const std::string& id, uint64_t bytes, const spec::HostSet* host_nodes) {
+        const auto& m = spec_.memory;
+        Json j{{"qom-type", m.hugepage_bytes ? "memory-backend-memfd" : "memory-backend-ram"},
+               {"id", id},
+               {"size", bytes}};
+        if (m.hugepage_bytes) {
+            j["hugetlb"] = true;
+            j["hugetlbsize"] = m.hugepage_bytes;
+        }
+        if (m.prealloc) j["prealloc"] = true;
+        if (host_nodes) {
+            j["host-nodes"] = Json(std::vector<unsigned>(host_nodes->begin(), host_nodes->end()));
+            j["policy"] = "bind";
+        }
+        return j;
+    }
+
+    // -numa has no JSON form in QEMU 7.2; every value here is a number or an id qshim made.
+    void numa() {
+        const auto& nodes = spec_.numa.nodes;
+        for (size_t i = 0; i < nodes.size(); ++i) {
+            std::string id = fmt::format("ram-node{}", i);
+            json("-object", memory_backend(id, nodes[i].memory_bytes,
+                                           nodes[i].host_nodes ? &*nodes[i].host_nodes : nullptr));
+            arg("-numa", fmt::format("node,nodeid={},memdev={}", i, id));
+        }
+        const auto& cpu = spec_.cpu;
+        for (size_t i = 0; i < nodes.size(); ++i)
+            for (unsigned v : nodes[i].vcpus)
+                arg("-numa", fmt::format("cpu,node-id={},socket-id={},core-id={},thread-id={}", i,
+                                         v / (cpu.cores * cpu.threads), v / cpu.threads % cpu.cores,
+                                         v % cpu.threads));
     }
 
     void qmp() {
@@ -227,6 +276,12 @@ class ArgvBuilder {
         Json j{{"driver", d.driver}, {"id", d.id}};
         pci_placement(j, d);
         if (d.driver == "virtio-rng-pci") j["rng"] = "rng.src";
+        if (d.driver == "virtio-scsi-pci")
+            for (const auto& disk : spec_.disks)
+                if (disk.bus == spec::DiskBus::scsi && disk.iothread) {
+                    j["iothread"] = detail::iothread_id(*disk.iothread);
+                    break;
+                }
         json("-device", j);
         if (d.driver == "virtio-serial-pci") {
             arg("-chardev", fmt::format("socket,id=qga.0,path={},server=on,wait=off",

@@ -16,6 +16,8 @@ void pci_placement(Json& j, const topology::Device& d) {
 
 }  // namespace
 
+std::string iothread_id(unsigned index) { return fmt::format("io{}", index); }
+
 std::array<Json, 2> disk_blockdevs(const spec::Disk& disk) {
     // The format is always explicit: letting QEMU probe lets a raw image pose as qcow2.
     return {Json{{"driver", "file"},
@@ -34,6 +36,7 @@ Json disk_device(const topology::Device& d, const spec::Disk& disk) {
     switch (disk.bus) {
         case spec::DiskBus::virtio:
             pci_placement(j, d);
+            if (disk.iothread) j["iothread"] = iothread_id(*disk.iothread);
             break;
         case spec::DiskBus::scsi:
             j["bus"] = d.parent;

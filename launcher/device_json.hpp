@@ -11,6 +11,9 @@ namespace qshim::launcher::detail {
 
 using Json = nlohmann::ordered_json;
 
+// The QOM id of IOThread `index` (iothreads: N creates io0 .. io{N-1}).
+std::string iothread_id(unsigned index);
+
 // The file node, then the format node on top of it (-blockdev / blockdev-add arguments).
 std::array<Json, 2> disk_blockdevs(const spec::Disk& disk);
 // -device / device_add arguments for a disk placed at `d`.

@@ -3,11 +3,13 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -19,7 +21,27 @@ namespace qshim::launcher::detail {
 namespace {
 
 // What the child reports when it cannot exec: the step that failed and its errno.
-enum class Step : int { prepare = 1, sandbox = 2, exec = 3 };
+enum class Step : int { prepare = 1, sandbox = 2, exec = 3, affinity = 4 };
+
+// A CPU mask built before fork (the child may not allocate); freed by its owner.
+struct CpuMask {
+    cpu_set_t* set = nullptr;
+    size_t size = 0;
+    explicit CpuMask(const std::vector<unsigned>& cpus) {
+        if (cpus.empty()) return;
+        unsigned count = 0;
+        for (unsigned c : cpus) count = std::max(count, c + 1);
+        set = CPU_ALLOC(count);
+        size = CPU_ALLOC_SIZE(count);
+        CPU_ZERO_S(size, set);
+        for (unsigned c : cpus) CPU_SET_S(c, size, set);
+    }
+    ~CpuMask() {
+        if (set) CPU_FREE(set);
+    }
+    CpuMask(const CpuMask&) = delete;
+    CpuMask& operator=(const CpuMask&) = delete;
+};
 struct ChildReport {
     Step step;
     int err;
@@ -49,8 +71,8 @@ int close_fds(unsigned first, unsigned last, long open_max) {
 
 // Runs in the child. Every fd we hand over is first moved above the target range, so a source
 // that happens to sit on a target number is not overwritten before it is used.
-[[noreturn]] void child_exec(const SpawnPlan& plan, char* const* argv, char* const* envp,
-                             int report_fd, pid_t parent, long open_max) {
+[[noreturn]] void child_exec(const SpawnPlan& plan, const CpuMask& affinity, char* const* argv,
+                             char* const* envp, int report_fd, pid_t parent, long open_max) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, errno);
     // The parent may have died between fork and prctl; then nobody would ever kill us.
     if (getppid() != parent) child_fail(report_fd, ESRCH);
@@ -74,6 +96,9 @@ int close_fds(unsigned first, unsigned last, long open_max) {
     if (close_fds(static_cast<unsigned>(count), static_cast<unsigned>(report) - 1, open_max) != 0)
         child_fail(report, errno);
     if (close_fds(static_cast<unsigned>(report) + 1, ~0u, open_max) != 0) child_fail(report, errno);
+    // Before the ids change: a thread's affinity is inherited by every thread it creates.
+    if (affinity.set && sched_setaffinity(0, affinity.size, affinity.set) != 0)
+        child_fail(report, errno, Step::affinity);
     if (plan.sandbox)
         if (int err = apply_sandbox(*plan.sandbox, parent); err != 0)
             child_fail(report, err, Step::sandbox);
@@ -146,6 +171,7 @@ Result<Child> spawn(const SpawnPlan& plan) {
     for (const auto& e : plan.env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
 
+    const CpuMask affinity(plan.affinity);
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0)
         return make_error(Errc::io, fmt::format("pipe: {}", std::strerror(errno)), context);
@@ -159,7 +185,7 @@ Result<Child> spawn(const SpawnPlan& plan) {
     pid_t pid = fork();
     if (pid == 0) {
         close(report[0]);
-        child_exec(plan, argv.data(), envp.data(), report[1], parent, open_max);
+        child_exec(plan, affinity, argv.data(), envp.data(), report[1], parent, open_max);
     }
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -179,9 +205,10 @@ Result<Child> spawn(const SpawnPlan& plan) {
     if (n == sizeof failed) {
         while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
         }
-        const char* step = failed.step == Step::exec      ? "exec"
-                           : failed.step == Step::sandbox ? "setting up the sandbox for"
-                                                          : "preparing to exec";
+        const char* step = failed.step == Step::exec       ? "exec"
+                           : failed.step == Step::sandbox  ? "setting up the sandbox for"
+                           : failed.step == Step::affinity ? "setting the CPU affinity of"
+                                                           : "preparing to exec";
         return make_error(Errc::launch,
                           fmt::format("{} {}: {}", step, binary, std::strerror(failed.err)),
                           context);

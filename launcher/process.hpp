@@ -18,6 +18,8 @@ struct SpawnPlan {
     std::vector<std::string> env;          // NAME=value
     std::vector<int> fds;                  // fds[i] becomes fd i in the child
     const SandboxPlan* sandbox = nullptr;  // applied in the child before exec; null: none
+    // The CPUs the child (and every thread it ever creates) may run on; empty: inherited.
+    std::vector<unsigned> affinity;
 };
 
 struct Child {

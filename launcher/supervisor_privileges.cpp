@@ -13,7 +13,7 @@ Result<void> lock_down_supervisor() {
     const std::string context = "dropping qshim's own privileges";
     // Why each is kept: see the header. Everything else (CAP_SYS_ADMIN, CAP_NET_ADMIN,
     // CAP_SYS_PTRACE, CAP_CHOWN, ...) qshim needs at most before QEMU starts.
-    constexpr unsigned kept[] = {CAP_KILL, CAP_SETUID, CAP_SETGID, CAP_DAC_OVERRIDE};
+    constexpr unsigned kept[] = {CAP_KILL, CAP_SETUID, CAP_SETGID, CAP_DAC_OVERRIDE, CAP_SYS_NICE};
     if (capng_get_caps_process() != 0)
         return make_error(Errc::internal, "reading qshim's capabilities failed", context);
     bool held[std::size(kept)];

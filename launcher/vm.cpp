@@ -223,6 +223,7 @@ const spec::VmSpec& Vm::live_spec() const { return impl_->live_spec(); }
 std::vector<std::string> Vm::removing() const { return impl_->removing(); }
 std::vector<std::string> Vm::diverged() const { return impl_->diverged(); }
 const nlohmann::json& Vm::qemu_version() const { return impl_->qemu_version(); }
+VmCpus Vm::cpus() const { return impl_->cpus(); }
 std::size_t Vm::subscribe(std::function<void(const nlohmann::json&)> sink) {
     return impl_->subscribe(std::move(sink));
 }

@@ -9,6 +9,7 @@
 #include <qshim/vm.hpp>
 
 #include "common/async_event.hpp"
+#include "launcher/cpu_placement.hpp"
 #include "launcher/hotplug.hpp"
 #include "launcher/lifecycle.hpp"
 #include "launcher/process.hpp"
@@ -43,6 +44,7 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     std::vector<std::string> removing() const;
     std::vector<std::string> diverged() const;
     const nlohmann::json& qemu_version() const { return qemu_version_; }
+    VmCpus cpus() const;
     std::size_t subscribe(std::function<void(const nlohmann::json&)> sink);
     void unsubscribe(std::size_t id) { subscribers_.erase(id); }
 
@@ -63,6 +65,13 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     Error fail_early(const std::string& message, const std::string& context);
     boost::asio::awaitable<Error> fail_launch(const std::string& why, const std::string& context);
     boost::asio::awaitable<Result<void>> verify_plan();
+
+    // vm_placement.cpp
+    Result<void> plan_host(const std::string& context);
+    boost::asio::awaitable<Result<void>> place_threads();
+    static boost::asio::awaitable<void> watch_placement(std::shared_ptr<Impl> self);
+    void check_placement();
+    void placed(const char* reason);
 
     // vm_supervise.cpp
     static boost::asio::awaitable<void> watch_exit(std::shared_ptr<Impl> self);
@@ -104,6 +113,13 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     std::map<std::size_t, std::function<void(const nlohmann::json&)>> subscribers_;
     std::size_t last_subscriber_ = 0;
     std::deque<std::string> stderr_tail_;
+    // CPU placement (vm_placement.cpp): what was planned in which cpuset, and QEMU's threads.
+    cgroups::Limits limits_;
+    cgroups::HostTopology host_;
+    launcher::Placement placement_;
+    launcher::detail::QemuThreads threads_;
+    launcher::detail::PlacementState placement_state_ = launcher::detail::PlacementState::unpinned;
+    std::string placement_error_;
 };
 
 }  // namespace qshim

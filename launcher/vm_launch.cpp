@@ -79,6 +79,13 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
         log::write("launcher", log::Level::warn, w);
         emit("warning", {{"message", w}});
     }
+    // The CPUs are placed (and huge pages counted) before anything starts: a cpuset too small
+    // starts nothing.
+    if (auto ok = plan_host(context); !ok) {
+        emit("error", {{"message", ok.error().what()}});
+        end_without_qemu("not started");
+        co_return std::move(ok).error();
+    }
     remove_sockets();
 
     // Every fd is owned from the moment it exists, so no failure below can leak one.
@@ -96,7 +103,9 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     command.qmp_fd = theirs.get();
     command.paused = true;  // nothing runs before qshim has checked the plan
     command.serial_stdio = options_.console_to_stdout;
-    auto built = launcher::build_command(spec_, topo_, command);
+    // numa.guestNodes auto, resolved for this host, is what the guest sees from now on.
+    live_.spec = launcher::resolve_numa(std::move(live_.spec), placement_);
+    auto built = launcher::build_command(launcher::resolve_numa(spec_, placement_), topo_, command);
     if (!built) co_return fail_early(built.error().what(), context);
     argv_ = built->argv;
 
@@ -105,6 +114,10 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     plan.argv = argv_;
     for (char** e = environ; e && *e; ++e) plan.env.emplace_back(*e);
     plan.sandbox = &*sandbox;
+    // Every thread QEMU ever creates inherits this: worker pools and hot-plugged IOThreads stay
+    // off the vCPUs' CPUs without qshim chasing them.
+    if (placement_.pinned())
+        plan.affinity.assign(placement_.emulator.begin(), placement_.emulator.end());
     plan.fds = {devnull.get(), options_.console_to_stdout ? STDOUT_FILENO : devnull.get(),
                 err_write.get()};
     for (const auto& fd : built->fds) {
@@ -151,6 +164,9 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     // as a `cont` sent on the --qmp-socket monitor, changes nothing: `cont` is idempotent.)
     if (stopped_before_running()) co_return stop_before_running_error(context);
     if (!verified) co_return co_await fail_launch(verified.error().what(), context);
+    auto threads = co_await place_threads();
+    if (stopped_before_running()) co_return stop_before_running_error(context);
+    if (!threads) co_return co_await fail_launch(threads.error().what(), context);
     auto cont = co_await qmp_.execute("cont");
     if (!cont) co_return co_await fail_launch("cont: " + cont.error().what(), context);
     // QEMU's RESUME event may be read before or after this reply: whichever is first moves

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 #include <qshim/spec.hpp>
 
+#include "common/cpu_list.hpp"
 #include "common/json_yaml.hpp"
 
 namespace qshim::spec {
@@ -21,6 +22,7 @@ Json disk_json(const Disk& d) {
         {"serial", d.serial}};
     if (d.boot_order) j["bootOrder"] = *d.boot_order;
     if (d.pci_address) j["pciAddress"] = to_string(*d.pci_address);
+    if (d.iothread) j["iothread"] = *d.iothread;
     return j;
 }
 
@@ -44,11 +46,33 @@ Json spec_json(const VmSpec& s) {
     j["machine"] = {{"type", s.machine.type},
                     {"accel", to_string(s.machine.accel)},
                     {"topologyVersion", s.machine.topology_version}};
-    j["cpu"] = {{"sockets", s.cpu.sockets},
-                {"cores", s.cpu.cores},
-                {"threads", s.cpu.threads},
-                {"model", s.cpu.model}};
-    j["memory"] = {{"size", s.memory.size_text}};
+    j["cpu"] = {
+        {"sockets", s.cpu.sockets},     {"cores", s.cpu.cores},
+        {"threads", s.cpu.threads},     {"model", s.cpu.model},
+        {"dedicated", s.cpu.dedicated}, {"isolateEmulatorThread", s.cpu.isolate_emulator_thread}};
+    if (const auto& pin = s.cpu.pinning) {
+        Json p{{"vcpus", pin->vcpus}};
+        if (!pin->emulator.empty()) p["emulator"] = qshim::detail::to_cpu_list(pin->emulator);
+        if (!pin->iothreads.empty()) p["iothreads"] = qshim::detail::to_cpu_list(pin->iothreads);
+        j["cpu"]["pinning"] = p;
+    }
+    j["memory"] = {{"size", s.memory.size_text},
+                   {"hugepages", s.memory.hugepage_bytes == 0            ? "none"
+                                 : s.memory.hugepage_bytes == (2u << 20) ? "2Mi"
+                                                                         : "1Gi"},
+                   {"prealloc", s.memory.prealloc}};
+    if (s.numa.automatic) {
+        j["numa"] = {{"guestNodes", "auto"}};
+    } else if (!s.numa.nodes.empty()) {
+        Json nodes = Json::array();
+        for (const auto& n : s.numa.nodes) {
+            Json node{{"vcpus", qshim::detail::to_cpu_list(n.vcpus)}, {"memory", n.memory_text}};
+            if (n.host_nodes) node["hostNodes"] = qshim::detail::to_cpu_list(*n.host_nodes);
+            nodes.push_back(node);
+        }
+        j["numa"] = {{"guestNodes", nodes}};
+    }
+    j["iothreads"] = s.iothreads;
     if (!s.boot.kernel.empty()) {
         Json boot = Json::object();
         optional_string(boot, "kernel", s.boot.kernel_as_written);

@@ -8,6 +8,7 @@
 #include <qshim/spec.hpp>
 #include <set>
 
+#include "common/cpu_list.hpp"
 #include "spec/decoder.hpp"
 #include "spec/document.hpp"
 #include "spec/values.hpp"
@@ -27,6 +28,7 @@ class SpecReader {
     SpecReader(Diagnostics& diags, VmSpec& spec) : diags_(diags), spec_(spec) {}
 
     void read(const Node& root) {
+        root_ = &root;
         Fields f(diags_, root, "");
         f.require("name");
         if (f.string("name", spec_.name) && !detail::is_dns_label(spec_.name))
@@ -34,8 +36,14 @@ class SpecReader {
                 *root.find("name"), "name",
                 "must be a DNS label: lowercase letters, digits and '-', at most 63 characters");
         if (auto* n = f.get("machine"); n && expect(*n, Node::Kind::map, "machine")) machine(*n);
-        if (auto* n = f.get("cpu"); n && expect(*n, Node::Kind::map, "cpu")) cpu(*n);
+        if (auto* n = f.get("cpu"); n && expect(*n, Node::Kind::map, "cpu")) {
+            cpu_node_ = n;
+            cpu(*n);
+        }
         if (auto* n = f.get("memory"); n && expect(*n, Node::Kind::map, "memory")) memory(*n);
+        if (auto* n = f.get("numa"); n && expect(*n, Node::Kind::map, "numa")) numa(*n);
+        // 64: far more than the disks one VM can keep busy; each IOThread is a host thread.
+        f.uint("iothreads", spec_.iothreads, 0, 64);
         if (auto* n = f.get("boot"); n && expect(*n, Node::Kind::map, "boot")) boot(*n);
         if (auto* n = f.get("disks"); n && expect(*n, Node::Kind::sequence, "disks"))
             for (size_t i = 0; i < n->items.size(); ++i)
@@ -57,7 +65,20 @@ class SpecReader {
     }
 
     // One device on its own, as the REST API receives it.
-    void read_disk(const Node& root) { disk(root, ""); }
+    void read_disk(const Node& root) {
+        disk(root, "");
+        if (spec_.disks.empty() || !spec_.disks.back().iothread) return;
+        const Disk& d = spec_.disks.back();
+        const Node& at = *root.find("iothread");
+        if (*d.iothread >= spec_.iothreads)
+            diags_.add(at, "iothread",
+                       fmt::format("IOThread {} does not exist: the VM has iothreads: {}",
+                                   *d.iothread, spec_.iothreads));
+        else if (d.bus == DiskBus::scsi)
+            diags_.add(at, "iothread",
+                       "a scsi disk runs on its controller's IOThread, set when the VM started; "
+                       "leave iothread unset");
+    }
     void read_interface(const Node& root) { interface(root, ""); }
 
   private:
@@ -96,6 +117,55 @@ class SpecReader {
         return a;
     }
 
+    // A kernel CPU list ("0-3,8"), written as a string or, for one CPU, a number.
+    std::optional<HostSet> cpu_list(Fields& f, std::string_view key, const char* what) {
+        const Node* n = f.get(key);
+        if (!n) return std::nullopt;
+        std::optional<HostSet> set;
+        if (n->kind == Node::Kind::scalar) set = qshim::detail::parse_cpu_list(n->value);
+        if (!set || set->empty()) {
+            diags_.add(*n, f.path_of(key),
+                       fmt::format("must be a list of {} such as \"0-3,8\"", what));
+            return std::nullopt;
+        }
+        return set;
+    }
+
+    // 16Mi, 4Ti: the largest unit that divides the size.
+    static std::string size_text(uint64_t bytes) {
+        const char* units[] = {"Mi", "Gi", "Ti"};
+        uint64_t value = bytes >> 20;
+        size_t unit = 0;
+        while (unit + 1 < std::size(units) && value >= 1024 && value % 1024 == 0) {
+            value /= 1024;
+            ++unit;
+        }
+        return fmt::format("{}{}", value, units[unit]);
+    }
+
+    // A size such as 512Mi: a whole number of MiB from `min` up to `max`.
+    std::optional<uint64_t> mebibytes(Fields& f, std::string_view key, uint64_t min, uint64_t max) {
+        const Node* n = f.get(key);
+        if (!n) return std::nullopt;
+        auto bytes =
+            n->kind == Node::Kind::scalar ? detail::parse_quantity(n->value) : std::nullopt;
+        if (!bytes) {
+            diags_.add(*n, f.path_of(key),
+                       "must be a size such as 512Mi or 4Gi (suffix Ki, Mi, Gi or Ti)");
+            return std::nullopt;
+        }
+        if (*bytes % (1u << 20) != 0) {
+            diags_.add(*n, f.path_of(key), "must be a whole number of MiB");
+            return std::nullopt;
+        }
+        if (*bytes < min || *bytes > max) {
+            diags_.add(*n, f.path_of(key),
+                       fmt::format("must be from {} to {}", size_text(min), size_text(max)));
+            return std::nullopt;
+        }
+        return bytes;
+    }
+
     void machine(const Node& n) {
         Fields f(diags_, n, "machine");
         if (f.string("type", spec_.machine.type) && spec_.machine.type != "q35" &&
@@ -130,28 +200,108 @@ class SpecReader {
             diags_.add(n, "cpu",
                        fmt::format("sockets x cores x threads = {} vCPUs; q35 supports at most 255",
                                    spec_.cpu.count()));
+        f.boolean("dedicated", spec_.cpu.dedicated);
+        if (f.boolean("isolateEmulatorThread", spec_.cpu.isolate_emulator_thread) &&
+            spec_.cpu.isolate_emulator_thread && !spec_.cpu.dedicated)
+            diags_.add(*f.get("isolateEmulatorThread"), "cpu.isolateEmulatorThread",
+                       "needs cpu.dedicated: true (with cpu.pinning, name the emulator's CPUs "
+                       "in cpu.pinning.emulator)");
+        if (auto* p = f.get("pinning"); p && expect(*p, Node::Kind::map, "cpu.pinning")) {
+            if (spec_.cpu.dedicated)
+                diags_.add(*p, "cpu.pinning",
+                           "cannot be combined with cpu.dedicated: dedicated picks the CPUs from "
+                           "the pod's cpuset, pinning names them");
+            pinning(*p);
+        }
         f.finish();
+    }
+
+    void pinning(const Node& n) {
+        Fields f(diags_, n, "cpu.pinning");
+        CpuPinning pin;
+        f.require("vcpus");
+        bool ok = false;
+        if (auto* v = f.get("vcpus"); v && expect(*v, Node::Kind::sequence, "cpu.pinning.vcpus")) {
+            ok = true;
+            std::set<unsigned> seen;
+            for (size_t i = 0; i < v->items.size(); ++i) {
+                const Node& item = v->items[i];
+                std::string p = fmt::format("cpu.pinning.vcpus[{}]", i);
+                auto cpu = item.kind == Node::Kind::scalar && !item.quoted
+                               ? detail::parse_uint(item.value)
+                               : std::nullopt;
+                if (!cpu || *cpu >= (1u << 16)) {
+                    diags_.add(item, p, "must be a host CPU number");
+                    ok = false;
+                } else if (!seen.insert(static_cast<unsigned>(*cpu)).second) {
+                    diags_.add(item, p,
+                               fmt::format("host CPU {} is given to two vCPUs; each vCPU gets "
+                                           "its own",
+                                           *cpu));
+                    ok = false;
+                } else {
+                    pin.vcpus.push_back(static_cast<unsigned>(*cpu));
+                }
+            }
+            if (ok && pin.vcpus.size() != spec_.cpu.count()) {
+                diags_.add(*v, "cpu.pinning.vcpus",
+                           fmt::format("names {} host CPUs for {} vCPUs (sockets x cores x "
+                                       "threads); give one per vCPU",
+                                       pin.vcpus.size(), spec_.cpu.count()));
+                ok = false;
+            }
+        }
+        if (auto set = cpu_list(f, "emulator", "host CPUs")) pin.emulator = *set;
+        if (auto set = cpu_list(f, "iothreads", "host CPUs")) pin.iothreads = *set;
+        f.finish();
+        if (ok) spec_.cpu.pinning = std::move(pin);
     }
 
     void memory(const Node& n) {
         Fields f(diags_, n, "memory");
         f.require("size");
-        if (const Node* s = f.get("size")) {
-            auto bytes =
-                s->kind == Node::Kind::scalar ? detail::parse_quantity(s->value) : std::nullopt;
-            if (!bytes)
-                diags_.add(*s, "memory.size",
-                           "must be a size such as 512Mi or 4Gi (suffix Ki, Mi, Gi or Ti)");
-            else if (*bytes % (1u << 20) != 0)
-                diags_.add(*s, "memory.size", "must be a whole number of MiB");
-            else if (*bytes < (16ull << 20) || *bytes > (4ull << 40))
-                diags_.add(*s, "memory.size", "must be from 16Mi to 4Ti");
-            else {
-                spec_.memory.size_bytes = *bytes;
-                spec_.memory.size_text = s->value;
-            }
+        if (auto bytes = mebibytes(f, "size", 16ull << 20, 4ull << 40)) {
+            spec_.memory.size_bytes = *bytes;
+            spec_.memory.size_text = f.get("size")->value;
         }
+        f.choice("hugepages", spec_.memory.hugepage_bytes,
+                 {{"none", uint64_t{0}}, {"2Mi", uint64_t{2} << 20}, {"1Gi", uint64_t{1} << 30}});
+        f.boolean("prealloc", spec_.memory.prealloc);
         f.finish();
+    }
+
+    void numa(const Node& n) {
+        Fields f(diags_, n, "numa");
+        f.require("guestNodes");
+        const Node* g = f.get("guestNodes");
+        f.finish();
+        if (!g) return;
+        if (g->kind == Node::Kind::scalar && g->value == "auto") {
+            spec_.numa.automatic = true;
+            numa_node_ = g;
+            return;
+        }
+        if (g->kind != Node::Kind::sequence || g->items.empty()) {
+            diags_.add(*g, "numa.guestNodes", "must be auto or a non-empty list of nodes");
+            return;
+        }
+        numa_node_ = g;
+        for (size_t i = 0; i < g->items.size(); ++i) {
+            std::string p = fmt::format("numa.guestNodes[{}]", i);
+            if (!expect(g->items[i], Node::Kind::map, p)) continue;
+            Fields nf(diags_, g->items[i], p);
+            NumaNode node;
+            nf.require("vcpus");
+            nf.require("memory");
+            if (auto set = cpu_list(nf, "vcpus", "guest vCPU indices")) node.vcpus = *set;
+            if (auto bytes = mebibytes(nf, "memory", 1ull << 20, 4ull << 40)) {
+                node.memory_bytes = *bytes;
+                node.memory_text = nf.get("memory")->value;
+            }
+            if (auto set = cpu_list(nf, "hostNodes", "host NUMA nodes")) node.host_nodes = *set;
+            nf.finish();
+            spec_.numa.nodes.push_back(std::move(node));
+        }
     }
 
     void boot(const Node& n) {
@@ -219,6 +369,15 @@ class SpecReader {
                                       "(the virtio-blk limit); set serial explicitly");
         unsigned order = 0;
         if (f.uint("bootOrder", order, 1, 999)) d.boot_order = order;
+        unsigned iothread = 0;
+        if (f.uint("iothread", iothread, 0, 63)) {
+            if (d.bus == DiskBus::sata)
+                diags_.add(*f.get("iothread"), at(p, "iothread"),
+                           "a sata disk cannot use an IOThread (QEMU's AHCI has none); use bus "
+                           "virtio or scsi");
+            else
+                d.iothread = iothread;
+        }
         d.pci_address = pci(f, "pciAddress");
         if (d.pci_address && d.bus != DiskBus::virtio)
             diags_.add(
@@ -414,11 +573,95 @@ class SpecReader {
                 unique(names, h.name, *host_device_nodes_[i],
                        fmt::format("hostDevices[{}].name", i), "name '" + h.name + "'");
         }
+        iothread_checks();
+        numa_checks();
+    }
+
+    void iothread_checks() {
+        std::optional<std::pair<unsigned, std::string>> scsi;  // the SCSI controller's IOThread
+        for (size_t i = 0; i < spec_.disks.size(); ++i) {
+            const Disk& d = spec_.disks[i];
+            if (!d.iothread) continue;
+            const Node& at = *disk_nodes_[i];
+            std::string p = fmt::format("disks[{}].iothread", i);
+            const Node* field = at.find("iothread");
+            if (*d.iothread >= spec_.iothreads) {
+                diags_.add(field ? *field : at, p,
+                           fmt::format("IOThread {} does not exist: the spec has iothreads: {}",
+                                       *d.iothread, spec_.iothreads));
+                continue;
+            }
+            if (d.bus != DiskBus::scsi) continue;
+            // Every scsi disk sits on the one virtio-scsi controller: it has one IOThread.
+            if (!scsi)
+                scsi.emplace(*d.iothread, p);
+            else if (scsi->first != *d.iothread)
+                diags_.add(field ? *field : at, p,
+                           fmt::format("scsi disks share one controller, which {} puts on "
+                                       "IOThread {}",
+                                       scsi->second, scsi->first));
+        }
+        if (spec_.cpu.pinning && !spec_.cpu.pinning->iothreads.empty() && spec_.iothreads == 0)
+            diags_.add(cpu_node_ ? *cpu_node_ : *root_, "cpu.pinning.iothreads",
+                       "names CPUs for IOThreads, but the spec has iothreads: 0");
+    }
+
+    void numa_checks() {
+        const uint64_t page = spec_.memory.hugepage_bytes;
+        if (page && spec_.memory.size_bytes % page != 0)
+            diags_.add(*root_, "memory.size",
+                       fmt::format("{} is not a whole number of {} huge pages",
+                                   spec_.memory.size_text, page == (2u << 20) ? "2Mi" : "1Gi"));
+        if (!numa_node_) return;
+        const Node& at = *numa_node_;
+        if (spec_.numa.automatic) {
+            if (!spec_.cpu.pinned())
+                diags_.add(at, "numa.guestNodes",
+                           "auto mirrors the host NUMA nodes of the vCPUs' CPUs, so it needs "
+                           "cpu.dedicated or cpu.pinning");
+            return;
+        }
+        std::map<unsigned, size_t> owner;  // vCPU -> node
+        uint64_t total = 0;
+        for (size_t i = 0; i < spec_.numa.nodes.size(); ++i) {
+            const NumaNode& node = spec_.numa.nodes[i];
+            std::string p = fmt::format("numa.guestNodes[{}]", i);
+            total += node.memory_bytes;
+            if (page && node.memory_bytes % page != 0)
+                diags_.add(at.items[i], p + ".memory",
+                           fmt::format("{} is not a whole number of huge pages", node.memory_text));
+            for (unsigned v : node.vcpus) {
+                if (v >= spec_.cpu.count())
+                    diags_.add(at.items[i], p + ".vcpus",
+                               fmt::format("vCPU {} does not exist: the VM has {} (0-{})", v,
+                                           spec_.cpu.count(), spec_.cpu.count() - 1));
+                else if (auto [it, fresh] = owner.emplace(v, i); !fresh)
+                    diags_.add(
+                        at.items[i], p + ".vcpus",
+                        fmt::format("vCPU {} is also in numa.guestNodes[{}]", v, it->second));
+            }
+        }
+        if (owner.size() < spec_.cpu.count()) {
+            HostSet missing;
+            for (unsigned v = 0; v < spec_.cpu.count(); ++v)
+                if (!owner.count(v)) missing.insert(v);
+            diags_.add(at, "numa.guestNodes",
+                       fmt::format("vCPUs {} are in no node; every vCPU must be in one",
+                                   qshim::detail::to_cpu_list(missing)));
+        }
+        if (total != spec_.memory.size_bytes)
+            diags_.add(at, "numa.guestNodes",
+                       fmt::format("the nodes' memory adds up to {} MiB, but memory.size is {} "
+                                   "MiB; they must be equal",
+                                   total >> 20, spec_.memory.size_bytes >> 20));
     }
 
     Diagnostics& diags_;
     VmSpec& spec_;
     std::vector<const Node*> disk_nodes_, interface_nodes_, host_device_nodes_;
+    const Node* root_ = nullptr;
+    const Node* cpu_node_ = nullptr;
+    const Node* numa_node_ = nullptr;  // numa.guestNodes
 };
 
 bool looks_like_json(std::string_view text, const std::string& filename) {
@@ -486,6 +729,7 @@ Result<Device> parse_device(std::string_view json, const VmSpec& vm, const char*
     VmSpec scratch;
     scratch.name = vm.name;
     scratch.base_dir = vm.base_dir;
+    scratch.iothreads = vm.iothreads;
     Diagnostics diags(file);
     SpecReader reader(diags, scratch);
     read(reader, *doc);

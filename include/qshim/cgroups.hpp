@@ -59,6 +59,10 @@ struct Roots {
 // read or parsed; a controller that is absent is a note, not an error.
 QSHIM_API Result<Limits> discover(const Roots& roots = {});
 
+// The effective cpuset read again from where discover() found it (limits.cpuset_dir): how a
+// supervisor notices the kubelet's CPU manager rewriting it. Without a cpuset folder: limits.cpus.
+QSHIM_API Result<CpuSet> read_cpuset(const Limits& limits);
+
 struct HostCpu {
     unsigned id = 0;
     unsigned package = 0;  // socket

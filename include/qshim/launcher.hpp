@@ -48,7 +48,8 @@ QSHIM_API Result<CommandLine> build_command(const spec::VmSpec& spec,
 // API socket is bound): sets no_new_privs and keeps, of the capabilities it holds, only what a
 // supervisor of a QEMU running as another uid still uses: CAP_KILL (signalling QEMU),
 // CAP_SETUID and CAP_SETGID (checking a hot-plugged image as QEMU's uid, in a short-lived child),
-// CAP_DAC_OVERRIDE (removing the sockets QEMU left in folders only QEMU's uid may write). The
+// CAP_DAC_OVERRIDE (removing the sockets QEMU left in folders only QEMU's uid may write),
+// CAP_SYS_NICE (setting the CPU affinity of QEMU's threads again when the cpuset changes). The
 // bounding set shrinks to the same when allowed. Without capabilities (a non-root pod), only
 // no_new_privs changes. Process-wide and one-way: not for a controller that needs more.
 QSHIM_API Result<void> lock_down_supervisor();

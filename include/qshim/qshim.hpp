@@ -6,6 +6,7 @@
 #include <qshim/error.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/log.hpp>
+#include <qshim/placement.hpp>
 #include <qshim/qmp.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>

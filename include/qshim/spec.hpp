@@ -6,6 +6,7 @@
 #include <optional>
 #include <qshim/error.hpp>
 #include <qshim/export.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,17 +51,55 @@ struct Machine {
     int topology_version = 1;
 };
 
+// Host CPU or NUMA node numbers, written as a kernel CPU list ("0-3,8").
+using HostSet = std::set<unsigned>;
+
+// cpu.pinning: host CPUs chosen by hand, for local use (a pod uses cpu.dedicated instead).
+struct CpuPinning {
+    std::vector<unsigned> vcpus;  // the host CPU of vCPU 0, 1, ...; one each, all different
+    HostSet emulator;             // QEMU's other threads; empty: the vCPUs' CPUs
+    HostSet iothreads;            // every IOThread; empty: the emulator's CPUs
+};
+
 struct Cpu {
     unsigned sockets = 1;
     unsigned cores = 1;
     unsigned threads = 1;
     std::string model = "qemu64";
+    // One host CPU of the pod's cpuset for each vCPU, nothing else on it (docs/placement.md).
+    bool dedicated = false;
+    // With dedicated: one more CPU for QEMU's other threads, off the vCPUs' CPUs.
+    bool isolate_emulator_thread = false;
+    std::optional<CpuPinning> pinning;
     unsigned count() const { return sockets * cores * threads; }
+    bool pinned() const { return dedicated || pinning.has_value(); }
 };
 
 struct Memory {
     uint64_t size_bytes = 512ull << 20;
     std::string size_text = "512Mi";  // as written, for --resolve
+    // Back guest RAM with huge pages of this size (2Mi or 1Gi); 0: normal pages.
+    uint64_t hugepage_bytes = 0;
+    // Touch all guest RAM before the guest runs, so the pod's peak is reached (and an OOM
+    // happens) at start rather than hours later.
+    bool prealloc = false;
+};
+
+// One guest NUMA node.
+struct NumaNode {
+    HostSet vcpus;  // guest vCPU indices
+    uint64_t memory_bytes = 0;
+    std::string memory_text;
+    // Host nodes its memory is bound to; unset: not bound.
+    std::optional<HostSet> host_nodes;
+};
+
+struct Numa {
+    // guestNodes: auto: one guest node per host node of the pinned vCPUs, resolved at launch
+    // (launcher::plan_placement); `nodes` is then empty until resolved.
+    bool automatic = false;
+    std::vector<NumaNode> nodes;
+    bool enabled() const { return automatic || !nodes.empty(); }
 };
 
 struct Boot {
@@ -82,6 +121,9 @@ struct Disk {
     std::string serial;  // defaults to name
     std::optional<unsigned> boot_order;
     std::optional<PciAddress> pci_address;
+    // The IOThread (0 .. iothreads-1) that runs this disk's I/O: virtio disks, and the SCSI
+    // controller of scsi disks. Unset: QEMU's main loop.
+    std::optional<unsigned> iothread;
 };
 
 struct Backend {
@@ -153,6 +195,8 @@ struct VmSpec {
     Machine machine;
     Cpu cpu;
     Memory memory;
+    Numa numa;
+    unsigned iothreads = 0;  // IOThreads QEMU creates, named io0, io1, ...
     Boot boot;
     std::vector<Disk> disks;
     std::vector<Interface> interfaces;

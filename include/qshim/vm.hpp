@@ -16,6 +16,7 @@
 #include <qshim/qmp.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
+#include <set>
 
 namespace qshim {
 
@@ -44,6 +45,30 @@ struct VmOptions {
     std::chrono::milliseconds command_timeout{30'000};  // every QMP command qshim sends
     // Lifecycle events (docs/events.md), each a JSON object with "event" and "time".
     std::function<void(const nlohmann::json&)> on_event;
+    // /proc and /sys are read under this folder (qshim's cgroup, the host's CPUs); tests point
+    // it at a fake tree. Empty: the real ones.
+    std::string system_root;
+    // How often a pinned VM checks that its cpuset and its threads' affinity are unchanged,
+    // and places the threads again when the kubelet's CPU manager rewrote the cpuset.
+    std::chrono::milliseconds placement_check_interval{1'000};
+};
+
+// One thread of QEMU and the CPUs it runs on.
+struct VmThread {
+    pid_t thread_id = 0;
+    std::string name;            // the thread's name: "CPU 0/KVM", "IO io0", "worker", ...
+    std::set<unsigned> cpus;     // where the kernel lets it run now
+    std::set<unsigned> planned;  // where the placement puts it; empty: anywhere in the cpuset
+};
+
+// Where the VM's threads run (GET /v1/vm/cpus).
+struct VmCpus {
+    std::string placement = "unpinned";  // unpinned, placed, failed
+    std::string error;                   // why placement is failed
+    std::set<unsigned> cpuset;           // qshim's cpuset when last read
+    std::vector<VmThread> vcpus;         // by vCPU index
+    std::vector<VmThread> iothreads;     // io0, io1, ...
+    std::vector<VmThread> emulator;      // every other thread of QEMU
 };
 
 // As the API reports it. `qmp_lost`: QEMU runs, but its QMP connection is gone, so the VM can
@@ -115,6 +140,8 @@ class QSHIM_API Vm {
     // (qom-list, query-named-block-nodes) and removes what should not be there.
     std::vector<std::string> diverged() const;
     const nlohmann::json& qemu_version() const;  // from the QMP greeting
+    // QEMU's threads and their CPUs, read now; empty lists before QEMU runs and after it ended.
+    VmCpus cpus() const;
 
     // Lifecycle events as they happen (besides VmOptions::on_event); returns an id for unsubscribe.
     std::size_t subscribe(std::function<void(const nlohmann::json&)> sink);

@@ -1,4 +1,5 @@
 // The QEMU command line: JSON options that no path can break, and the escaping of the rest.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <qshim/launcher.hpp>
@@ -164,4 +165,67 @@ TEST_CASE("a spec built in code with invalid UTF-8 is an error, not an exception
     auto command = launcher::build_command(s, *t);
     REQUIRE_FALSE(command.ok());
     CHECK(command.error().code == Errc::invalid_spec);
+}
+
+TEST_CASE("guest RAM: one backend for huge pages or prealloc, one per NUMA node", "[placement]") {
+    auto plain = argv_for("name: vm\nmemory: {size: 1Gi}\n");
+    CHECK(json_args(plain, "-object").size() == 1);  // the RNG's source only
+    CHECK(value_of(plain, "-machine").find("memory-backend") == std::string::npos);
+
+    auto huge = argv_for("name: vm\nmemory: {size: 1Gi, hugepages: 2Mi, prealloc: true}\n");
+    CHECK(value_of(huge, "-machine").find(",memory-backend=ram") != std::string::npos);
+    auto objects = json_args(huge, "-object");
+    REQUIRE(objects.size() == 2);
+    CHECK(objects[0] == nlohmann::json::parse(
+                            R"({"qom-type":"memory-backend-memfd","id":"ram","size":1073741824,
+                                "hugetlb":true,"hugetlbsize":2097152,"prealloc":true})"));
+
+    auto numa = argv_for(
+        "name: vm\ncpu: {sockets: 2, cores: 2, threads: 2}\nmemory: {size: 1Gi}\n"
+        "numa:\n  guestNodes:\n    - {vcpus: 0-3, memory: 768Mi, hostNodes: 1}\n"
+        "    - {vcpus: 4-7, memory: 256Mi}\n");
+    CHECK(value_of(numa, "-machine").find("memory-backend") == std::string::npos);
+    objects = json_args(numa, "-object");
+    REQUIRE(objects.size() == 3);
+    CHECK(objects[0] == nlohmann::json::parse(
+                            R"({"qom-type":"memory-backend-ram","id":"ram-node0","size":805306368,
+                                "host-nodes":[1],"policy":"bind"})"));
+    CHECK(objects[1]["id"] == "ram-node1");
+    CHECK_FALSE(objects[1].contains("host-nodes"));
+    std::vector<std::string> numa_args;
+    for (size_t i = 0; i + 1 < numa.size(); ++i)
+        if (numa[i] == "-numa") numa_args.push_back(numa[i + 1]);
+    REQUIRE(numa_args.size() == 10);
+    CHECK(numa_args[0] == "node,nodeid=0,memdev=ram-node0");
+    CHECK(numa_args[1] == "node,nodeid=1,memdev=ram-node1");
+    // vCPU 5 = socket 1, core 0, thread 1 (sockets x cores x threads, thread fastest).
+    CHECK(numa_args[7] == "cpu,node-id=1,socket-id=1,core-id=0,thread-id=1");
+    CHECK(numa_args[4] == "cpu,node-id=0,socket-id=0,core-id=1,thread-id=0");
+
+    // auto must be resolved for a host first: build_command never guesses.
+    auto s = must_parse("name: vm\ncpu: {dedicated: true}\nnuma: {guestNodes: auto}\n");
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    auto refused = launcher::build_command(s, *t);
+    REQUIRE_FALSE(refused.ok());
+    CHECK_THAT(refused.error().message, Catch::Contains("resolve it for this host first"));
+}
+
+TEST_CASE("IOThreads are objects, and disks name theirs", "[placement]") {
+    auto argv = argv_for(
+        "name: vm\niothreads: 2\ndisks:\n  - {name: a, path: /a, format: raw, iothread: 1}\n"
+        "  - {name: b, path: /b, format: raw, bus: scsi, iothread: 0}\n"
+        "  - {name: c, path: /c, format: raw}\n");
+    auto objects = json_args(argv, "-object");
+    CHECK(std::count_if(objects.begin(), objects.end(),
+                        [](const nlohmann::json& o) { return o["qom-type"] == "iothread"; }) == 2);
+    bool scsi_on_io0 = false, a_on_io1 = false, c_without = false;
+    for (const auto& d : json_args(argv, "-device")) {
+        if (d["driver"] == "virtio-scsi-pci") scsi_on_io0 = d.value("iothread", "") == "io0";
+        if (d.value("id", "") == "a") a_on_io1 = d.value("iothread", "") == "io1";
+        if (d.value("id", "") == "c") c_without = !d.contains("iothread");
+    }
+    CHECK(scsi_on_io0);
+    CHECK(a_on_io1);
+    CHECK(c_without);
 }

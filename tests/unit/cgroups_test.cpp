@@ -10,32 +10,15 @@
 #include <qshim/cgroups.hpp>
 #include <string>
 
+#include "fake_root.hpp"
+
 using namespace qshim;
 using namespace qshim::cgroups;
 using Catch::Contains;
 namespace fs = std::filesystem;
+using qshim::test::FakeRoot;
 
 namespace {
-
-// A fake root: files written under it by their absolute paths.
-struct FakeRoot {
-    fs::path path;
-    FakeRoot() {
-        std::string tmpl = (fs::temp_directory_path() / "qshim-cgroups-XXXXXX").string();
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp");
-        path = tmpl;
-    }
-    ~FakeRoot() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    void write(const std::string& file, const std::string& text) const {
-        fs::path p = path / fs::path(file).relative_path();
-        fs::create_directories(p.parent_path());
-        std::ofstream(p) << text << "\n";
-    }
-    Roots roots() const { return {path.string()}; }
-};
 
 // mountinfo lines for the cgroup v1 hierarchies of this project's CI machines (hybrid layout).
 const char* v1_mountinfo =

@@ -148,7 +148,8 @@ void runtime() {
             check(vm.state() == VmState::created && vm.pid() <= 0 && vm.argv().empty() &&
                       vm.spec().name == "rt" && vm.live_spec().name == "rt" &&
                       vm.topology().machine == "pc-q35-7.2" && vm.removing().empty() &&
-                      vm.diverged().empty() && vm.qemu_version().is_object(),
+                      vm.diverged().empty() && vm.qemu_version().is_object() &&
+                      vm.cpus().placement == "unpinned" && vm.cpus().vcpus.empty(),
                   "Vm accessors");
             vm.request_stop();
             auto exit = co_await vm.wait_exit();
@@ -177,6 +178,15 @@ int main() {
         check(limits.ok() && !limits->cpus.empty(), "cgroups::discover");
         auto host = cg::read_host_topology();
         check(host.ok() && host->cpu(host->cpus.front().id) != nullptr, "read_host_topology");
+        auto cpuset = cg::read_cpuset(*limits);
+        check(cpuset.ok() && *cpuset == limits->cpus, "read_cpuset");
+        auto spec = qshim::spec::parse_spec(
+            "name: p\ncpu: {dedicated: true}\nnuma: {guestNodes: auto}\n", "p.yaml");
+        check(spec.ok(), "a pinned spec");
+        auto placement = qshim::launcher::plan_placement(*spec, *limits, *host);
+        check(placement.ok() && placement->vcpus.size() == 1 && placement->numa.size() == 1,
+              "plan_placement");
+        check(!qshim::launcher::resolve_numa(*spec, *placement).numa.automatic, "resolve_numa");
     }
     check(std::string(qshim::spec::to_string(qshim::spec::SeccompMode::kill)) == "kill",
           "to_string(SeccompMode)");

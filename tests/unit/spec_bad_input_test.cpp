@@ -479,3 +479,69 @@ TEST_CASE("security: defaults, and what is read", "[spec]") {
     REQUIRE(again.ok());
     CHECK(again->security.run_as == RunAs{4242, 4343});
 }
+
+TEST_CASE("CPU placement, IOThreads, NUMA and huge pages: each mistake named at its field",
+          "[placement]") {
+    CHECK(problem("name: vm\ncpu: {isolateEmulatorThread: true}\n") ==
+          "vm.yaml:2:30: cpu.isolateEmulatorThread: needs cpu.dedicated: true (with cpu.pinning, "
+          "name the emulator's CPUs in cpu.pinning.emulator)");
+    CHECK_THAT(problem("name: vm\ncpu: {dedicated: true, pinning: {vcpus: [1]}}\n"),
+               Contains("cpu.pinning: cannot be combined with cpu.dedicated"));
+    CHECK(problem("name: vm\ncpu: {cores: 2, pinning: {vcpus: [1]}}\n") ==
+          "vm.yaml:2:34: cpu.pinning.vcpus: names 1 host CPUs for 2 vCPUs (sockets x cores x "
+          "threads); give one per vCPU");
+    CHECK(problem("name: vm\ncpu: {cores: 2, pinning: {vcpus: [1, 1]}}\n") ==
+          "vm.yaml:2:38: cpu.pinning.vcpus[1]: host CPU 1 is given to two vCPUs; each vCPU gets "
+          "its own");
+    CHECK(problem("name: vm\ncpu: {pinning: {vcpus: [x]}}\n") ==
+          "vm.yaml:2:25: cpu.pinning.vcpus[0]: must be a host CPU number");
+    CHECK(problem("name: vm\ncpu: {pinning: {vcpus: [0], emulator: 3-1}}\n") ==
+          "vm.yaml:2:39: cpu.pinning.emulator: must be a list of host CPUs such as \"0-3,8\"");
+    CHECK_THAT(problem("name: vm\ncpu: {pinning: {vcpus: [0], iothreads: 1}}\n"),
+               Contains("cpu.pinning.iothreads: names CPUs for IOThreads, but the spec has "
+                        "iothreads: 0"));
+    CHECK(problem("name: vm\niothreads: 1\ndisks:\n  - {name: d, path: /d, format: raw, "
+                  "iothread: 1}\n") ==
+          "vm.yaml:4:48: disks[0].iothread: IOThread 1 does not exist: the spec has iothreads: 1");
+    CHECK_THAT(problem("name: vm\niothreads: 1\ndisks:\n  - {name: d, path: /d, format: raw, "
+                       "bus: sata, iothread: 0}\n"),
+               Contains("disks[0].iothread: a sata disk cannot use an IOThread"));
+    CHECK_THAT(problem("name: vm\niothreads: 2\ndisks:\n"
+                       "  - {name: a, path: /a, format: raw, bus: scsi, iothread: 0}\n"
+                       "  - {name: b, path: /b, format: raw, bus: scsi, iothread: 1}\n"),
+               Contains("disks[1].iothread: scsi disks share one controller, which "
+                        "disks[0].iothread puts on IOThread 0"));
+    CHECK(problem("name: vm\niothreads: 65\n") ==
+          "vm.yaml:2:12: iothreads: 65 is out of range: must be from 0 to 64");
+    CHECK(problem("name: vm\nmemory: {size: 1Gi, hugepages: 4Mi}\n") ==
+          "vm.yaml:2:32: memory.hugepages: must be one of none, 2Mi, 1Gi");
+    CHECK_THAT(problem("name: vm\nmemory: {size: 1536Mi, hugepages: 1Gi}\n"),
+               Contains("memory.size: 1536Mi is not a whole number of 1Gi huge pages"));
+    CHECK_THAT(problem("name: vm\nnuma: {guestNodes: auto}\n"),
+               Contains("numa.guestNodes: auto mirrors the host NUMA nodes of the vCPUs' CPUs, so "
+                        "it needs cpu.dedicated or cpu.pinning"));
+    CHECK(problem("name: vm\nnuma: {guestNodes: []}\n") ==
+          "vm.yaml:2:20: numa.guestNodes: must be auto or a non-empty list of nodes");
+}
+
+TEST_CASE("NUMA nodes must cover every vCPU once and all of memory", "[placement]") {
+    auto all = problems(
+        "name: vm\ncpu: {cores: 3}\nmemory: {size: 1Gi}\nnuma:\n  guestNodes:\n"
+        "    - {vcpus: 0-1, memory: 256Mi}\n"
+        "    - {vcpus: 1-3, memory: 512Mi}\n");
+    CHECK_THAT(
+        fmt::format("{}", fmt::join(all, "\n")),
+        Contains("numa.guestNodes[1].vcpus: vCPU 1 is also in numa.guestNodes[0]") &&
+            Contains("numa.guestNodes[1].vcpus: vCPU 3 does not exist: the VM has 3 (0-2)") &&
+            Contains("numa.guestNodes: the nodes' memory adds up to 768 MiB, but "
+                     "memory.size is 1024 MiB"));
+    CHECK_THAT(problem("name: vm\ncpu: {cores: 3}\nmemory: {size: 1Gi}\nnuma:\n  guestNodes:\n"
+                       "    - {vcpus: 0-1, memory: 1Gi}\n"),
+               Contains("numa.guestNodes: vCPUs 2 are in no node; every vCPU must be in one"));
+    CHECK(problems("name: vm\nmemory: {size: 1Gi, hugepages: 1Gi}\nnuma:\n  guestNodes:\n"
+                   "    - {vcpus: 0, memory: 1000Mi}\n    - {vcpus: 0, memory: 24Mi}\n") ==
+          std::vector<std::string>{
+              "vm.yaml:5:7: numa.guestNodes[0].memory: 1000Mi is not a whole number of huge pages",
+              "vm.yaml:6:7: numa.guestNodes[1].memory: 24Mi is not a whole number of huge pages",
+              "vm.yaml:6:7: numa.guestNodes[1].vcpus: vCPU 0 is also in numa.guestNodes[0]"});
+}

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "spec/values.hpp"
+#include "spec_test_util.hpp"
 
 using namespace qshim;
 using namespace qshim::spec;
@@ -433,4 +434,41 @@ TEST_CASE("MAC addresses parse and format as six lowercase hex bytes", "[spec][m
         loaded("name: vm\ninterfaces: [{name: n, mac: 52:54:00:AB:CD:EF, backend: {type: user}}]\n")
             .interfaces.at(0)
             .mac == MacAddress{0x52, 0x54, 0, 0xab, 0xcd, 0xef});
+}
+
+TEST_CASE("placement, IOThreads, NUMA and huge pages load and write back", "[placement]") {
+    auto s = qshim::test::must_parse(
+        "name: vm\ncpu: {cores: 2, pinning: {vcpus: [2, 3], emulator: '0-1'}}\n"
+        "memory: {size: 1Gi, hugepages: 2Mi, prealloc: true}\niothreads: 2\n"
+        "numa:\n  guestNodes:\n    - {vcpus: 0, memory: 512Mi, hostNodes: 0}\n"
+        "    - {vcpus: 1, memory: 512Mi}\n"
+        "disks:\n  - {name: d, path: /d, format: raw, iothread: 1}\n");
+    REQUIRE(s.cpu.pinning.has_value());
+    CHECK(s.cpu.pinning->vcpus == std::vector<unsigned>{2, 3});
+    CHECK(s.cpu.pinning->emulator == spec::HostSet{0, 1});
+    CHECK(s.cpu.pinned());
+    CHECK(s.memory.hugepage_bytes == 2u << 20);
+    CHECK(s.memory.prealloc);
+    CHECK(s.iothreads == 2);
+    CHECK(s.disks[0].iothread == 1u);
+    REQUIRE(s.numa.nodes.size() == 2);
+    CHECK(s.numa.nodes[0].host_nodes == spec::HostSet{0});
+    CHECK_FALSE(s.numa.nodes[1].host_nodes.has_value());
+    // Written back and read again: the same spec.
+    auto yaml = spec::to_yaml(s);
+    REQUIRE(yaml.ok());
+    auto again = qshim::test::must_parse(*yaml);
+    CHECK(again.cpu.pinning->vcpus == s.cpu.pinning->vcpus);
+    CHECK(again.cpu.pinning->emulator == s.cpu.pinning->emulator);
+    CHECK(again.numa.nodes.size() == 2);
+    CHECK(again.numa.nodes[1].memory_bytes == 512u << 20);
+    CHECK(again.disks[0].iothread == 1u);
+    CHECK(again.memory.hugepage_bytes == s.memory.hugepage_bytes);
+    auto dedicated = qshim::test::must_parse(
+        "name: vm\ncpu: {dedicated: true, isolateEmulatorThread: true}\nnuma: {guestNodes: "
+        "auto}\n");
+    auto json = spec::to_json(dedicated);
+    REQUIRE(json.ok());
+    CHECK_THAT(*json, Catch::Contains("\"guestNodes\": \"auto\"") &&
+                          Catch::Contains("\"isolateEmulatorThread\": true"));
 }

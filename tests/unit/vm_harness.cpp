@@ -136,8 +136,17 @@ Json qom_children(const topology::Topology& topology, const std::vector<std::str
     return list;
 }
 
+Json vcpu_threads(unsigned count) {
+    Json list = Json::array();
+    for (unsigned i = 0; i < count; ++i)
+        list.push_back({{"cpu-index", i}, {"thread-id", 0}, {"qom-path", "/machine/unattached"}});
+    return list;
+}
+
 Script boot(const topology::Topology& topology) {
     return handshake() + Script{steps::expect("qom-list", qom_children(topology)),
+                                steps::expect("query-cpus-fast", vcpu_threads(1)),
+                                steps::expect("query-iothreads", Json::array()),
                                 steps::expect("cont"), steps::event("RESUME")};
 }
 

@@ -105,7 +105,8 @@ TEST_CASE("QEMU refusing an image is invalid input with QEMU's class, and nothin
         CHECK(placed.error().what().find("Could not open") != std::string::npos);
         CHECK(f.vm->live_spec().disks.empty());
     }()));
-    CHECK(f.commands() == std::vector<std::string>{"qmp_capabilities", "qom-list", "cont",
+    CHECK(f.commands() == std::vector<std::string>{"qmp_capabilities", "qom-list",
+                                                   "query-cpus-fast", "query-iothreads", "cont",
                                                    "blockdev-add", "system_powerdown"});
 }
 

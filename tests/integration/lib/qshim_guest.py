@@ -62,6 +62,7 @@ class Report:
     pci: dict = field(default_factory=dict)    # "0000:01:00.0" -> (vendor, device, class)
     disks: dict = field(default_factory=dict)  # "vda" -> {"bus", "serial", "pci", "hctl"?}
     nics: dict = field(default_factory=dict)   # "eth0" -> {"mac", "pci"}
+    numa: dict = field(default_factory=dict)   # "node0" -> {"cpus", "memory_kb"}
 
     def disk_by_serial(self, serial):
         return next((dict(d, name=n) for n, d in self.disks.items() if d.get("serial") == serial), None)
@@ -110,6 +111,8 @@ class _ReportParser:
             self._cur.disks[name] = f
         elif kind == "nic":
             self._cur.nics[name] = f
+        elif kind == "numa":
+            self._cur.numa[name] = f
 
 
 class Console:

@@ -30,9 +30,11 @@ def guest_spec(tmp, name="run", cmdline_extra="", grace=10, **extra):
 class QshimRun(QemuProcess):
     """`qshim run SPEC --events FILE` in a temp dir, with the guest console from the spec's log."""
 
-    def run(self, spec_path, *args):
+    def run(self, spec_path, *args, prefix=()):
+        """`prefix`: a command that execs the rest, e.g. one that joins a cgroup first."""
         self.events_path = self.tmp / "events.jsonl"
-        argv = [qshim_bin(), "run", "--events", str(self.events_path), *args, str(spec_path)]
+        argv = [*prefix, qshim_bin(), "run", "--events", str(self.events_path), *args,
+                str(spec_path)]
         return self.start(argv, console_file="console.log")
 
     def events(self):
