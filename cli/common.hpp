@@ -34,6 +34,7 @@ bool wants_help(const std::vector<std::string>& args);
 int cmd_validate(const std::vector<std::string>& args);
 int cmd_topology(const std::vector<std::string>& args);
 int cmd_cmdline(const std::vector<std::string>& args);
+int cmd_plan(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_ctl(const std::vector<std::string>& args);
 

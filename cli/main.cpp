@@ -22,6 +22,7 @@ Commands:
   topology --resolve   pin every address into the spec
   topology --diff      compare the guest ABI of two specs
   cmdline SPEC         print the QEMU command line
+  plan SPEC            the pod resources the VM needs (CPUs, memory, memlock)
   run SPEC             start the VM and supervise it until it ends
   ctl COMMAND          manage a running VM through its API socket (run --api-socket)
 
@@ -39,7 +40,7 @@ Options:
 
 Exit status: 0 success, 1 ABI changed (topology --diff), 2 invalid spec or
 usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 70 internal error.
-Documentation: docs/ (spec.md, topology.md, cli.md, api.md, events.md).
+Documentation: docs/ (spec.md, topology.md, cli.md, api.md, events.md, plan.md).
 )";
 
 // A closed stdin, stdout or stderr would be taken by the next fd qshim opens (a socket, the QMP
@@ -73,7 +74,7 @@ int main(int argc, char** argv) {
     }
     static const std::map<std::string, Command> commands = {
         {"validate", cmd_validate}, {"topology", cmd_topology}, {"cmdline", cmd_cmdline},
-        {"run", cmd_run},           {"ctl", cmd_ctl},
+        {"plan", cmd_plan},         {"run", cmd_run},           {"ctl", cmd_ctl},
     };
     auto it = commands.find(args[0]);
     if (it == commands.end()) {

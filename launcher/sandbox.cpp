@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <qshim/resources.hpp>
 
 #include "launcher/seccomp_policy.hpp"
 
@@ -37,11 +38,6 @@ rlim_t nofile_needed(const spec::VmSpec& spec) {
     rlim_t devices = spec.disks.size() + spec.interfaces.size() + spec.host_devices.size() +
                      spec.hotplug.disks + spec.hotplug.interfaces;
     return 1024 + 64 * devices;
-}
-
-rlim_t memlock_needed(const spec::VmSpec& spec) {
-    if (spec.host_devices.empty()) return 0;
-    return spec.memory.size_bytes + (rlim_t(1) << 30);
 }
 
 Ids qemu_ids(const spec::VmSpec& spec, const HostCredentials& host) {
@@ -101,7 +97,7 @@ Result<SandboxPlan> plan_sandbox(const spec::VmSpec& spec, const HostCredentials
     auto nofile = plan_limit(plan, host, RLIMIT_NOFILE, "RLIMIT_NOFILE", host.nofile,
                              nofile_needed(spec), "1024 + 64 per device and spare port", "files");
     if (!nofile) return make_error(Errc::launch, nofile.error().message, context);
-    if (rlim_t memlock = memlock_needed(spec); memlock > 0) {
+    if (rlim_t memlock = launcher::memlock_needed(spec); memlock > 0) {
         auto locked = plan_limit(plan, host, RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", host.memlock,
                                  memlock, "hostDevices: guest RAM + 1 GiB pinned for VFIO DMA",
                                  "bytes of locked memory");

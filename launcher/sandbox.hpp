@@ -48,9 +48,7 @@ struct SandboxPlan {
 // Open files a VM needs: QEMU's own (libraries, event loop, QMP, chardevs) plus, per device,
 // its image or socket and its virtqueues' eventfds (ioeventfd and irqfd each).
 rlim_t nofile_needed(const spec::VmSpec& spec);
-// Locked memory a VM needs: with a VFIO host device all guest RAM is pinned for DMA; libvirt's
-// rule (guest RAM + 1 GiB for the IOMMU page tables and QEMU's own pinned buffers). 0: none.
-rlim_t memlock_needed(const spec::VmSpec& spec);
+// Locked memory: launcher::memlock_needed() (include/qshim/resources.hpp), shared with the plan.
 
 // The ids QEMU runs as: the spec's runAs, else 107:107 when qshim is root, else qshim's own.
 Ids qemu_ids(const spec::VmSpec& spec, const HostCredentials& host);

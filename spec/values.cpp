@@ -225,4 +225,7 @@ bool is_ifname(std::string_view s) {
 }
 
 }  // namespace detail
+
+std::optional<uint64_t> parse_size(std::string_view text) { return detail::parse_quantity(text); }
+
 }  // namespace qshim::spec

@@ -8,6 +8,7 @@
 #include <qshim/log.hpp>
 #include <qshim/placement.hpp>
 #include <qshim/qmp.hpp>
+#include <qshim/resources.hpp>
 #include <qshim/spec.hpp>
 #include <qshim/topology.hpp>
 #include <qshim/vm.hpp>

@@ -24,6 +24,8 @@ struct PciAddress {
 };
 
 QSHIM_API std::string to_string(const PciAddress& a);
+// A size as the spec writes one ("512Mi", "4Gi", "1048576"): bytes, or nullopt.
+QSHIM_API std::optional<uint64_t> parse_size(std::string_view text);
 QSHIM_API std::optional<PciAddress> parse_pci_address(std::string_view text);
 
 using MacAddress = std::array<uint8_t, 6>;

@@ -187,6 +187,17 @@ int main() {
         check(placement.ok() && placement->vcpus.size() == 1 && placement->numa.size() == 1,
               "plan_placement");
         check(!qshim::launcher::resolve_numa(*spec, *placement).numa.automatic, "resolve_numa");
+        auto topo = qshim::topology::plan(*spec);
+        qshim::launcher::PlanInputs inputs;
+        inputs.boot_files_bytes = 0;
+        auto resources = qshim::launcher::plan_resources(*spec, *topo, inputs);
+        check(resources.ok() && resources->cpus == 1 && qshim::launcher::memlock_needed(*spec) == 0,
+              "plan_resources");
+        check(!qshim::launcher::to_text(*resources, *spec).empty() &&
+                  !qshim::launcher::to_json(*resources).empty() &&
+                  qshim::launcher::to_k8s(*resources).rfind("resources:", 0) == 0,
+              "to_text/to_json/to_k8s");
+        check(qshim::spec::parse_size("2Mi") == (2u << 20), "parse_size");
     }
     check(std::string(qshim::spec::to_string(qshim::spec::SeccompMode::kill)) == "kill",
           "to_string(SeccompMode)");

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <qshim/resources.hpp>
 #include <qshim/spec.hpp>
 #include <set>
 #include <sstream>
@@ -139,7 +140,7 @@ TEST_CASE("rlimits: no core dumps, files sized for the devices", "[sandbox]") {
 TEST_CASE("RLIMIT_MEMLOCK holds guest RAM + 1 GiB with a VFIO device", "[sandbox]") {
     const auto spec = vm("hostDevices: [{name: gpu, hostAddress: '0000:3b:00.0'}]\n");
     const rlim_t needed = (256ull << 20) + (1ull << 30);
-    CHECK(memlock_needed(spec) == needed);
+    CHECK(launcher::memlock_needed(spec) == needed);
     auto refused = plan_sandbox(spec, root());
     REQUIRE_FALSE(refused.ok());
     CHECK_THAT(

@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include <csignal>
 
+#include "fake_root.hpp"
+#include "launcher/cpu_placement.hpp"
 #include "launcher/lifecycle.hpp"
 #include "vm_harness.hpp"
 
@@ -435,4 +437,56 @@ TEST_CASE("an embedder may drop the Vm from its own event sink while another cal
     CHECK(waited);
     CHECK(vm == nullptr);
     CHECK(exit.reason == VmExit::Reason::stopped);
+}
+
+TEST_CASE("what the host cannot give starts nothing: huge pages, a cpuset too small",
+          "[placement]") {
+    qshim::test::FakeRoot fake;
+    fake.write("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "4");
+    fake.write("/proc/self/mountinfo",
+               "25 20 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
+    fake.write("/proc/self/cgroup", "0::/pod\n");
+    fake.write("/sys/fs/cgroup/pod/cpuset.cpus.effective", "3");
+    fake.write("/sys/fs/cgroup/pod/cpuset.mems.effective", "0");
+    fake.write("/sys/devices/system/cpu/online", "0-3");
+    fake.write("/proc/meminfo", "MemTotal:        8000000 kB");
+    struct Case {
+        const char* yaml;
+        const char* says;
+    } cases[] = {
+        {"name: t\nmemory: {size: 64Mi, hugepages: 2Mi}\n",
+         "memory.hugepages: the guest needs 32 huge pages of 2 MiB, and the host has 4 free"},
+        {"name: t\nmemory: {size: 1Gi, hugepages: 1Gi}\n", "this kernel has no 1Gi huge pages"},
+        {"name: t\ncpu: {cores: 2, dedicated: true}\n",
+         "cpu.dedicated: the VM needs 2 host CPUs (2 vCPUs), but qshim's cpuset 3"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.yaml);
+        Fixture f;
+        f.planned = plan_vm(c.yaml);
+        VmOptions options = f.qemu.options();
+        options.system_root = fake.path.string();
+        auto vm = f.make_vm(options);
+        Result<void> started;
+        REQUIRE(
+            run_test(f.io, [&]() -> asio::awaitable<void> { started = co_await vm->start(); }()));
+        REQUIRE_FALSE(started.ok());
+        CHECK_THAT(started.error().what(), Catch::Contains(c.says));
+        CHECK(vm->pid() <= 0);
+        CHECK_FALSE(f.events.has("qemu-started"));
+        CHECK(f.events.has("error"));
+        CHECK(vm->state() == VmState::exited);
+    }
+}
+
+TEST_CASE("the placement state machine", "[placement]") {
+    using launcher::detail::next_state;
+    using launcher::detail::PlacementInput;
+    using launcher::detail::PlacementState;
+    CHECK(next_state(PlacementState::placed, PlacementInput::impossible) == PlacementState::failed);
+    CHECK(next_state(PlacementState::failed, PlacementInput::applied) == PlacementState::placed);
+    CHECK(next_state(PlacementState::placed, PlacementInput::applied) == PlacementState::placed);
+    // A VM that pins nothing never becomes pinned.
+    CHECK(next_state(PlacementState::unpinned, PlacementInput::applied) ==
+          PlacementState::unpinned);
 }
