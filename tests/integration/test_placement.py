@@ -2,8 +2,9 @@
 """Dedicated CPUs on the real QEMU, in a cpuset cgroup the test makes (this machine has 2 CPUs):
 the vCPU thread alone on one CPU, every other thread of QEMU (also ones created after boot by a
 hot-plugged disk on an IOThread) on the other; the placement restored after the cpuset is rewritten
-under the running VM; a spec wanting more CPUs than the cgroup has starts nothing. And the guest
-sees the NUMA nodes its spec declares."""
+under the running VM; a spec wanting more CPUs than the cgroup has starts nothing. The guest sees
+the NUMA nodes its spec declares (explicit, and auto on this one-node host), and guest RAM comes
+from huge pages when asked."""
 import os
 import subprocess
 from pathlib import Path
@@ -155,10 +156,47 @@ def guest_sees_its_numa_nodes():
         assert 200 * 1024 < mem["node1"] <= 256 * 1024, mem
 
 
+HUGEPAGES = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+
+
+def hugepages_free():
+    return int((HUGEPAGES / "free_hugepages").read_text())
+
+
+def guest_ram_in_huge_pages():
+    """memory.hugepages: 2Mi with prealloc takes all guest RAM from the host's huge pages before the
+    guest runs; too few free pages are reported before launch. The test reserves the pages itself
+    and gives them back."""
+    reserved = int((HUGEPAGES / "nr_hugepages").read_text())
+    try:
+        (HUGEPAGES / "nr_hugepages").write_text(str(reserved + 128))
+        assert hugepages_free() >= 128, "the kernel could not reserve 128 huge pages"
+        with QshimRun() as run:
+            spec = guest_spec(run.tmp, name="huge", numa={"guestNodes": "auto"},
+                              cpu={"cores": 1, "pinning": {"vcpus": [0], "emulator": "0-1"}},
+                              memory={"size": "256Mi", "hugepages": "2Mi", "prealloc": True})
+            before = hugepages_free()
+            run.run(spec)
+            run.console.wait_ready(timeout=120)
+            assert before - hugepages_free() == 128, (before, hugepages_free())
+            report = run.console.wait_report(lambda r: r.numa, timeout=10)
+            assert list(report.numa) == ["node0"] and report.numa["node0"]["cpus"] == "0", report.numa
+        with QshimRun() as run:
+            spec = guest_spec(run.tmp, name="toohuge",
+                              memory={"size": "512Mi", "hugepages": "2Mi"})
+            run.run(spec)
+            assert run.wait_exit(60) == 3, run.stderr_text()
+            assert "needs 256 huge pages of 2 MiB" in run.stderr_text(), run.stderr_text()
+            assert run.event("qemu-started") is None, run.events()
+    finally:
+        (HUGEPAGES / "nr_hugepages").write_text(str(reserved))
+
+
 def main():
     dedicated_cpus_follow_the_cpuset()
     too_many_cpus_start_nothing()
     guest_sees_its_numa_nodes()
+    guest_ram_in_huge_pages()
     print("placement: ok")
 
 
