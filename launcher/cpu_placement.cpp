@@ -21,6 +21,8 @@ const char* to_string(PlacementState state) {
     switch (state) {
         case PlacementState::unpinned:
             return "unpinned";
+        case PlacementState::planned:
+            return "planned";
         case PlacementState::placed:
             return "placed";
         case PlacementState::failed:
@@ -120,10 +122,21 @@ Result<void> apply_placement(pid_t pid, const QemuThreads& threads, const Placem
 bool placement_holds(pid_t pid, const QemuThreads& threads, const Placement& placement,
                      const std::string& proc_root) {
     if (!placement.pinned()) return true;
+    CpuSet others = placement.emulator;
+    others.insert(placement.iothreads.begin(), placement.iothreads.end());
+    auto own = [&](pid_t tid) {
+        if (std::find(threads.vcpus.begin(), threads.vcpus.end(), tid) != threads.vcpus.end())
+            return true;
+        for (const auto& io : threads.iothreads)
+            if (io.second == tid) return true;
+        return false;
+    };
     for (pid_t tid : list_threads(pid, proc_root)) {
         CpuSet now = thread_cpus(tid);
         if (now.empty()) continue;  // gone meanwhile
-        if (now != planned_cpus(tid, threads, placement)) return false;
+        if (own(tid) ? now != planned_cpus(tid, threads, placement)
+                     : !std::includes(others.begin(), others.end(), now.begin(), now.end()))
+            return false;
     }
     return true;
 }

@@ -19,6 +19,7 @@ struct QemuThreads {
 // Whether the VM's threads are where the placement puts them.
 enum class PlacementState {
     unpinned,  // the spec pins nothing: the kernel schedules every thread in the cpuset
+    planned,   // planned before launch; QEMU's threads are not placed yet
     placed,    // every thread is where the current placement says
     failed,    // the cpuset changed and cannot hold the placement; threads are where the kernel
                // left them, until a later cpuset can hold it again
@@ -38,8 +39,10 @@ PlacementState next_state(PlacementState from, PlacementInput input);
 Result<void> apply_placement(pid_t pid, const QemuThreads& threads, const Placement& placement,
                              const std::string& proc_root = "");
 
-// True when every thread of `pid` has exactly the CPUs the placement gives it: false after the
-// kernel reset their affinity (a cpuset write resets every task of the cgroup).
+// True when every vCPU thread and IOThread of `pid` has exactly its CPUs, and every other thread
+// runs within the emulator's and IOThreads' CPUs (QEMU's I/O workers for an IOThread's disks are
+// started by that IOThread and inherit its CPUs): false after the kernel reset their affinity (a
+// cpuset write resets every task of the cgroup).
 bool placement_holds(pid_t pid, const QemuThreads& threads, const Placement& placement,
                      const std::string& proc_root = "");
 

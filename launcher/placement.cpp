@@ -25,90 +25,135 @@ std::string cpuset_text(const cgroups::Limits& limits) {
                        limits.cpuset_dir.empty() ? "" : " (" + limits.cpuset_dir + ")");
 }
 
-// A host core with the CPUs of it that the cpuset holds, in the order cores are handed out.
+// A host core (a set of SMT siblings) with the CPUs of it that the cpuset holds, in the order
+// cores are handed out: by NUMA node, package, then first sibling.
 struct Core {
-    unsigned node, package, core;
+    unsigned node = 0;
     std::vector<unsigned> cpus;
 };
 
 std::vector<Core> usable_cores(const CpuSet& cpus, const cgroups::HostTopology& host) {
+    // Keyed by the kernel's sibling list, not core_id: core ids repeat across the dies and
+    // clusters of one package on many machines.
     std::map<std::tuple<unsigned, unsigned, unsigned>, std::vector<unsigned>> by_core;
-    for (const auto& c : host.cpus)
-        if (cpus.count(c.id)) by_core[{c.node, c.package, c.core}].push_back(c.id);
+    for (const auto& c : host.cpus) {
+        if (!cpus.count(c.id)) continue;
+        unsigned first = c.siblings.empty() ? c.id : *c.siblings.begin();
+        by_core[{c.node, c.package, first}].push_back(c.id);
+    }
     std::vector<Core> cores;
     for (auto& [key, ids] : by_core) {
         std::sort(ids.begin(), ids.end());
-        cores.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), std::move(ids)});
+        cores.push_back({std::get<0>(key), std::move(ids)});
     }
     return cores;
+}
+
+// vCPUs on `cores` (whole cores first, in order; the guest's threads of one core on SMT siblings
+// of one host core), never on `skip`. Empty when they do not fit.
+std::vector<unsigned> fill(const std::vector<Core>& cores, unsigned vcpus, unsigned threads,
+                           std::optional<unsigned> skip) {
+    std::vector<unsigned> out;
+    for (const auto& core : cores) {
+        std::vector<unsigned> free;
+        for (unsigned c : core.cpus)
+            if (c != skip) free.push_back(c);
+        if (threads == 1) {
+            for (unsigned c : free)
+                if (out.size() < vcpus) out.push_back(c);
+        } else if (free.size() >= threads && out.size() < vcpus) {
+            out.insert(out.end(), free.begin(), free.begin() + threads);
+        }
+    }
+    if (out.size() < vcpus) return {};
+    return out;
+}
+
+// The vCPUs in one NUMA node when one can hold them all (memory stays local), else across nodes.
+std::vector<unsigned> fill_nodes(const std::vector<Core>& cores, unsigned vcpus, unsigned threads,
+                                 std::optional<unsigned> skip) {
+    std::set<unsigned> nodes;
+    for (const auto& c : cores) nodes.insert(c.node);
+    for (unsigned node : nodes) {
+        std::vector<Core> in_node;
+        for (const auto& c : cores)
+            if (c.node == node) in_node.push_back(c);
+        if (auto got = fill(in_node, vcpus, threads, skip); !got.empty()) return got;
+    }
+    return fill(cores, vcpus, threads, skip);
 }
 
 Result<Placement> dedicated(const spec::VmSpec& spec, const cgroups::Limits& limits,
                             const cgroups::HostTopology& host) {
     const unsigned vcpus = spec.cpu.count();
-    const unsigned need = vcpus + (spec.cpu.isolate_emulator_thread ? 1 : 0);
+    const bool isolate = spec.cpu.isolate_emulator_thread;
+    const unsigned need = vcpus + (isolate ? 1 : 0);
     CpuSet usable;
     for (unsigned c : limits.cpus)
         if (host.cpu(c)) usable.insert(c);
     if (usable.size() < need)
-        return refuse(
-            "cpu.dedicated",
-            fmt::format("the VM needs {} host CPUs ({} vCPUs{}), but {} has {} online", need, vcpus,
-                        spec.cpu.isolate_emulator_thread ? " + 1 for the emulator thread" : "",
-                        cpuset_text(limits), usable.size()));
-    std::vector<Core> cores = usable_cores(usable, host);
-    Placement p;
-    std::vector<bool> used(cores.size(), false);
+        return refuse("cpu.dedicated",
+                      fmt::format("the VM needs {} host CPUs ({} vCPUs{}), but {} has {} online",
+                                  need, vcpus, isolate ? " + 1 for the emulator thread" : "",
+                                  cpuset_text(limits), usable.size()));
+    const std::vector<Core> cores = usable_cores(usable, host);
     const unsigned threads = spec.cpu.threads;
-    if (threads == 1) {
-        // Whole cores first, in order: vCPUs share as few cores and nodes as they can.
-        for (size_t i = 0; i < cores.size() && p.vcpus.size() < vcpus; ++i) {
-            used[i] = true;
-            for (unsigned c : cores[i].cpus)
-                if (p.vcpus.size() < vcpus) p.vcpus.push_back(c);
-        }
+    Placement p;
+    if (!isolate) {
+        p.vcpus = fill_nodes(cores, vcpus, threads, std::nullopt);
+        p.emulator = CpuSet(p.vcpus.begin(), p.vcpus.end());
     } else {
-        // The guest's threads of one core are SMT siblings of one host core, as it is told.
-        for (size_t i = 0; i < cores.size() && p.vcpus.size() < vcpus; ++i) {
-            if (cores[i].cpus.size() < threads) continue;
-            used[i] = true;
-            for (unsigned t = 0; t < threads; ++t) p.vcpus.push_back(cores[i].cpus[t]);
-        }
-        if (p.vcpus.size() < vcpus) {
-            unsigned fit = 0;
-            for (const auto& c : cores) fit += c.cpus.size() >= threads ? 1 : 0;
-            return refuse("cpu.threads",
-                          fmt::format("each guest core's {} threads must be SMT siblings of one "
-                                      "host core, and the VM has {} cores; {} holds {} host "
-                                      "cores with {} siblings in it",
-                                      threads, vcpus / threads, cpuset_text(limits), fit, threads));
+        // Every CPU is tried as the emulator's, the vCPUs placed without it; the best is, in
+        // order: on a core no vCPU uses (a sibling would share the core's caches and execution
+        // units with a vCPU), on vCPU 0's node (the emulator does the guest's I/O, into its
+        // memory), on the smallest core (a partial core the kubelet handed out), the last core,
+        // the lowest CPU.
+        using Score = std::tuple<int, int, size_t, size_t, unsigned>;
+        std::optional<Score> best;
+        for (size_t i = 0; i < cores.size(); ++i) {
+            for (unsigned c : cores[i].cpus) {
+                auto got = fill_nodes(cores, vcpus, threads, c);
+                if (got.empty()) continue;
+                const auto& mine = cores[i].cpus;
+                bool shares = std::any_of(got.begin(), got.end(), [&](unsigned v) {
+                    return std::find(mine.begin(), mine.end(), v) != mine.end();
+                });
+                const auto* first = host.cpu(got.front());
+                bool other_node = first && first->node != cores[i].node;
+                Score score{shares ? 1 : 0, other_node ? 1 : 0, mine.size(), cores.size() - i, c};
+                if (best && !(score < *best)) continue;
+                best = score;
+                p.vcpus = std::move(got);
+                p.emulator = {c};
+            }
         }
     }
-    CpuSet vcpu_set(p.vcpus.begin(), p.vcpus.end());
-    if (spec.cpu.isolate_emulator_thread) {
-        // A CPU on a core no vCPU uses, when there is one: a sibling would share the core's
-        // caches and execution units with a vCPU.
-        std::optional<unsigned> pick;
-        for (size_t i = 0; i < cores.size() && !pick; ++i)
-            if (!used[i]) pick = cores[i].cpus.front();
-        for (size_t i = 0; i < cores.size() && !pick; ++i)
-            for (unsigned c : cores[i].cpus)
-                if (!pick && !vcpu_set.count(c)) pick = c;
-        p.emulator = {*pick};  // `usable` has need = vcpus + 1 CPUs: one is left
-    } else {
-        p.emulator = vcpu_set;
+    if (p.vcpus.empty()) {
+        unsigned fit = 0;
+        for (const auto& c : cores) fit += c.cpus.size() >= threads ? 1 : 0;
+        return refuse("cpu.threads",
+                      fmt::format("each guest core's {} threads must be SMT siblings of one host "
+                                  "core, and the VM has {} cores; {} holds {} host cores with {} "
+                                  "siblings in it{}",
+                                  threads, vcpus / threads, cpuset_text(limits), fit, threads,
+                                  isolate ? " (besides the emulator's CPU)" : ""));
     }
     p.iothreads = p.emulator;
     return p;
 }
 
-Result<Placement> pinned_by_hand(const spec::VmSpec& spec, const cgroups::Limits& limits) {
+Result<Placement> pinned_by_hand(const spec::VmSpec& spec, const cgroups::Limits& limits,
+                                 const cgroups::HostTopology& host) {
     const spec::CpuPinning& pin = *spec.cpu.pinning;
-    for (size_t i = 0; i < pin.vcpus.size(); ++i)
+    for (size_t i = 0; i < pin.vcpus.size(); ++i) {
+        if (limits.cpus.count(pin.vcpus[i]) && !host.cpu(pin.vcpus[i]))
+            return refuse(fmt::format("cpu.pinning.vcpus[{}]", i),
+                          fmt::format("host CPU {} is offline", pin.vcpus[i]));
         if (!limits.cpus.count(pin.vcpus[i]))
             return refuse(
                 fmt::format("cpu.pinning.vcpus[{}]", i),
                 fmt::format("host CPU {} is outside {}", pin.vcpus[i], cpuset_text(limits)));
+    }
     auto inside = [&](const CpuSet& set, const char* field) -> Result<void> {
         CpuSet outside;
         for (unsigned c : set)
@@ -131,10 +176,25 @@ Result<Placement> pinned_by_hand(const spec::VmSpec& spec, const cgroups::Limits
 Result<std::vector<spec::NumaNode>> mirror_nodes(const spec::VmSpec& spec, const Placement& p,
                                                  const cgroups::HostTopology& host) {
     std::map<unsigned, CpuSet> vcpus_of;  // host node -> guest vCPU indices
+    std::map<unsigned, CpuSet> nodes_of;  // guest socket -> host nodes
+    const unsigned per_socket = spec.cpu.cores * spec.cpu.threads;
     for (unsigned v = 0; v < p.vcpus.size(); ++v) {
         const auto* cpu = host.cpu(p.vcpus[v]);
-        vcpus_of[cpu ? cpu->node : 0].insert(v);
+        if (!cpu)
+            return refuse("numa.guestNodes",
+                          fmt::format("auto: vCPU {}'s host CPU {} is offline", v, p.vcpus[v]));
+        vcpus_of[cpu->node].insert(v);
+        nodes_of[v / per_socket].insert(cpu->node);
     }
+    // A guest socket shares its last-level cache: split over two nodes, guests (Linux warns
+    // "llc-sibling ... not on the same node") ignore the layout.
+    for (const auto& [socket, nodes] : nodes_of)
+        if (nodes.size() > 1)
+            return refuse("numa.guestNodes",
+                          fmt::format("auto: the vCPUs of guest socket {} landed on host nodes {}; "
+                                      "a guest socket must sit in one node. Give the VM one "
+                                      "socket per host node (cpu.sockets)",
+                                      socket, to_cpu_list(nodes)));
     const uint64_t page = std::max<uint64_t>(spec.memory.hugepage_bytes, 2u << 20);
     const uint64_t pages = spec.memory.size_bytes / page;
     std::vector<spec::NumaNode> nodes;
@@ -169,7 +229,7 @@ Result<Placement> plan_placement(const spec::VmSpec& spec, const cgroups::Limits
         if (!d) return d;
         p = std::move(*d);
     } else if (spec.cpu.pinning) {
-        auto h = pinned_by_hand(spec, limits);
+        auto h = pinned_by_hand(spec, limits, host);
         if (!h) return h;
         p = std::move(*h);
     }

@@ -18,9 +18,9 @@ constexpr uint64_t MiB = 1ull << 20;
 // hotplug ports) by tests/integration/test_plan.py, several runs each; every term rounded up so
 // the plan covers the highest run. The runs were under TCG: the translation cache is a term of
 // its own, bounded by tb-size (tcg_translation_cache_bytes), and absent with accel: kvm.
-constexpr uint64_t qemu_base = 56 * MiB;        // QEMU's code, libraries, machine, firmware
-constexpr uint64_t per_vcpu = 8 * MiB;          // thread stack, per-vCPU state (KubeVirt: 8 MiB)
-constexpr uint64_t per_device = 3 * MiB;        // a virtio function or SCSI disk, its queues
+constexpr uint64_t qemu_base = 56 * MiB;  // QEMU's code, libraries, machine, firmware
+constexpr uint64_t per_vcpu = 10 * MiB;   // stack, per-vCPU state; 4 vCPUs on 2 CPUs vary most
+constexpr uint64_t per_device = 3 * MiB;  // a virtio function or SCSI disk, its queues
 constexpr uint64_t per_hotplug_port = 3 * MiB;  // a free port and the device it may get
 constexpr uint64_t per_iothread = 2 * MiB;      // measured 1.3 MiB
 // qshim itself: 5.2-5.6 MiB peak while supervising with the API served; more with API clients

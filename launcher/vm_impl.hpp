@@ -69,8 +69,10 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     // vm_placement.cpp
     Result<void> plan_host(const std::string& context);
     boost::asio::awaitable<Result<void>> place_threads();
+    boost::asio::awaitable<Result<launcher::detail::QemuThreads>> read_threads();
     static boost::asio::awaitable<void> watch_placement(std::shared_ptr<Impl> self);
     void check_placement();
+    void fail_placement(const std::string& message, const std::string& log_prefix);
     void placed(const char* reason);
 
     // vm_supervise.cpp
@@ -120,6 +122,7 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     launcher::detail::QemuThreads threads_;
     launcher::detail::PlacementState placement_state_ = launcher::detail::PlacementState::unpinned;
     std::string placement_error_;
+    std::string apply_error_;  // the last sched_setaffinity failure, retried every check
 };
 
 }  // namespace qshim

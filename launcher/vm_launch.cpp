@@ -105,6 +105,10 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     command.serial_stdio = options_.console_to_stdout;
     // numa.guestNodes auto, resolved for this host, is what the guest sees from now on.
     live_.spec = launcher::resolve_numa(std::move(live_.spec), placement_);
+    // The host nodes auto bound them to are this host's business; a migration target binds its
+    // own (the guest's nodes, vCPUs and memory are guest ABI and stay).
+    if (spec_.numa.automatic)
+        for (auto& node : live_.spec.numa.nodes) node.host_nodes.reset();
     auto built = launcher::build_command(launcher::resolve_numa(spec_, placement_), topo_, command);
     if (!built) co_return fail_early(built.error().what(), context);
     argv_ = built->argv;
@@ -115,7 +119,8 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     for (char** e = environ; e && *e; ++e) plan.env.emplace_back(*e);
     plan.sandbox = &*sandbox;
     // Every thread QEMU ever creates inherits this: worker pools and hot-plugged IOThreads stay
-    // off the vCPUs' CPUs without qshim chasing them.
+    // on the emulator's CPUs (off the vCPUs' with isolateEmulatorThread) without qshim chasing
+    // them.
     if (placement_.pinned())
         plan.affinity.assign(placement_.emulator.begin(), placement_.emulator.end());
     plan.fds = {devnull.get(), options_.console_to_stdout ? STDOUT_FILENO : devnull.get(),

@@ -2,6 +2,7 @@
 """qshim ctl, the API's command-line client, against a running guest: every command it has, its
 exit codes, and a shutdown through the API that ends qshim run with 0."""
 import json
+import os
 import select
 import subprocess
 import sys
@@ -22,6 +23,13 @@ def main():
         assert status["state"] == "running" and status["name"] == "ctl", status
         topo = json.loads(qshim(*ctl, "topology", check=0).stdout)
         assert topo["machine"] == "pc-q35-7.2"
+        # An unpinned VM: its vCPU thread is QEMU's, named by QEMU, and runs anywhere.
+        cpus = json.loads(qshim(*ctl, "cpus", check=0).stdout)
+        assert cpus["placement"] == "unpinned" and len(cpus["vcpus"]) == 1, cpus
+        vcpu = cpus["vcpus"][0]
+        assert vcpu["index"] == 0 and vcpu["name"].startswith("CPU 0/"), vcpu
+        assert os.path.exists(f"/proc/{run.qemu_pid()}/task/{vcpu['threadId']}"), vcpu
+        assert "planned" not in vcpu and cpus["emulator"], cpus
 
         data = run.tmp / "data.raw"
         with open(data, "wb") as f:

@@ -103,12 +103,19 @@ TEST_CASE("isolateEmulatorThread: one more CPU, on a core no vCPU uses", "[place
     CHECK(p->vcpus == std::vector<unsigned>{2, 10});
     CHECK(p->emulator == CpuSet{3});
     CHECK(p->iothreads == CpuSet{3});
-    // When every core holds a vCPU, a free sibling is the only CPU left.
+    // When every core holds a vCPU, the emulator shares the last core with one.
     auto tight = place("name: vm\ncpu: {cores: 3, dedicated: true, isolateEmulatorThread: true}\n",
                        "2-3,10-11");
     REQUIRE(tight.ok());
-    CHECK(tight->vcpus == std::vector<unsigned>{2, 10, 3});
-    CHECK(tight->emulator == CpuSet{11});
+    CHECK(tight->vcpus == std::vector<unsigned>{2, 10, 11});
+    CHECK(tight->emulator == CpuSet{3});
+    // Whole cores plus one CPU of another (what the kubelet hands out for an odd count): the
+    // vCPUs keep the whole core, the emulator takes the partial one.
+    auto partial = place(
+        "name: vm\ncpu: {cores: 2, dedicated: true, isolateEmulatorThread: true}\n", "2,3,11");
+    REQUIRE(partial.ok());
+    CHECK(partial->vcpus == std::vector<unsigned>{3, 11});
+    CHECK(partial->emulator == CpuSet{2});
 }
 
 TEST_CASE("more vCPUs than the cpuset holds starts nothing, and says why", "[placement]") {
@@ -125,7 +132,7 @@ TEST_CASE("numa auto: one guest node per host node of the vCPUs, memory split by
           "[placement][numa]") {
     // Two cores on each socket: vCPUs 0-3 on node 0, 4-7 on node 1.
     auto p = place(
-        "name: vm\ncpu: {cores: 8, dedicated: true}\nmemory: {size: 4Gi}\n"
+        "name: vm\ncpu: {sockets: 2, cores: 4, dedicated: true}\nmemory: {size: 4Gi}\n"
         "numa: {guestNodes: auto}\n",
         "2-5,10-13");
     REQUIRE(p.ok());
@@ -139,7 +146,7 @@ TEST_CASE("numa auto: one guest node per host node of the vCPUs, memory split by
     CHECK(p->numa[1].host_nodes == CpuSet{1});
     // Uneven: 2 vCPUs on node 0, 1 on node 1; whole 2 MiB pages, the rest on the last node.
     auto uneven = place(
-        "name: vm\ncpu: {cores: 3, dedicated: true}\nmemory: {size: 1Gi}\n"
+        "name: vm\ncpu: {sockets: 3, dedicated: true}\nmemory: {size: 1Gi}\n"
         "numa: {guestNodes: auto}\n",
         "3,11,4");
     REQUIRE(uneven.ok());
@@ -150,11 +157,64 @@ TEST_CASE("numa auto: one guest node per host node of the vCPUs, memory split by
     // The resolved spec carries the nodes, so QEMU's command line (and a migration target) has
     // them explicitly.
     spec::VmSpec resolved = launcher::resolve_numa(
-        must_parse("name: vm\ncpu: {cores: 3, dedicated: true}\nmemory: {size: 1Gi}\n"
+        must_parse("name: vm\ncpu: {sockets: 3, dedicated: true}\nmemory: {size: 1Gi}\n"
                    "numa: {guestNodes: auto}\n"),
         *uneven);
     CHECK_FALSE(resolved.numa.automatic);
     CHECK(resolved.numa.nodes.size() == 2);
+}
+
+TEST_CASE("numa auto never splits a guest socket over host nodes", "[placement][numa]") {
+    // One socket of 3 cores on CPUs of two nodes: the guest would share a cache across nodes.
+    auto r = place(
+        "name: vm\ncpu: {cores: 3, dedicated: true}\nmemory: {size: 1Gi}\n"
+        "numa: {guestNodes: auto}\n",
+        "3,11,4");
+    CHECK_THAT(message(r), Contains("guest socket 0 landed on host nodes 0-1") &&
+                               Contains("one socket per host node"));
+}
+
+TEST_CASE("vCPUs stay in one node when it can hold them all", "[placement][numa]") {
+    // Node 0 has one CPU in the cpuset, node 1 four: a 2-vCPU VM goes wholly on node 1.
+    auto p = place("name: vm\ncpu: {cores: 2, dedicated: true}\n", "3,4-5,12-13");
+    REQUIRE(p.ok());
+    CHECK(p->vcpus == std::vector<unsigned>{4, 12});
+}
+
+TEST_CASE("cores are the kernel's sibling sets, whatever core_id says", "[placement]") {
+    // Two dies in one package, each numbering its cores from 0: CPUs 0/4 and 2/6 both say
+    // core 0, but they are different cores (their sibling lists say so).
+    FakeRoot fake;
+    const std::string sys = "/sys/devices/system";
+    for (unsigned cpu = 0; cpu < 8; ++cpu) {
+        const std::string dir = fmt::format("{}/cpu/cpu{}/topology", sys, cpu);
+        fake.write(dir + "/physical_package_id", "0");
+        fake.write(dir + "/core_id", std::to_string((cpu % 4) % 2));
+        fake.write(dir + "/thread_siblings_list", fmt::format("{},{}", cpu % 4, cpu % 4 + 4));
+    }
+    fake.write(sys + "/cpu/online", "0-7");
+    fake.write("/proc/meminfo", "MemTotal:        8000000 kB");
+    pod_cgroup(fake, "0-7", "0");
+    auto limits = cgroups::discover(fake.roots());
+    auto host = cgroups::read_host_topology(fake.roots());
+    REQUIRE((limits.ok() && host.ok()));
+    auto p = launcher::plan_placement(
+        must_parse("name: vm\ncpu: {cores: 2, threads: 2, dedicated: true}\n"), *limits, *host);
+    REQUIRE(p.ok());
+    CHECK(p->vcpus == std::vector<unsigned>{0, 4, 1, 5});
+}
+
+TEST_CASE("hand pinning on an offline CPU is refused", "[placement]") {
+    FakeRoot fake;
+    two_socket_smt(fake);
+    fake.write("/sys/devices/system/cpu/online", "0-6");
+    pod_cgroup(fake, "0-15");
+    auto limits = cgroups::discover(fake.roots());
+    auto host = cgroups::read_host_topology(fake.roots());
+    REQUIRE((limits.ok() && host.ok()));
+    auto r = launcher::plan_placement(
+        must_parse("name: vm\ncpu: {cores: 2, pinning: {vcpus: [6, 7]}}\n"), *limits, *host);
+    CHECK_THAT(message(r), Contains("cpu.pinning.vcpus[1]: host CPU 7 is offline"));
 }
 
 TEST_CASE("a single-node host gives one guest node", "[placement][numa]") {

@@ -41,7 +41,7 @@ TEST_CASE("memory is guest RAM plus every overhead term, each with its reason", 
     CHECK(p.cpus == 2);
     CHECK_FALSE(p.dedicated);
     CHECK(p.guest_ram_bytes == 1024 * MiB);
-    CHECK(term(p, "vcpus") == 16 * MiB);
+    CHECK(term(p, "vcpus") == 20 * MiB);
     CHECK(term(p, "devices") == 3 * MiB);  // the RNG, the one device of a bare spec
     CHECK(term(p, "hotplug") == 9 * MiB);
     CHECK(term(p, "iothreads") == 2 * MiB);

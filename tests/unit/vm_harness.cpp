@@ -139,7 +139,7 @@ Json qom_children(const topology::Topology& topology, const std::vector<std::str
 Json vcpu_threads(unsigned count) {
     Json list = Json::array();
     for (unsigned i = 0; i < count; ++i)
-        list.push_back({{"cpu-index", i}, {"thread-id", 0}, {"qom-path", "/machine/unattached"}});
+        list.push_back({{"cpu-index", i}, {"thread-id", 1}, {"qom-path", "/machine/unattached"}});
     return list;
 }
 

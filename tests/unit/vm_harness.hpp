@@ -79,7 +79,8 @@ PlannedVm plan_vm(const std::string& yaml, const std::string& base_dir = "/tmp")
 
 // What `qom-list /machine/peripheral` answers for a VM with this topology (plus `extra` ids).
 Json qom_children(const topology::Topology& topology, const std::vector<std::string>& extra = {});
-// What `query-cpus-fast` answers for `count` vCPUs (thread ids 0: nothing to place).
+// What `query-cpus-fast` answers for `count` vCPUs (thread id 1: the test VMs pin nothing, so it
+// is only reported, never placed).
 Json vcpu_threads(unsigned count);
 // The QMP conversation of a start: greeting, capabilities, the plan check, cont and RESUME.
 Script boot(const topology::Topology& topology);
