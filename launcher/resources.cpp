@@ -17,18 +17,18 @@ constexpr uint64_t MiB = 1ull << 20;
 // RAM preallocated, measured on five shapes (1-4 vCPUs, 256 MiB-2 GiB, 1-17 devices, 0-12
 // hotplug ports) by tests/integration/test_plan.py, several runs each; every term rounded up so
 // the plan covers the highest run. The runs were under TCG: the translation cache is a term of
-// its own, bounded by tb-size (tcg_translation_cache_bytes), and absent with accel: kvm.
+// its own (tcg_translation_cache_bytes: what it held at boot), absent with accel: kvm.
 constexpr uint64_t qemu_base = 56 * MiB;  // QEMU's code, libraries, machine, firmware
 constexpr uint64_t per_vcpu = 10 * MiB;   // stack, per-vCPU state; 4 vCPUs on 2 CPUs vary most
 constexpr uint64_t per_device = 3 * MiB;  // a virtio function or SCSI disk, its queues
-constexpr uint64_t per_hotplug_port = 3 * MiB;  // a free port and the device it may get
+constexpr uint64_t per_hotplug_port = 2 * MiB;  // a free port and the device it may get
 constexpr uint64_t per_iothread = 2 * MiB;      // measured 1.3 MiB
 // qshim itself: 5.2-5.6 MiB peak while supervising with the API served; more with API clients
 // and event streams.
 constexpr uint64_t qshim_own = 12 * MiB;
 // The spread between runs of one shape: up to 35 MiB for 4 vCPUs under TCG, while the guest
 // finds its devices; the terms above already cover most of it.
-constexpr uint64_t margin = 16 * MiB;
+constexpr uint64_t margin = 8 * MiB;
 
 uint64_t round_up_mib(uint64_t bytes) { return (bytes + MiB - 1) / MiB * MiB; }
 
@@ -94,7 +94,7 @@ Result<ResourcePlan> plan_resources(const spec::VmSpec& spec, const topology::To
     // accel auto may end up on TCG (no /dev/kvm for QEMU's uid): planned as TCG.
     if (spec.machine.accel != spec::Accel::kvm)
         add("tcg", tcg_translation_cache_bytes,
-            "TCG's translation cache (accel tcg or auto; accel: kvm needs none)");
+            "TCG's translation cache at boot (accel tcg or auto; accel: kvm needs none)");
     add("vcpus", per_vcpu * vcpus, fmt::format("{} x {} vCPUs", mib(per_vcpu), vcpus));
     add("devices", per_device * devices, fmt::format("{} x {} devices", mib(per_device), devices));
     add("hotplug", per_hotplug_port * to_come,

@@ -87,7 +87,7 @@ def test_cmdline(tmp):
     blockdevs = [json.loads(argv[i + 1]) for i, a in enumerate(argv) if a == "-blockdev"]
     assert blockdevs[0]["filename"] == str(tmp / "x,y.img")
     assert blockdevs[1]["driver"] == "qcow2"
-    assert argv[argv.index("-accel") + 1] == "tcg,tb-size=32"  # a bounded translation cache
+    assert argv[argv.index("-accel") + 1] == "tcg"
     qshim("cmdline", "--accel", "hvf", spec, check=2)
 
 
