@@ -128,6 +128,39 @@ Response shutdown(Vm& vm, const std::string& body) {
     return json_response(202, stopping_json());
 }
 
+Json migration_json(const MigrationStatus& m) {
+    Json j;
+    j["state"] = m.state;
+    if (!m.uri.empty()) j["uri"] = m.uri;
+    if (!m.error.empty()) j["error"] = m.error;
+    if (!m.policy.empty()) j["policy"] = m.policy;
+    j["percent"] = m.percent;
+    j["transferredBytes"] = m.transferred_bytes;
+    j["remainingBytes"] = m.remaining_bytes;
+    j["totalBytes"] = m.total_bytes;
+    j["dirtyRateBytes"] = m.dirty_rate_bytes;
+    j["expectedDowntimeMs"] = m.expected_downtime_ms;
+    j["iterations"] = m.iterations;
+    if (m.setup_ms) j["setupMs"] = *m.setup_ms;
+    if (m.total_ms) j["totalMs"] = *m.total_ms;
+    if (m.downtime_ms) j["downtimeMs"] = *m.downtime_ms;
+    return j;
+}
+
+asio::awaitable<Response> start_migration(Vm& vm, const std::string& body) {
+    auto request = migrate_body(body);
+    if (request.error) co_return *request.error;
+    auto started = co_await vm.migrate(std::move(request.value));
+    if (!started) co_return error_response(started.error());
+    co_return json_response(202, migration_json(vm.migration()));
+}
+
+asio::awaitable<Response> cancel_migration(Vm& vm) {
+    auto cancelled = co_await vm.cancel_migration();
+    if (!cancelled) co_return error_response(cancelled.error());
+    co_return json_response(202, migration_json(vm.migration()));
+}
+
 }  // namespace
 
 asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body) {
@@ -162,6 +195,12 @@ asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body) {
             co_return co_await change_state(vm, [&vm] { return vm.resume(); });
         case Endpoint::shutdown:
             co_return shutdown(vm, body);
+        case Endpoint::migrate:
+            co_return co_await start_migration(vm, body);
+        case Endpoint::migration:
+            co_return json_response(200, migration_json(vm.migration()));
+        case Endpoint::cancel_migration:
+            co_return co_await cancel_migration(vm);
         case Endpoint::events:
             break;  // streamed by the server, never routed here
     }

@@ -59,4 +59,78 @@ Grace shutdown_body(std::string_view body) {
     return g;
 }
 
+Migration migrate_body(std::string_view body) {
+    Migration m;
+    auto doc = Json::parse(body, nullptr, false);
+    if (doc.is_discarded()) {
+        m.error =
+            error_response(make_error(Errc::invalid_spec, "the request body is not valid JSON"));
+        return m;
+    }
+    if (!doc.is_object()) {
+        m.error =
+            field_error("", "the body must be a JSON object such as {\"uri\": \"unix:PATH\"}");
+        return m;
+    }
+    // A whole number in [lo, hi], or the 400 naming the field.
+    auto whole = [&m](const std::string& key, const Json& v, uint64_t lo,
+                      uint64_t hi) -> std::optional<uint64_t> {
+        if (!v.is_number_unsigned() || v.get<uint64_t>() < lo || v.get<uint64_t>() > hi) {
+            m.error = field_error(key, fmt::format("must be a whole number from {} to {}", lo, hi));
+            return std::nullopt;
+        }
+        return v.get<uint64_t>();
+    };
+    auto flag = [&m](const std::string& key, const Json& v) -> std::optional<bool> {
+        if (!v.is_boolean()) {
+            m.error = field_error(key, "must be true or false");
+            return std::nullopt;
+        }
+        return v.get<bool>();
+    };
+    MigrationRequest& r = m.value;
+    for (const auto& [key, value] : doc.items()) {
+        if (key == "uri") {
+            if (!value.is_string()) {
+                m.error = field_error(key, "must be a string: unix:PATH or tcp:HOST:PORT");
+                return m;
+            }
+            r.uri = value.get<std::string>();
+        } else if (key == "downtimeLimitMs") {
+            auto v = whole(key, value, 1, 60'000);
+            if (!v) return m;
+            r.downtime_limit = std::chrono::milliseconds(*v);
+        } else if (key == "maxBandwidthMiBps") {
+            auto v = whole(key, value, 0, 1'000'000);
+            if (!v) return m;
+            r.max_bandwidth_mibps = *v;
+        } else if (key == "multifdChannels") {
+            auto v = whole(key, value, 0, 64);
+            if (!v) return m;
+            r.multifd_channels = static_cast<unsigned>(*v);
+        } else if (key == "autoConverge") {
+            auto v = flag(key, value);
+            if (!v) return m;
+            r.auto_converge = *v;
+        } else if (key == "postcopy") {
+            auto v = flag(key, value);
+            if (!v) return m;
+            r.postcopy = *v;
+        } else if (key == "completionTimeoutSeconds") {
+            auto v = whole(key, value, 0, 86'400);
+            if (!v) return m;
+            r.completion_timeout = std::chrono::seconds(*v);
+        } else if (key == "progressTimeoutSeconds") {
+            auto v = whole(key, value, 1, 86'400);
+            if (!v) return m;
+            r.progress_timeout = std::chrono::seconds(*v);
+        } else {
+            m.error = field_error(key, "unknown field (see docs/api.md, POST /v1/vm/migrate)");
+            return m;
+        }
+    }
+    if (r.uri.empty()) m.error = field_error("uri", "is required: unix:PATH or tcp:HOST:PORT");
+    return m;
+}
+
 }  // namespace qshim::api

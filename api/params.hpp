@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <optional>
+#include <qshim/vm.hpp>
 #include <string>
 #include <string_view>
 
@@ -28,5 +29,12 @@ struct Grace {
     std::optional<Response> error;
 };
 Grace shutdown_body(std::string_view body);
+
+// The body of POST /v1/vm/migrate (docs/api.md): {"uri": ..., "downtimeLimitMs": ..., ...}.
+struct Migration {
+    MigrationRequest value;
+    std::optional<Response> error;
+};
+Migration migrate_body(std::string_view body);
 
 }  // namespace qshim::api

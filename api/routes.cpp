@@ -16,7 +16,7 @@ struct Pattern {
     std::string_view query_key;  // the one query parameter the endpoint takes, if any
 };
 
-constexpr std::array<Pattern, 11> patterns{{
+constexpr std::array<Pattern, 14> patterns{{
     {"GET", "/v1/vm", Endpoint::vm, ""},
     {"GET", "/v1/vm/topology", Endpoint::topology, ""},
     {"GET", "/v1/vm/cpus", Endpoint::cpus, ""},
@@ -27,6 +27,9 @@ constexpr std::array<Pattern, 11> patterns{{
     {"POST", "/v1/vm/pause", Endpoint::pause, ""},
     {"POST", "/v1/vm/resume", Endpoint::resume, ""},
     {"POST", "/v1/vm/shutdown", Endpoint::shutdown, ""},
+    {"POST", "/v1/vm/migrate", Endpoint::migrate, ""},
+    {"GET", "/v1/vm/migration", Endpoint::migration, ""},
+    {"DELETE", "/v1/vm/migration", Endpoint::cancel_migration, ""},
     {"GET", "/v1/events", Endpoint::events, ""},
 }};
 

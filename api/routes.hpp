@@ -9,17 +9,20 @@
 namespace qshim::api {
 
 enum class Endpoint {
-    vm,          // GET    /v1/vm
-    topology,    // GET    /v1/vm/topology
-    cpus,        // GET    /v1/vm/cpus
-    disks,       // POST   /v1/vm/disks
-    disk,        // DELETE /v1/vm/disks/{name}
-    interfaces,  // POST   /v1/vm/interfaces
-    interface,   // DELETE /v1/vm/interfaces/{name}
-    pause,       // POST   /v1/vm/pause
-    resume,      // POST   /v1/vm/resume
-    shutdown,    // POST   /v1/vm/shutdown
-    events,      // GET    /v1/events
+    vm,                // GET    /v1/vm
+    topology,          // GET    /v1/vm/topology
+    cpus,              // GET    /v1/vm/cpus
+    disks,             // POST   /v1/vm/disks
+    disk,              // DELETE /v1/vm/disks/{name}
+    interfaces,        // POST   /v1/vm/interfaces
+    interface,         // DELETE /v1/vm/interfaces/{name}
+    pause,             // POST   /v1/vm/pause
+    resume,            // POST   /v1/vm/resume
+    shutdown,          // POST   /v1/vm/shutdown
+    migrate,           // POST   /v1/vm/migrate
+    migration,         // GET    /v1/vm/migration
+    cancel_migration,  // DELETE /v1/vm/migration
+    events,            // GET    /v1/events
 };
 
 struct Route {

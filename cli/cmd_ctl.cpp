@@ -1,10 +1,15 @@
 // qshim ctl: the command-line client of the control API that `qshim run --api-socket` serves.
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string_view>
+#include <thread>
 
 #include "cli/common.hpp"
 #include "cli/ctl_client.hpp"
@@ -218,6 +223,124 @@ int events(const Ctl& ctl, const Argv& a) {
     return exit_ok;
 }
 
+// What `migrate --wait` sees of the event stream, shared with the thread that reads it.
+struct MigrationWatch {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool open = false;         // the stream is subscribed
+    bool ended = false;        // the stream ended (the VM exited, or the server went away)
+    std::optional<Json> last;  // migration-completed, -failed or -cancelled
+    std::string pending;       // a line not yet complete
+};
+
+std::string mib(const Json& e, const char* key) {
+    return fmt::format("{:.0f} MiB", e.value(key, 0.0) / double(1 << 20));
+}
+
+void show_migration_event(const Json& e, bool terminal) {
+    const std::string name = e.value("event", "");
+    if (!terminal) {
+        fmt::print("{}\n", e.dump());
+    } else if (name == "migration-progress") {
+        fmt::print("\r  {:5.1f}%  sent {}  remaining {}  dirtied {}/s  expected downtime {} ms   ",
+                   e.value("percent", 0.0), mib(e, "transferredBytes"), mib(e, "remainingBytes"),
+                   mib(e, "dirtyRateBytes"), e.value("expectedDowntimeMs", 0));
+    } else if (name == "migration-policy") {
+        fmt::print("\n  convergence: {}\n", e.value("detail", ""));
+    } else if (name == "migration-completed") {
+        fmt::print("\r  100.0%  migrated: total {} ms, downtime {} ms, setup {} ms, {} sent\n",
+                   e.value("totalMs", 0), e.value("downtimeMs", 0), e.value("setupMs", 0),
+                   mib(e, "transferredBytes"));
+    } else if (name == "migration-failed" || name == "migration-cancelled") {
+        fmt::print("\n  {}: {}\n", name.substr(10), e.value("reason", ""));
+    }
+    std::fflush(stdout);
+}
+
+// Splits what arrived into lines and keeps the migration's events.
+void read_events(MigrationWatch& w, std::string_view data, bool terminal) {
+    std::lock_guard lock(w.mutex);
+    if (data.empty()) {
+        w.open = true;
+        w.changed.notify_all();
+        return;
+    }
+    w.pending.append(data);
+    for (size_t nl; (nl = w.pending.find('\n')) != std::string::npos;) {
+        Json e = Json::parse(w.pending.substr(0, nl), nullptr, false);
+        w.pending.erase(0, nl + 1);
+        if (e.is_discarded() || !e.is_object()) continue;
+        const std::string name = e.value("event", "");
+        if (name.rfind("migration-", 0) != 0 || name == "migration-started") continue;
+        show_migration_event(e, terminal);
+        if (name == "migration-completed" || name == "migration-failed" ||
+            name == "migration-cancelled") {
+            w.last = e;
+            w.changed.notify_all();
+        }
+    }
+}
+
+int migrate(const Ctl& ctl, const Argv& a) {
+    Args args(a,
+              {"--downtime-limit", "--max-bandwidth", "--multifd-channels", "--completion-timeout",
+               "--progress-timeout"},
+              {"--auto-converge", "--postcopy", "--wait"});
+    if (!args.ok()) return usage(args.error());
+    if (args.positional().size() != 1) return usage("migrate needs exactly one URI");
+    Json body;
+    body["uri"] = args.positional()[0];
+    for (auto [option, field] : {std::pair{"--downtime-limit", "downtimeLimitMs"},
+                                 std::pair{"--max-bandwidth", "maxBandwidthMiBps"},
+                                 std::pair{"--multifd-channels", "multifdChannels"},
+                                 std::pair{"--completion-timeout", "completionTimeoutSeconds"},
+                                 std::pair{"--progress-timeout", "progressTimeoutSeconds"}})
+        if (auto v = args.get(option)) {
+            if (!whole_number(*v)) return usage(fmt::format("{} needs a whole number", option));
+            body[field] = std::stoul(*v);
+        }
+    if (args.has("--auto-converge")) body["autoConverge"] = true;
+    if (args.has("--postcopy")) body["postcopy"] = true;
+    if (!args.has("--wait")) return ctl.call("POST", "/v1/vm/migrate", body.dump());
+
+    // Subscribed before the request, so not even a migration of a second is missed.
+    const bool terminal = isatty(STDOUT_FILENO);
+    auto watch = std::make_shared<MigrationWatch>();
+    std::thread reader([watch, socket = ctl.socket, terminal] {
+        std::string error;
+        http_call(socket, HttpRequest{"GET", "/v1/events", ""}, error,
+                  [&](std::string_view data) { read_events(*watch, data, terminal); });
+        std::lock_guard lock(watch->mutex);
+        watch->ended = true;
+        watch->changed.notify_all();
+    });
+    reader.detach();  // it holds `watch` by itself; the process may end before the stream
+    {
+        std::unique_lock lock(watch->mutex);
+        watch->changed.wait(lock, [&] { return watch->open || watch->ended; });
+        if (!watch->open) return ctl.unreachable("the event stream did not open");
+    }
+    std::string error;
+    auto reply = http_call(ctl.socket, HttpRequest{"POST", "/v1/vm/migrate", body.dump()}, error);
+    if (!reply) return ctl.unreachable(error);
+    if (reply->status != 202) return report(*reply);
+    std::unique_lock lock(watch->mutex);
+    watch->changed.wait(lock, [&] { return watch->last || watch->ended; });
+    if (!watch->last) {
+        fmt::print(stderr, "qshim ctl: the VM's event stream ended before the migration did\n");
+        return exit_unreachable;
+    }
+    return watch->last->value("event", "") == "migration-completed" ? exit_ok : exit_api_error;
+}
+
+int migration(const Ctl& ctl, const Argv& a) {
+    return no_arguments(ctl, a, "migration", "GET", "/v1/vm/migration");
+}
+
+int migrate_cancel(const Ctl& ctl, const Argv& a) {
+    return no_arguments(ctl, a, "migrate-cancel", "DELETE", "/v1/vm/migration");
+}
+
 struct Command {
     std::string_view name;
     const char* help;
@@ -236,6 +359,9 @@ constexpr Command commands[] = {
     {"resume", ctl_help::pause, resume},
     {"shutdown", ctl_help::shutdown, shutdown},
     {"events", ctl_help::events, events},
+    {"migrate", ctl_help::migrate, migrate},
+    {"migration", ctl_help::migration, migration},
+    {"migrate-cancel", ctl_help::migrate_cancel, migrate_cancel},
 };
 
 }  // namespace

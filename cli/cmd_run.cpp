@@ -53,6 +53,13 @@ Options:
                        socket, mode 0600, once the guest runs: hotplug disks
                        and NICs, pause, resume, shut down, stream events. Use
                        'qshim ctl --api-socket PATH ...' or curl; docs/api.md
+  --incoming ADDRESS   start as the target of a live migration instead of
+                       booting: listen on unix:PATH, tcp:HOST:PORT or fd:N (an
+                       inherited listening socket), check the source's guest
+                       ABI (the fingerprint), receive the VM, and run it once
+                       the source has let go. SPEC is the source's live spec
+                       ('qshim ctl status' .spec). SIGTERM before then cancels;
+                       the source keeps its VM. See docs/migration.md
   --accel auto|kvm|tcg override the spec's machine.accel
   --qemu PATH          the QEMU binary (default qemu-system-x86_64 from PATH)
   --qmp-socket PATH    also serve a QMP monitor on this unix socket, to inspect
@@ -76,11 +83,14 @@ Exit status:
   6  qshim lost its QMP connection to QEMU (a qmp-lost event says why); the
      VM ran on unchangeable until it ended or was stopped with SIGTERM, so
      how the guest ended is unknown
+  7  the VM migrated away: it runs on the target now (for --incoming, a
+     failed migration is 3: the source keeps the VM)
 
 Example:
   qshim run --console --events - examples/demo.yaml
   qshim run --api-socket /run/vm1.sock vm1.yaml &
   qshim ctl --api-socket /run/vm1.sock status
+  qshim run --incoming unix:/run/in.sock --api-socket /run/vm1b.sock live.json
 )";
 
 int exit_code(VmExit::Reason reason) {
@@ -96,6 +106,8 @@ int exit_code(VmExit::Reason reason) {
             return exit_launch_failed;
         case VmExit::Reason::qmp_lost:
             return exit_qmp_lost;
+        case VmExit::Reason::migrated:
+            return exit_migrated;
     }
     return exit_internal;
 }
@@ -123,7 +135,8 @@ int cmd_run(const std::vector<std::string>& argv) {
         return exit_ok;
     }
     Args args(argv,
-              {"--events", "--accel", "--qemu", "--qmp-socket", "--qmp-timeout", "--api-socket"},
+              {"--events", "--accel", "--qemu", "--qmp-socket", "--qmp-timeout", "--api-socket",
+               "--incoming"},
               {"--console", "--verbose", "-v"});
     if (!args.ok()) return usage_error("run", args.error());
     if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
@@ -149,6 +162,10 @@ int cmd_run(const std::vector<std::string>& argv) {
     if (auto q = args.get("--qmp-socket"))
         options.command.qmp_socket = std::filesystem::absolute(*q).string();
     options.console_to_stdout = args.has("--console");
+    if (auto in = args.get("--incoming")) {
+        if (in->empty()) return usage_error("run", "--incoming needs an ADDRESS");
+        options.incoming = *in;
+    }
     if (const char* env = std::getenv("QSHIM_LOG")) log::configure(env);
     if (args.has("--verbose") || args.has("-v")) log::configure("*:debug");
 
@@ -231,7 +248,7 @@ int cmd_run(const std::vector<std::string>& argv) {
             if (api) api->stop();
             code = cannot_supervise ? exit_launch_failed : exit_code(exit.reason);
             if (started && !cannot_supervise && exit.reason != VmExit::Reason::guest_shutdown &&
-                exit.reason != VmExit::Reason::stopped)
+                exit.reason != VmExit::Reason::stopped && exit.reason != VmExit::Reason::migrated)
                 fmt::print(stderr, "qshim: VM {}: QEMU {} ({})\n", vm.spec().name, exit.description,
                            to_string(exit.reason));
             if (pid1) reap_orphans(-1);

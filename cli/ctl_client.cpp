@@ -75,6 +75,7 @@ std::optional<HttpReply> http_call(const std::string& socket_path, const HttpReq
     HttpReply reply;
     reply.status = static_cast<int>(parser.get().result_int());
     const bool streaming = on_data && reply.status == 200;
+    if (streaming) on_data(std::string_view());
     while (!parser.is_done()) {
         char chunk[8192];
         parser.get().body().data = chunk;

@@ -20,7 +20,8 @@ struct HttpRequest {
 };
 
 // Sends `request` to the API at `socket_path` and reads the answer. A 200 answer is passed to
-// `on_data` piece by piece as it arrives when given (the event stream); otherwise it is collected.
+// `on_data` piece by piece as it arrives when given (the event stream), first with an empty piece
+// once the answer's head is in (the stream is open); otherwise it is collected.
 // nullopt, with `error` set, when the socket cannot be reached or the connection breaks.
 std::optional<HttpReply> http_call(const std::string& socket_path, const HttpRequest& request,
                                    std::string& error,

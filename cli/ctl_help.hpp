@@ -26,6 +26,11 @@ Commands:
   shutdown [--timeout S]          graceful stop: ACPI power button, then force
   events                          print lifecycle events as JSON lines until
                                   the server stops (Ctrl-C to leave)
+  migrate URI [--wait] [...]      live-migrate the VM to a 'qshim run
+                                  --incoming' target (docs/migration.md)
+  migration                       where the migration is: state, percent,
+                                  bytes, dirty rate, expected downtime
+  migrate-cancel                  cancel it; the guest runs on here
 
 Options:
   --api-socket PATH   the socket of 'qshim run --api-socket' (required; may
@@ -203,6 +208,56 @@ the moment of connecting are sent. A reader too slow to keep up gets an
 Example:
   qshim ctl --api-socket /run/vm1.sock events
   curl --no-buffer --unix-socket /run/vm1.sock http://localhost/v1/events
+)";
+
+constexpr const char* migrate = R"(Usage: qshim ctl --api-socket PATH migrate URI [options]
+
+Live-migrate the VM to a qshim started as its target with
+'qshim run --incoming ADDRESS LIVE-SPEC', where LIVE-SPEC is this VM's live
+spec ('qshim ctl status' prints it as .spec). URI is unix:PATH (the target's
+socket, or a relay that carries the stream to it) or tcp:HOST:PORT. The two
+qshim compare their guest ABI first; QEMU sends RAM only when they match.
+On success the guest runs on the target and this VM's qshim exits with
+status 7 (migrated); on any failure the guest runs on here as before.
+
+Options:
+  --wait                      follow the migration to its end: a progress line
+                              on a terminal, the migration-* events as JSON
+                              lines otherwise; exit 0 when it completed, 1
+                              when it failed or was cancelled
+  --downtime-limit MS         the longest pause at switchover (default 300)
+  --max-bandwidth MIBPS       limit the stream (default: unlimited)
+  --auto-converge             let QEMU slow vCPUs that dirty RAM too fast
+  --postcopy                  allow post-copy when pre-copy does not converge
+  --completion-timeout S      default 150 per GiB of RAM (at least 150)
+  --progress-timeout S        no new low of remaining bytes for S seconds
+                              escalates (default 150); see docs/migration.md
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock migrate unix:/run/migrate.sock --wait
+  curl --unix-socket /run/vm1.sock -X POST -d '{"uri":"unix:/run/m.sock"}' \
+      http://localhost/v1/vm/migrate
+)";
+
+constexpr const char* migration = R"(Usage: qshim ctl --api-socket PATH migration
+
+Print where the VM's migration is (docs/api.md, GET /v1/vm/migration): state
+(none, connecting, handshake, active, switchover, confirming, completed,
+failed, cancelling, cancelled), percent, transferred, remaining and total
+bytes, dirty rate, expected downtime, iterations, the last convergence step,
+and when completed the setup, total and downtime figures.
+
+Example:
+  curl --unix-socket /run/vm1.sock http://localhost/v1/vm/migration
+)";
+
+constexpr const char* migrate_cancel = R"(Usage: qshim ctl --api-socket PATH migrate-cancel
+
+Cancel the migration under way; the guest runs on here. Refused once QEMU has
+sent everything and the target is deciding (state confirming).
+
+Example:
+  curl --unix-socket /run/vm1.sock -X DELETE http://localhost/v1/vm/migration
 )";
 
 }  // namespace qshim::cli::ctl_help

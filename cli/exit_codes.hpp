@@ -11,6 +11,7 @@ enum ExitCode : int {
     exit_qemu_crashed = 4,   // QEMU died or was killed behind qshim's back
     exit_forced_stop = 5,    // the guest ignored the shutdown request and was stopped by force
     exit_qmp_lost = 6,       // qshim lost QEMU's QMP connection; QEMU ended after that
+    exit_migrated = 7,       // the VM migrated away and runs on the target
     exit_internal = 70,      // a bug in qshim (EX_SOFTWARE)
 };
 

@@ -75,6 +75,7 @@ class ArgvBuilder {
         // QEMU's own seccomp deny-list, as libvirt sets it by default.
         arg("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
         if (options_.paused) arg("-S");
+        if (options_.incoming) arg("-incoming", "defer");
         qmp();
         boot();
         serial();

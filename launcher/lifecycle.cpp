@@ -27,6 +27,8 @@ const char* to_string(Phase phase) {
             return "forcing";
         case Phase::signalling:
             return "signalling";
+        case Phase::migrated:
+            return "migrated";
         case Phase::exited:
             return "exited";
     }
@@ -51,6 +53,8 @@ const char* to_string(Input input) {
             return "grace-expired";
         case Input::qmp_lost:
             return "qmp-lost";
+        case Input::migrated:
+            return "migrated";
         case Input::exited:
             return "exited";
     }
@@ -84,6 +88,8 @@ std::optional<Phase> next_phase(Phase from, Input input) {
             if (input == I::stop) return from == P::running ? P::powering_down : P::quitting;
             if (input == I::quit) return P::quitting;
             if (input == I::qmp_lost) return P::qmp_lost;
+            // The guest left: what QEMU holds here is a stale copy, ended at once.
+            if (input == I::migrated) return P::migrated;
             break;
         case P::qmp_lost:
             if (input == I::stop || input == I::quit) return P::signalling;
@@ -109,6 +115,7 @@ std::optional<Phase> next_phase(Phase from, Input input) {
         case P::forcing:
             // `quit` closes the connection: losing it now is the expected end, not a loss.
         case P::signalling:
+        case P::migrated:  // nothing is left to stop: QEMU is being quit
         case P::exited:
             break;
     }
@@ -140,6 +147,8 @@ VmExit::Reason exit_reason(Phase ended_in, bool clean_exit) {
             return R::stopped;
         case Phase::forcing:
             return R::forced;
+        case Phase::migrated:
+            return R::migrated;  // however QEMU ended, the guest lives on the target
         case Phase::exited:
             break;
     }
@@ -164,6 +173,7 @@ VmState public_state(Phase phase) {
         case Phase::quitting:
         case Phase::forcing:
         case Phase::signalling:
+        case Phase::migrated:
             return VmState::stopping;
         case Phase::exited:
             return VmState::exited;

@@ -20,6 +20,7 @@ enum class Phase {
     quitting,        // a stop was asked of a VM that cannot react to the button: quit, then kill
     forcing,         // the grace period passed: quit, then kill
     signalling,      // a stop was asked (or was under way) without QMP: SIGTERM, then kill
+    migrated,        // the guest runs on a migration target now: quit, then kill
     exited,          // QEMU is gone and reaped, or never started
 };
 const char* to_string(Phase phase);
@@ -35,6 +36,7 @@ enum class Input {
                      // no grace period): quit at once; this is the stop, not a forced one
     grace_expired,   // the grace period of a stop passed, or `quit` was not answered in time
     qmp_lost,        // the QMP connection ended while QEMU still ran
+    migrated,        // a migration completed: the target runs the guest
     exited,          // QEMU was reaped (or, from `created`, will never run)
 };
 const char* to_string(Input input);

@@ -31,6 +31,8 @@ const char* to_string(VmExit::Reason reason) {
             return "launch-failed";
         case VmExit::Reason::qmp_lost:
             return "qmp-lost";
+        case VmExit::Reason::migrated:
+            return "migrated";
     }
     return "?";
 }
@@ -119,6 +121,11 @@ bool Vm::Impl::apply(Input input) {
 }
 
 Result<void> Vm::Impl::can_change() const {
+    if (launcher::detail::migration_in_progress(migration_phase_))
+        return make_error(Errc::conflict,
+                          fmt::format("a migration is under way ({}): the VM cannot change until "
+                                      "it ends",
+                                      to_string(migration_phase_)));
     if (launcher::detail::accepts_changes(phase_)) return {};
     if (phase_ == Phase::qmp_lost)
         return make_error(Errc::state,
@@ -249,6 +256,13 @@ boost::asio::awaitable<Result<void>> Vm::pause() {
 }
 boost::asio::awaitable<Result<void>> Vm::resume() {
     return holding(impl_, impl_->run_control("cont"));
+}
+boost::asio::awaitable<Result<void>> Vm::migrate(MigrationRequest request) {
+    return holding(impl_, impl_->migrate(std::move(request)));
+}
+MigrationStatus Vm::migration() const { return impl_->migration(); }
+boost::asio::awaitable<Result<void>> Vm::cancel_migration() {
+    return holding(impl_, impl_->cancel_migration());
 }
 
 }  // namespace qshim

@@ -12,6 +12,8 @@
 #include "launcher/cpu_placement.hpp"
 #include "launcher/hotplug.hpp"
 #include "launcher/lifecycle.hpp"
+#include "launcher/migration.hpp"
+#include "launcher/migration_channel.hpp"
 #include "launcher/process.hpp"
 
 namespace qshim {
@@ -45,6 +47,12 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     std::vector<std::string> diverged() const;
     const nlohmann::json& qemu_version() const { return qemu_version_; }
     VmCpus cpus() const;
+
+    // vm_migrate.cpp
+    boost::asio::awaitable<Result<void>> migrate(MigrationRequest request);
+    MigrationStatus migration() const;
+    boost::asio::awaitable<Result<void>> cancel_migration();
+
     std::size_t subscribe(std::function<void(const nlohmann::json&)> sink);
     void unsubscribe(std::size_t id) { subscribers_.erase(id); }
 
@@ -74,6 +82,22 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     void check_placement();
     void fail_placement(const std::string& message, const std::string& log_prefix);
     void placed(const char* reason);
+
+    // vm_migrate.cpp: the source side
+    // The one place the migration's phase changes. False when the input does not apply.
+    bool migrate_to(launcher::detail::MigrationInput input);
+    Error migration_state_error() const;
+    static boost::asio::awaitable<void> run_migration(std::shared_ptr<Impl> self);
+    boost::asio::awaitable<Result<void>> stream_migration();
+    boost::asio::awaitable<Result<void>> follow_migration(qmp::EventListener& events);
+    boost::asio::awaitable<Result<void>> confirm_migration();
+    boost::asio::awaitable<void> finish_migration(Result<void> outcome, bool resume);
+    boost::asio::awaitable<void> quit_migrated();
+
+    // vm_incoming.cpp: the target side
+    Result<void> open_incoming(const std::string& context);
+    boost::asio::awaitable<Result<void>> receive_migration();
+    boost::asio::awaitable<void> confirm_incoming(bool running, std::string reason);
 
     // vm_supervise.cpp
     static boost::asio::awaitable<void> watch_exit(std::shared_ptr<Impl> self);
@@ -123,6 +147,18 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     launcher::detail::PlacementState placement_state_ = launcher::detail::PlacementState::unpinned;
     std::string placement_error_;
     std::string apply_error_;  // the last sched_setaffinity failure, retried every check
+    // Live migration (vm_migrate.cpp, vm_incoming.cpp).
+    launcher::detail::MigrationPhase migration_phase_ = launcher::detail::MigrationPhase::none;
+    MigrationRequest migration_request_;
+    MigrationStatus migration_status_;
+    launcher::detail::MigrationAddress migration_address_;
+    std::shared_ptr<launcher::detail::MigrationSocket> migration_socket_;
+    std::unique_ptr<launcher::detail::MigrationListener> incoming_;  // target, until accepted
+    bool migration_was_running_ = false;  // the guest ran when the migration started
+    bool migration_committed_ = false;    // the target was told it owns the guest
+    int64_t incoming_ms_ = 0;             // target: from the connection to the commit
+    // A stop asked during a migration: it is cancelled first, then the stop goes on.
+    std::optional<std::chrono::milliseconds> stop_after_migration_;
 };
 
 }  // namespace qshim

@@ -87,6 +87,10 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
         co_return std::move(ok).error();
     }
     remove_sockets();
+    // A migration target listens before QEMU exists: an address that cannot be served starts
+    // nothing.
+    if (!options_.incoming.empty())
+        if (auto ok = open_incoming(context); !ok) co_return fail_early(ok.error().what(), context);
 
     // Every fd is owned from the moment it exists, so no failure below can leak one.
     int pair[2];
@@ -102,6 +106,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     launcher::CommandOptions command = options_.command;
     command.qmp_fd = theirs.get();
     command.paused = true;  // nothing runs before qshim has checked the plan
+    command.incoming = !options_.incoming.empty();
     command.serial_stdio = options_.console_to_stdout;
     // numa.guestNodes auto, resolved for this host, is what the guest sees from now on.
     live_.spec = launcher::resolve_numa(std::move(live_.spec), placement_);
@@ -172,8 +177,18 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     auto threads = co_await place_threads();
     if (stopped_before_running()) co_return stop_before_running_error(context);
     if (!threads) co_return co_await fail_launch(threads.error().what(), context);
+    if (!options_.incoming.empty()) {
+        auto received = co_await receive_migration();
+        if (stopped_before_running()) co_return stop_before_running_error(context);
+        if (!received) co_return co_await fail_launch(received.error().what(), context);
+    }
     auto cont = co_await qmp_.execute("cont");
-    if (!cont) co_return co_await fail_launch("cont: " + cont.error().what(), context);
+    if (!cont) {
+        // A migration target says so, so the source takes its guest back.
+        if (!options_.incoming.empty()) co_await confirm_incoming(false, cont.error().what());
+        co_return co_await fail_launch("cont: " + cont.error().what(), context);
+    }
+    if (!options_.incoming.empty()) co_await confirm_incoming(true, {});
     // QEMU's RESUME event may be read before or after this reply: whichever is first moves
     // the phase and announces it.
     if (Phase before = phase_; apply(Input::resumed) && before != phase_) emit("running", {});

@@ -34,6 +34,24 @@ constexpr Ms power_button_timeout{5'000};
 
 void Vm::Impl::request_stop(std::optional<Ms> grace) {
     const Ms period = grace.value_or(std::chrono::seconds(spec_.lifecycle.grace_period_seconds));
+    // A migration under way is cancelled first; its end (vm_migrate.cpp) asks the stop again.
+    // Past the commit, the guest is the target's: the migration ends this VM by itself.
+    if (launcher::detail::migration_in_progress(migration_phase_)) {
+        if (!stop_after_migration_) emit("shutdown-requested", {{"gracePeriodMs", period.count()}});
+        stop_after_migration_ = period;
+        if (migration_phase_ != launcher::detail::MigrationPhase::cancelling &&
+            migration_phase_ != launcher::detail::MigrationPhase::confirming)
+            qshim::detail::spawn(
+                ex_,
+                [](std::shared_ptr<Impl> self) -> asio::awaitable<void> {
+                    auto r = co_await self->cancel_migration();
+                    if (!r)
+                        log::write("migration", log::Level::warn,
+                                   "cancelling for a stop: " + r.error().what());
+                }(shared_from_this()),
+                "cancelling the migration for a stop");
+        return;
+    }
     // A monitor that is already gone, while the loss is not yet declared (QEMU may still have
     // been exiting): a stop needs QMP now, so the loss is certain; declare it, and the stop goes
     // on by signals rather than by a SIGKILL reported as a clean stop.

@@ -15,6 +15,7 @@ struct CommandOptions {
     std::string qemu_binary = "qemu-system-x86_64";
     std::optional<spec::Accel> accel;  // overrides the spec's machine.accel
     bool paused = false;               // -S: start with vCPUs stopped
+    bool incoming = false;             // -incoming defer: a migration target (migrate-incoming)
     std::optional<int> qmp_fd;         // QMP over this connected socket (the caller's fd),
                                        // which QEMU inherits (see CommandLine::fds)
     std::string qmp_socket;            // (also) QMP on a listening unix socket at this path

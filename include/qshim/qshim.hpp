@@ -4,6 +4,7 @@
 #include <qshim/api.hpp>
 #include <qshim/cgroups.hpp>
 #include <qshim/error.hpp>
+#include <qshim/fingerprint.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/log.hpp>
 #include <qshim/placement.hpp>

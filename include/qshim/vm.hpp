@@ -6,6 +6,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -30,6 +31,7 @@ struct VmExit {
         launch_failed,   // QEMU exited or was given up on before the guest ran
         qmp_lost,        // qshim had lost QEMU's QMP connection before QEMU ended: nobody saw
                          // how the guest ended (a stop then ends QEMU by signals)
+        migrated,        // the VM migrated away: it runs on the target, this QEMU was quit
     };
     Reason reason = Reason::crashed;
     int wait_status = 0;      // as from waitpid; 0 when QEMU never started
@@ -51,6 +53,47 @@ struct VmOptions {
     // How often a pinned VM checks that its cpuset and its threads' affinity are unchanged,
     // and places the threads again when the kubelet's CPU manager rewrote the cpuset.
     std::chrono::milliseconds placement_check_interval{1'000};
+    // Start as a migration target (qshim run --incoming): instead of booting, QEMU waits
+    // (-incoming defer) while qshim listens here (unix:PATH, tcp:HOST:PORT or fd:N), checks the
+    // source's guest ABI, then hands QEMU the stream. start() completes when the VM runs here.
+    std::string incoming;
+    // Each exchange of the migration handshake (hello, loaded, commit, running).
+    std::chrono::milliseconds migration_step_timeout{30'000};
+};
+
+// A live migration asked of a running VM (docs/migration.md). The target is a qshim started
+// with `run --incoming` from this VM's live spec.
+struct MigrationRequest {
+    std::string uri;                                // unix:PATH or tcp:HOST:PORT
+    std::chrono::milliseconds downtime_limit{300};  // the pause QEMU may take to switch over
+    uint64_t max_bandwidth_mibps = 0;               // 0: unlimited
+    unsigned multifd_channels = 0;                  // more than 1 is refused (docs/migration.md)
+    bool auto_converge = false;  // let QEMU throttle vCPUs that dirty RAM faster than it is sent
+    bool postcopy = false;       // allow switching to post-copy when pre-copy does not converge
+    // 0: 150 s per GiB of guest RAM, at least 150 s (KubeVirt's completionTimeoutPerGiB).
+    std::chrono::seconds completion_timeout{0};
+    // The remaining bytes reached no new low for this long: escalate.
+    std::chrono::seconds progress_timeout{150};
+};
+
+// Where a migration of this VM is (GET /v1/vm/migration).
+struct MigrationStatus {
+    // none, connecting, handshake, active, switchover, confirming, completed, failed,
+    // cancelling, cancelled
+    std::string state = "none";
+    std::string uri;
+    std::string error;   // failed: why
+    std::string policy;  // the last convergence step taken: downtime, throttle, postcopy
+    double percent = 0;
+    uint64_t transferred_bytes = 0;
+    uint64_t remaining_bytes = 0;
+    uint64_t total_bytes = 0;
+    uint64_t dirty_rate_bytes = 0;  // per second
+    int64_t expected_downtime_ms = 0;
+    uint64_t iterations = 0;
+    std::optional<int64_t> setup_ms;  // when completed
+    std::optional<int64_t> total_ms;
+    std::optional<int64_t> downtime_ms;
 };
 
 // One thread of QEMU and the CPUs it runs on.
@@ -123,6 +166,18 @@ class QSHIM_API Vm {
                                                           std::chrono::milliseconds timeout);
     boost::asio::awaitable<Result<void>> pause();
     boost::asio::awaitable<Result<void>> resume();
+
+    // Live migration to a qshim waiting with `run --incoming`. Returns once the migration is
+    // under way (its end comes as events and in migration()); errors: invalid_spec (bad
+    // request), state (the VM is not running or paused), conflict (a migration or a hotplug is
+    // under way), unsupported (multifd). While it runs, hotplug is refused (conflict), and a stop
+    // cancels it first. On success QEMU is quit and wait_exit() reports `migrated`; on any
+    // failure the VM runs on here as before.
+    boost::asio::awaitable<Result<void>> migrate(MigrationRequest request);
+    MigrationStatus migration() const;
+    // Cancels the migration under way: state when there is none, or when it is past the
+    // point where the target may already run the guest.
+    boost::asio::awaitable<Result<void>> cancel_migration();
 
     VmState state() const;
     pid_t pid() const;

@@ -1,0 +1,419 @@
+// The source side of a live migration: connect, handshake, let QEMU stream, follow it with the
+// convergence policy, confirm with the target, then quit (docs/migration.md).
+#include <fmt/format.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <csignal>
+#include <qshim/log.hpp>
+
+#include "common/spawn.hpp"
+#include "launcher/migration_handshake.hpp"
+#include "launcher/vm_impl.hpp"
+
+namespace qshim {
+
+namespace asio = boost::asio;
+using launcher::detail::MigrationInput;
+using launcher::detail::MigrationPhase;
+using launcher::detail::PolicyStep;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Ms = std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* fd_name = "qshim-migration";
+// How often QEMU's figures are read while it streams, and how often they are announced.
+constexpr Ms poll_interval{500};
+constexpr Ms progress_interval{2'000};
+
+// JSON is built in plain functions: g++ 12 miscompiles braced lists of string literals inside
+// coroutine frames.
+json capabilities(const MigrationRequest& r) {
+    json caps = json::array();
+    auto cap = [&caps](const char* name, bool on) {
+        caps.push_back({{"capability", name}, {"state", on}});
+    };
+    cap("events", true);
+    // qshim, not QEMU, decides when the guest stops here for the last time (libvirt's default).
+    cap("pause-before-switchover", true);
+    cap("auto-converge", r.auto_converge);
+    cap("postcopy-ram", r.postcopy);
+    return {{"capabilities", caps}};
+}
+
+json parameters(const MigrationRequest& r) {
+    json p = json::object();
+    p["downtime-limit"] = r.downtime_limit.count();
+    // QEMU's default is 32 MiB/s, a limit from the days of 1 GbE; 0 asks for none.
+    p["max-bandwidth"] = r.max_bandwidth_mibps ? r.max_bandwidth_mibps << 20 : (1ull << 62);
+    return p;
+}
+
+json started_data(const std::string& uri, const char* role) {
+    return {{"uri", uri}, {"role", role}};
+}
+
+json reason_data(const std::string& reason) { return {{"reason", reason}}; }
+
+json progress_data(const MigrationStatus& s) {
+    return {{"percent", s.percent},
+            {"transferredBytes", s.transferred_bytes},
+            {"remainingBytes", s.remaining_bytes},
+            {"totalBytes", s.total_bytes},
+            {"dirtyRateBytes", s.dirty_rate_bytes},
+            {"expectedDowntimeMs", s.expected_downtime_ms},
+            {"iterations", s.iterations}};
+}
+
+json completed_data(const MigrationStatus& s) {
+    json d = progress_data(s);
+    if (s.setup_ms) d["setupMs"] = *s.setup_ms;
+    if (s.total_ms) d["totalMs"] = *s.total_ms;
+    if (s.downtime_ms) d["downtimeMs"] = *s.downtime_ms;
+    d["role"] = "source";
+    return d;
+}
+
+json policy_data(PolicyStep step, const std::string& detail) {
+    return {{"step", launcher::detail::to_string(step)}, {"detail", detail}};
+}
+
+json continue_args() { return {{"state", "pre-switchover"}}; }
+json getfd_args() { return {{"fdname", fd_name}}; }
+json migrate_args() { return {{"uri", std::string("fd:") + fd_name}}; }
+json downtime_args(Ms limit) { return {{"downtime-limit", limit.count()}}; }
+// Throttle harder and sooner than QEMU's defaults (20 %, +10 %).
+json throttle_args() { return {{"cpu-throttle-initial", 50}, {"cpu-throttle-increment", 20}}; }
+
+uint64_t number(const json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number() ? it->get<uint64_t>() : 0;
+}
+
+// query-migrate's figures into the status.
+void read_figures(const json& info, MigrationStatus& s) {
+    if (info.contains("ram") && info["ram"].is_object()) {
+        const json& ram = info["ram"];
+        s.transferred_bytes = number(ram, "transferred");
+        s.remaining_bytes = number(ram, "remaining");
+        s.total_bytes = number(ram, "total");
+        s.dirty_rate_bytes = number(ram, "dirty-pages-rate") * number(ram, "page-size");
+        s.iterations = number(ram, "dirty-sync-count");
+        if (s.total_bytes)
+            s.percent = 100.0 * double(s.total_bytes - std::min(s.remaining_bytes, s.total_bytes)) /
+                        double(s.total_bytes);
+    }
+    if (info.contains("expected-downtime") && info["expected-downtime"].is_number())
+        s.expected_downtime_ms = info["expected-downtime"].get<int64_t>();
+    if (info.value("status", std::string()) == "completed") {
+        s.percent = 100;
+        s.remaining_bytes = 0;
+        for (auto [key, field] :
+             {std::pair{"setup-time", &s.setup_ms}, std::pair{"total-time", &s.total_ms},
+              std::pair{"downtime", &s.downtime_ms}})
+            if (info.contains(key) && info[key].is_number()) *field = info[key].get<int64_t>();
+    }
+}
+
+}  // namespace
+
+bool Vm::Impl::migrate_to(MigrationInput input) {
+    auto to = launcher::detail::next_migration_phase(migration_phase_, input);
+    if (!to) {
+        log::write("migration", log::Level::debug,
+                   fmt::format("{} ignored: the migration is {}", to_string(input),
+                               to_string(migration_phase_)));
+        return false;
+    }
+    log::write("migration", log::Level::debug,
+               fmt::format("migration {} -> {} ({})", to_string(migration_phase_), to_string(*to),
+                           to_string(input)));
+    migration_phase_ = *to;
+    migration_status_.state = to_string(*to);
+    return true;
+}
+
+Error Vm::Impl::migration_state_error() const {
+    return make_error(Errc::state, fmt::format("the migration is {}", to_string(migration_phase_)));
+}
+
+MigrationStatus Vm::Impl::migration() const { return migration_status_; }
+
+asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
+    const std::string context = "migrating VM " + spec_.name + " to " + request.uri;
+    auto address = launcher::detail::parse_migration_address(request.uri, false);
+    if (!address) co_return launcher::detail::with_context(address.error(), context);
+    if (request.multifd_channels > 1)
+        co_return make_error(Errc::unsupported,
+                             "multifd needs one connection per channel, and the handshake runs on "
+                             "one stream: multifdChannels must be 0 or 1 (docs/migration.md)",
+                             context);
+    if (request.downtime_limit < 1ms || request.downtime_limit > 60s)
+        co_return make_error(Errc::invalid_spec, "downtimeLimitMs must be 1 to 60000", context);
+    if (request.progress_timeout < 1s)
+        co_return make_error(Errc::invalid_spec, "progressTimeoutSeconds must be at least 1",
+                             context);
+    // One change at a time: a hotplug under way finishes first.
+    auto turn = co_await hotplug_.lock();
+    if (auto ok = can_change(); !ok) co_return launcher::detail::with_context(ok.error(), context);
+    if (!migrate_to(MigrationInput::start)) co_return migration_state_error();
+    migration_request_ = request;
+    migration_status_ = MigrationStatus{};
+    migration_status_.state = to_string(migration_phase_);
+    migration_status_.uri = request.uri;
+    migration_was_running_ = phase_ == Phase::running;
+    migration_address_ = *address;
+    emit("migration-started", started_data(request.uri, "source"));
+    log::write("migration", log::Level::info, context);
+    qshim::detail::spawn(ex_, run_migration(shared_from_this()), "migrating the VM");
+    co_return Result<void>{};
+}
+
+asio::awaitable<Result<void>> Vm::Impl::cancel_migration() {
+    const MigrationPhase before = migration_phase_;
+    if (before == MigrationPhase::confirming)
+        co_return make_error(Errc::state,
+                             "the target has the whole VM and is deciding: too late to cancel",
+                             "cancelling the migration");
+    if (!migrate_to(MigrationInput::cancel))
+        co_return launcher::detail::with_context(migration_state_error(), "nothing to cancel");
+    log::write("migration", log::Level::info, "cancelling the migration");
+    if (before == MigrationPhase::active || before == MigrationPhase::switchover) {
+        // QEMU has the stream: it winds down and reports `cancelled`.
+        auto r = co_await qmp_.execute("migrate_cancel");
+        if (!r) co_return launcher::detail::with_context(r.error(), "migrate_cancel");
+    } else if (migration_socket_) {
+        // Connecting or in the handshake: closing the socket ends the wait at once.
+        boost::system::error_code ignored;
+        migration_socket_->close(ignored);
+    }
+    co_return Result<void>{};
+}
+
+asio::awaitable<void> Vm::Impl::run_migration(std::shared_ptr<Impl> self) {
+    auto streamed = co_await self->stream_migration();
+    Result<void> outcome = streamed;
+    bool resume = true;
+    if (streamed) {
+        outcome = co_await self->confirm_migration();
+        // Once the commit is sent the target may run the guest: resuming here could run it twice.
+        resume = self->migration_committed_ == false;
+    }
+    co_await self->finish_migration(std::move(outcome), resume);
+}
+
+asio::awaitable<Result<void>> Vm::Impl::stream_migration() {
+    const auto step_timeout = options_.migration_step_timeout;
+    auto socket =
+        co_await launcher::detail::connect_migration(ex_, migration_address_, step_timeout);
+    if (!socket) co_return std::move(socket).error();
+    migration_socket_ = std::make_shared<launcher::detail::MigrationSocket>(std::move(*socket));
+    migration_committed_ = false;
+    if (!migrate_to(MigrationInput::connected)) co_return migration_state_error();
+
+    // The handshake: our guest ABI against the target's, before QEMU sends a byte.
+    launcher::detail::Hello hello;
+    hello.vm = spec_.name;
+    hello.fingerprint = topology::fingerprint(live_.spec, live_.topology);
+    hello.qemu = qemu_version_;
+    hello.postcopy = migration_request_.postcopy;
+    auto sent =
+        co_await launcher::detail::send_message(*migration_socket_, to_json(hello), step_timeout);
+    if (!sent) co_return launcher::detail::with_context(sent.error(), "handshake");
+    auto answer = co_await launcher::detail::receive_message(*migration_socket_, step_timeout);
+    if (!answer) co_return launcher::detail::with_context(answer.error(), "handshake");
+    auto theirs = launcher::detail::parse_hello(*answer);
+    if (!theirs) co_return std::move(theirs).error();
+    log::write("migration", log::Level::info,
+               fmt::format("target QEMU {}, fingerprint {}", theirs->qemu.dump(),
+                           theirs->fingerprint.digest));
+    auto differ = launcher::detail::differences(hello, *theirs);
+    if (!differ.empty())
+        co_return make_error(Errc::conflict, "the target is another guest: " +
+                                                 launcher::detail::describe_differences(differ));
+    if (!theirs->accept) co_return make_error(Errc::conflict, "the target refused the handshake");
+    if (migration_phase_ == MigrationPhase::cancelling)
+        co_return make_error(Errc::interrupted, "cancelled");
+
+    auto caps = co_await qmp_.execute("migrate-set-capabilities", capabilities(migration_request_));
+    if (!caps) co_return std::move(caps).error();
+    auto params = co_await qmp_.execute("migrate-set-parameters", parameters(migration_request_));
+    if (!params) co_return std::move(params).error();
+    auto events = qmp_.listen({{"MIGRATION"}, {}}, 64);
+    auto fd =
+        co_await qmp_.execute_with_fd("getfd", getfd_args(), migration_socket_->native_handle());
+    if (!fd) co_return std::move(fd).error();
+    if (migration_phase_ == MigrationPhase::cancelling)
+        co_return make_error(Errc::interrupted, "cancelled");
+    if (!migrate_to(MigrationInput::accepted)) co_return migration_state_error();
+    auto started = co_await qmp_.execute("migrate", migrate_args());
+    if (!started) co_return std::move(started).error();
+    co_return co_await follow_migration(*events);
+}
+
+// Follows QEMU until it has sent everything (ok), failed or was cancelled (an Error), with the
+// convergence policy on the way.
+asio::awaitable<Result<void>> Vm::Impl::follow_migration(qmp::EventListener& events) {
+    const auto start = Clock::now();
+    auto last_progress = start, last_step = start, last_report = start;
+    uint64_t lowest_remaining = UINT64_MAX;
+    PolicyStep step = PolicyStep::none;
+    std::string status;
+    for (;;) {
+        auto e = co_await events.next(poll_interval);
+        if (!e && e.error().code != Errc::timeout)
+            co_return make_error(Errc::interrupted, "QEMU's QMP connection ended mid-migration");
+        auto info = co_await qmp_.execute("query-migrate");
+        if (!info) co_return std::move(info).error();
+        status = info->value("status", std::string());
+        read_figures(*info, migration_status_);
+        const auto now = Clock::now();
+        if (migration_status_.remaining_bytes < lowest_remaining && status == "active") {
+            lowest_remaining = migration_status_.remaining_bytes;
+            last_progress = now;
+        }
+        if (status == "failed")
+            co_return make_error(Errc::launch,
+                                 "QEMU: " + info->value("error-desc", std::string("failed")));
+        if (status == "cancelled") co_return make_error(Errc::interrupted, "cancelled");
+        if (status == "completed") {
+            if (!migrate_to(MigrationInput::qemu_completed)) co_return migration_state_error();
+            co_return Result<void>{};
+        }
+        if (status == "pre-switchover" && migration_phase_ == MigrationPhase::active) {
+            // Everything but the last dirty pages and the device state is there: let it finish.
+            migrate_to(MigrationInput::qemu_switchover);
+            auto go = co_await qmp_.execute("migrate-continue", continue_args());
+            if (!go) co_return std::move(go).error();
+            continue;
+        }
+        if (now - last_report >= progress_interval && status == "active") {
+            last_report = now;
+            emit("migration-progress", progress_data(migration_status_));
+        }
+        if (migration_phase_ != MigrationPhase::active || status != "active") continue;
+        launcher::detail::PolicyClock clock{now - start, now - last_progress, now - last_step};
+        auto next = launcher::detail::next_policy_step(migration_request_, spec_.memory.size_bytes,
+                                                       step, clock);
+        if (next == PolicyStep::none) continue;
+        step = next;
+        last_step = now;
+        migration_status_.policy = to_string(step);
+        if (step == PolicyStep::abort) {
+            emit("migration-policy", policy_data(step, "no convergence: cancelling"));
+            co_await qmp_.execute("migrate_cancel");
+            co_return make_error(Errc::timeout,
+                                 fmt::format("did not converge: no progress for {} s or past "
+                                             "{} s, with every allowed step taken",
+                                             migration_request_.progress_timeout.count(),
+                                             launcher::detail::completion_timeout(
+                                                 migration_request_, spec_.memory.size_bytes)
+                                                 .count()));
+        }
+        Result<json> done = json::object();
+        std::string detail;
+        if (step == PolicyStep::downtime) {
+            auto limit = launcher::detail::raised_downtime(migration_request_);
+            detail = fmt::format("downtime limit raised to {} ms", limit.count());
+            done = co_await qmp_.execute("migrate-set-parameters", downtime_args(limit));
+        } else if (step == PolicyStep::throttle) {
+            detail = "vCPU throttling starts at 50 % and rises by 20 %";
+            done = co_await qmp_.execute("migrate-set-parameters", throttle_args());
+        } else if (step == PolicyStep::postcopy) {
+            detail = "switched to post-copy";
+            done = co_await qmp_.execute("migrate-start-postcopy");
+        }
+        if (!done) detail += " failed: " + done.error().what();
+        log::write("migration", log::Level::warn, "convergence policy: " + detail);
+        emit("migration-policy", policy_data(step, detail));
+    }
+}
+
+// After QEMU sent everything: the target loaded it, we commit, the target runs it.
+asio::awaitable<Result<void>> Vm::Impl::confirm_migration() {
+    const auto step_timeout = options_.migration_step_timeout;
+    auto& socket = *migration_socket_;
+    auto loaded = co_await launcher::detail::receive_message(socket, step_timeout);
+    if (!loaded) co_return launcher::detail::with_context(loaded.error(), "waiting for 'loaded'");
+    if (auto ok = launcher::detail::check_step(*loaded, "loaded"); !ok)
+        co_return std::move(ok).error();
+    // From here the guest belongs to the target: whatever happens, it is never resumed here.
+    migration_committed_ = true;
+    auto sent = co_await launcher::detail::send_message(
+        socket, launcher::detail::step_message("commit", true), step_timeout);
+    if (!sent) co_return launcher::detail::with_context(sent.error(), "sending 'commit'");
+    auto running = co_await launcher::detail::receive_message(socket, step_timeout);
+    if (!running)
+        co_return launcher::detail::with_context(running.error(), "waiting for 'running'");
+    if (auto ok = launcher::detail::check_step(*running, "running"); !ok) {
+        // The target said plainly that it does not run the guest (and ends its QEMU): the
+        // guest is ours again.
+        if (ok.error().code == Errc::launch) migration_committed_ = false;
+        co_return std::move(ok).error();
+    }
+    co_return Result<void>{};
+}
+
+asio::awaitable<void> Vm::Impl::finish_migration(Result<void> outcome, bool resume) {
+    if (migration_socket_) {
+        boost::system::error_code ignored;
+        migration_socket_->close(ignored);
+        migration_socket_.reset();
+    }
+    if (outcome) {
+        migrate_to(MigrationInput::confirmed);
+        emit("migration-completed", completed_data(migration_status_));
+        log::write("migration", log::Level::info, "the VM runs on the target; quitting QEMU here");
+        if (apply(Input::migrated)) co_await quit_migrated();
+        co_return;
+    }
+    const bool cancelled = migration_phase_ == MigrationPhase::cancelling;
+    migrate_to(cancelled ? MigrationInput::cancelled : MigrationInput::failed);
+    // QEMU may still be winding down (a cancel it has not finished, a failed stream): wait for it,
+    // so a new migration can start at once.
+    for (int i = 0; i < 20; ++i) {
+        auto info = co_await qmp_.execute("query-migrate");
+        std::string s = info ? info->value("status", std::string()) : std::string();
+        if (!info || (s != "cancelling" && s != "active" && s != "pre-switchover" &&
+                      s != "device" && s != "setup"))
+            break;
+        if (s == "active" || s == "pre-switchover") co_await qmp_.execute("migrate_cancel");
+        asio::steady_timer pause(ex_, 100ms);
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    std::string reason = outcome.error().what();
+    if (resume && migration_was_running_ && accepts_changes(phase_)) {
+        auto status = co_await qmp_.execute("query-status");
+        if (status && status->value("status", std::string()) != "running") {
+            auto cont = co_await qmp_.execute("cont");
+            if (!cont) reason += "; resuming the guest failed: " + cont.error().what();
+        }
+    } else if (!resume) {
+        reason +=
+            "; the target may run the guest, so it stays paused here: resume it only "
+            "if the target does not run it";
+    }
+    if (migration_phase_ == MigrationPhase::cancelled) {
+        emit("migration-cancelled", reason_data(reason));
+    } else {
+        migration_status_.error = reason;
+        emit("migration-failed", reason_data(reason));
+    }
+    log::write("migration", log::Level::warn, "migration ended: " + reason);
+    if (stop_after_migration_) {
+        auto grace = *stop_after_migration_;
+        stop_after_migration_.reset();
+        request_stop(grace);
+    }
+}
+
+// The guest runs on the target: QEMU here only holds a stale copy. `quit`, then SIGKILL.
+asio::awaitable<void> Vm::Impl::quit_migrated() {
+    auto quit = co_await qmp_.execute("quit", json::object(), 2s);
+    if (quit) co_await exited_.wait(options_.quit_timeout);
+    if (!exited_.is_set()) launcher::detail::signal_child(child_, SIGKILL);
+}
+
+}  // namespace qshim
