@@ -124,7 +124,7 @@ Result<std::unique_ptr<MigrationListener>> MigrationListener::open(
             int fd = dup(address.fd);  // the inherited number stays as it was; ours is closed
             if (fd < 0) return make_error(Errc::io, std::strerror(errno), context);
             fcntl(fd, F_SETFD, FD_CLOEXEC);
-            l->acceptor_->assign(generic(ss.ss_family, SOCK_STREAM), fd, ec);
+            l->acceptor_->assign(generic(ss.ss_family, 0), fd, ec);
             break;
         }
         case MigrationAddress::Kind::unix_socket: {
@@ -136,7 +136,7 @@ Result<std::unique_ptr<MigrationListener>> MigrationListener::open(
                                 address.path),
                     context);
             asio::local::stream_protocol::endpoint ep(address.path);
-            l->acceptor_->open(generic(AF_UNIX, SOCK_STREAM), ec);
+            l->acceptor_->open(generic(AF_UNIX, 0), ec);
             if (!ec) l->acceptor_->bind(generic::endpoint(ep), ec);
             if (!ec) {
                 l->unlink_path_ = address.path;
@@ -155,7 +155,7 @@ Result<std::unique_ptr<MigrationListener>> MigrationListener::open(
                                               ec ? ec.message() : "no address"),
                                   context);
             auto ep = results.begin()->endpoint();
-            l->acceptor_->open(generic(ep.protocol().family(), SOCK_STREAM), ec);
+            l->acceptor_->open(generic(ep.protocol().family(), 0), ec);
             if (!ec) l->acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
             if (!ec) l->acceptor_->bind(generic::endpoint(ep), ec);
             if (!ec) l->acceptor_->listen(1, ec);

@@ -363,6 +363,9 @@ asio::awaitable<void> Vm::Impl::finish_migration(Result<void> outcome, bool resu
         migration_socket_.reset();
     }
     if (outcome) {
+        // QEMU says `completed` a moment before it has computed the totals: read them now.
+        if (auto info = co_await qmp_.execute("query-migrate"); info)
+            read_figures(*info, migration_status_);
         migrate_to(MigrationInput::confirmed);
         emit("migration-completed", completed_data(migration_status_));
         log::write("migration", log::Level::info, "the VM runs on the target; quitting QEMU here");

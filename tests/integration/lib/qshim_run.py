@@ -61,6 +61,20 @@ class QshimRun(QemuProcess):
             return None
         return self._events_tail.wait_for(found, timeout)
 
+    def event_count(self):
+        """A mark for wait_event(after=...): how many events there are now."""
+        return len(self.events())
+
+    def wait_new_event(self, event, after, timeout):
+        """The first event of that name among those after the first `after` (event_count())."""
+        if getattr(self, "_events_tail", None) is None:
+            self._events_tail = Console(self.events_path, until=lambda: not self.running())
+
+        def found(text):
+            lines = [line for line in text.splitlines() if line.endswith("}")]
+            return next((e for e in map(json.loads, lines[after:]) if e["event"] == event), None)
+        return self._events_tail.wait_for(found, timeout)
+
     def __exit__(self, exc_type, exc, tb):
         if getattr(self, "_events_tail", None) is not None:
             self._events_tail.close()
