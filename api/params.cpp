@@ -120,6 +120,12 @@ Migration migrate_body(std::string_view body) {
             auto v = whole(key, value, 0, 86'400);
             if (!v) return m;
             r.completion_timeout = std::chrono::seconds(*v);
+        } else if (key == "tlsDir" || key == "tlsHostname") {
+            if (!value.is_string() || value.get<std::string>().empty()) {
+                m.error = field_error(key, "must be a non-empty string");
+                return m;
+            }
+            (key == "tlsDir" ? r.tls_dir : r.tls_hostname) = value.get<std::string>();
         } else if (key == "progressTimeoutSeconds") {
             auto v = whole(key, value, 1, 86'400);
             if (!v) return m;

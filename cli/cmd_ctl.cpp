@@ -299,6 +299,8 @@ int migrate(const Ctl& ctl, const Argv& a) {
             if (!whole_number(*v)) return usage(fmt::format("{} needs a whole number", option));
             body[field] = std::stoul(*v);
         }
+    if (auto dir = args.get("--tls-dir")) body["tlsDir"] = absolute_path(*dir);
+    if (auto name = args.get("--tls-hostname")) body["tlsHostname"] = *name;
     if (args.has("--auto-converge")) body["autoConverge"] = true;
     if (args.has("--postcopy")) body["postcopy"] = true;
     if (!args.has("--wait")) return ctl.call("POST", "/v1/vm/migrate", body.dump());

@@ -60,6 +60,9 @@ Options:
                        the source has let go. SPEC is the source's live spec
                        ('qshim ctl status' .spec). SIGTERM before then cancels;
                        the source keeps its VM. See docs/migration.md
+  --tls-dir DIR        with --incoming: the stream is TLS; DIR holds
+                       ca-cert.pem, server-cert.pem and server-key.pem,
+                       readable by QEMU's uid (security.runAs)
   --accel auto|kvm|tcg override the spec's machine.accel
   --qemu PATH          the QEMU binary (default qemu-system-x86_64 from PATH)
   --qmp-socket PATH    also serve a QMP monitor on this unix socket, to inspect
@@ -136,7 +139,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     }
     Args args(argv,
               {"--events", "--accel", "--qemu", "--qmp-socket", "--qmp-timeout", "--api-socket",
-               "--incoming"},
+               "--incoming", "--tls-dir"},
               {"--console", "--verbose", "-v"});
     if (!args.ok()) return usage_error("run", args.error());
     if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
@@ -165,6 +168,13 @@ int cmd_run(const std::vector<std::string>& argv) {
     if (auto in = args.get("--incoming")) {
         if (in->empty()) return usage_error("run", "--incoming needs an ADDRESS");
         options.incoming = *in;
+    }
+    if (auto dir = args.get("--tls-dir")) {
+        if (options.incoming.empty()) return usage_error("run", "--tls-dir is for --incoming");
+        std::error_code ec;
+        if (!std::filesystem::is_directory(*dir, ec))
+            return usage_error("run", fmt::format("--tls-dir {}: not a folder", *dir));
+        options.incoming_tls_dir = std::filesystem::absolute(*dir).string();
     }
     if (const char* env = std::getenv("QSHIM_LOG")) log::configure(env);
     if (args.has("--verbose") || args.has("-v")) log::configure("*:debug");

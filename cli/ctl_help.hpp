@@ -232,6 +232,11 @@ Options:
   --completion-timeout S      default 150 per GiB of RAM (at least 150)
   --progress-timeout S        no new low of remaining bytes for S seconds
                               escalates (default 150); see docs/migration.md
+  --tls-dir DIR               TLS: ca-cert.pem, client-cert.pem, client-key.pem
+                              (readable by QEMU's uid); the target must run
+                              with --tls-dir too
+  --tls-hostname NAME         the name in the target's certificate (default:
+                              the host of a tcp: URI)
 
 Example:
   qshim ctl --api-socket /run/vm1.sock migrate unix:/run/migrate.sock --wait

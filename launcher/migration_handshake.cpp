@@ -14,6 +14,7 @@ json to_json(const Hello& hello) {
             {"vm", hello.vm},
             {"accept", hello.accept},
             {"postcopy", hello.postcopy},
+            {"tls", hello.tls},
             {"qemu", hello.qemu},
             {"fingerprint", {{"digest", hello.fingerprint.digest}, {"facts", facts}}}};
 }
@@ -44,6 +45,10 @@ Result<Hello> parse_hello(const json& m) {
         if (!m["postcopy"].is_boolean()) return bad("has a postcopy that is not a boolean");
         h.postcopy = m["postcopy"].get<bool>();
     }
+    if (m.contains("tls")) {
+        if (!m["tls"].is_boolean()) return bad("has a tls that is not a boolean");
+        h.tls = m["tls"].get<bool>();
+    }
     if (m.contains("accept")) {
         if (!m["accept"].is_boolean()) return bad("has an accept that is not a boolean");
         h.accept = m["accept"].get<bool>();
@@ -52,7 +57,12 @@ Result<Hello> parse_hello(const json& m) {
 }
 
 std::vector<std::string> differences(const Hello& here, const Hello& there) {
-    return topology::compare(here.fingerprint, there.fingerprint);
+    auto out = topology::compare(here.fingerprint, there.fingerprint);
+    auto tls = [](bool on) { return on ? "on" : "off"; };
+    if (here.tls != there.tls)
+        out.push_back(fmt::format("tls: {} here, {} there (--tls-dir on both sides, or neither)",
+                                  tls(here.tls), tls(there.tls)));
+    return out;
 }
 
 std::string describe_differences(const std::vector<std::string>& differences) {

@@ -19,6 +19,7 @@ struct Hello {
     topology::Fingerprint fingerprint;
     nlohmann::json qemu = nlohmann::json::object();  // QEMU's version (logged, not compared)
     bool postcopy = false;  // source: the target must enable postcopy-ram too
+    bool tls = false;       // the stream is TLS: both sides must agree
     // Target only: whether it takes the stream (equal fingerprints).
     bool accept = true;
 };
@@ -27,7 +28,8 @@ nlohmann::json to_json(const Hello& hello);
 // Errc::protocol for a message that is not a Hello of this version.
 Result<Hello> parse_hello(const nlohmann::json& message);
 
-// The source's differences, as the target sees them; empty when they are the same guest.
+// What differs, from this side's view: the guest ABI facts, and TLS on one side only. Empty:
+// the same guest, streamed the same way.
 std::vector<std::string> differences(const Hello& here, const Hello& there);
 
 // "disks[data]: 0000:03:00.0 here, 0000:04:00.0 there; ..." for an Error.

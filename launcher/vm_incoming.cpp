@@ -1,6 +1,7 @@
 // The target side of a live migration: listen, check the source's guest ABI, hand QEMU the
 // stream, then confirm with the source before the guest runs here (docs/migration.md).
 #include <fmt/format.h>
+#include <poll.h>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <qshim/log.hpp>
@@ -17,6 +18,15 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr const char* fd_name = "qshim-migration";
+// How often the target checks that the source is still there while QEMU receives.
+constexpr std::chrono::milliseconds peer_check_interval{1'000};
+
+// The source shut its end (it closes it only when it gave up, or after the commit): without
+// reading, so QEMU's stream is left alone.
+bool peer_hung_up(int fd) {
+    pollfd p{fd, POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
 
 json target_capabilities(bool postcopy) {
     json caps = json::array();
@@ -30,6 +40,16 @@ json target_capabilities(bool postcopy) {
     cap("postcopy-ram", postcopy);
     return {{"capabilities", caps}};
 }
+
+constexpr const char* tls_id = "qshim-migration-tls";
+json tls_object(const std::string& dir) {
+    return {{"qom-type", "tls-creds-x509"},
+            {"id", tls_id},
+            {"dir", dir},
+            {"endpoint", "server"},
+            {"verify-peer", true}};
+}
+json tls_parameters() { return {{"tls-creds", tls_id}}; }
 
 json listening_data(const std::string& address) { return {{"address", address}}; }
 json started_data(const std::string& vm, const json& qemu) {
@@ -75,6 +95,7 @@ asio::awaitable<Result<void>> Vm::Impl::receive_migration() {
     hello.vm = spec_.name;
     hello.fingerprint = topology::fingerprint(live_.spec, live_.topology);
     hello.qemu = qemu_version_;
+    hello.tls = !options_.incoming_tls_dir.empty();
     auto differ = launcher::detail::differences(hello, *theirs);
     hello.accept = differ.empty();
     auto sent =
@@ -91,6 +112,12 @@ asio::awaitable<Result<void>> Vm::Impl::receive_migration() {
     auto caps =
         co_await qmp_.execute("migrate-set-capabilities", target_capabilities(theirs->postcopy));
     if (!caps) co_return std::move(caps).error();
+    if (hello.tls) {
+        auto creds = co_await qmp_.execute("object-add", tls_object(options_.incoming_tls_dir));
+        if (!creds) co_return launcher::detail::with_context(creds.error(), "TLS credentials");
+        auto tls = co_await qmp_.execute("migrate-set-parameters", tls_parameters());
+        if (!tls) co_return std::move(tls).error();
+    }
     auto events = qmp_.listen({{"MIGRATION"}, {}}, 64);
     auto fd =
         co_await qmp_.execute_with_fd("getfd", getfd_args(), migration_socket_->native_handle());
@@ -102,14 +129,19 @@ asio::awaitable<Result<void>> Vm::Impl::receive_migration() {
     std::string status;
     std::string failure;
     while (status != "completed" && failure.empty()) {
-        auto e = co_await (events->next(std::chrono::hours(24)) || exited_.wait());
+        auto e = co_await (events->next(peer_check_interval) || exited_.wait());
         if (e.index() == 1) {
             failure = "QEMU ended";
             break;
         }
         auto ev = std::get<0>(std::move(e));
         if (!ev) {
-            if (ev.error().code != Errc::timeout) failure = "QEMU's QMP connection ended";
+            if (ev.error().code != Errc::timeout)
+                failure = "QEMU's QMP connection ended";
+            else if (peer_hung_up(migration_socket_->native_handle()))
+                // Some failures end QEMU's side without a MIGRATION event (a TLS handshake
+                // refused in 7.2): the source giving up is then the only sign.
+                failure = "the source closed the stream before QEMU had the whole VM";
             continue;
         }
         status = ev->data.value("status", std::string());

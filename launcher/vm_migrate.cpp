@@ -4,6 +4,7 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <csignal>
+#include <filesystem>
 #include <qshim/log.hpp>
 
 #include "common/spawn.hpp"
@@ -80,6 +81,24 @@ json policy_data(PolicyStep step, const std::string& detail) {
     return {{"step", launcher::detail::to_string(step)}, {"detail", detail}};
 }
 
+constexpr const char* tls_id = "qshim-migration-tls";
+
+json tls_object(const std::string& dir, const char* endpoint) {
+    return {{"qom-type", "tls-creds-x509"},
+            {"id", tls_id},
+            {"dir", dir},
+            {"endpoint", endpoint},
+            {"verify-peer", true}};
+}
+json tls_object_del() { return {{"id", tls_id}}; }
+// Every migration sets them: an earlier one's TLS must not leak into a plain one.
+json tls_parameters(bool on, const std::string& hostname) {
+    json p = json::object();
+    p["tls-creds"] = on ? tls_id : "";
+    p["tls-hostname"] = on ? hostname : "";
+    return p;
+}
+
 json continue_args() { return {{"state", "pre-switchover"}}; }
 json getfd_args() { return {{"fdname", fd_name}}; }
 json migrate_args() { return {{"uri", std::string("fd:") + fd_name}}; }
@@ -152,6 +171,22 @@ asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
                              context);
     if (request.downtime_limit < 1ms || request.downtime_limit > 60s)
         co_return make_error(Errc::invalid_spec, "downtimeLimitMs must be 1 to 60000", context);
+    if (!request.tls_dir.empty()) {
+        std::error_code ec;
+        if (request.tls_dir[0] != '/' || !std::filesystem::is_directory(request.tls_dir, ec))
+            co_return make_error(Errc::invalid_spec,
+                                 "tlsDir must be an absolute path to a folder with ca-cert.pem, "
+                                 "client-cert.pem and client-key.pem",
+                                 context);
+        if (request.tls_hostname.empty() &&
+            address->kind == launcher::detail::MigrationAddress::Kind::tcp)
+            request.tls_hostname = address->host;
+        if (request.tls_hostname.empty())
+            co_return make_error(Errc::invalid_spec,
+                                 "tlsHostname is needed with TLS over a unix: URI: the name the "
+                                 "target's certificate carries",
+                                 context);
+    }
     if (request.progress_timeout < 1s)
         co_return make_error(Errc::invalid_spec, "progressTimeoutSeconds must be at least 1",
                              context);
@@ -219,6 +254,7 @@ asio::awaitable<Result<void>> Vm::Impl::stream_migration() {
     hello.fingerprint = topology::fingerprint(live_.spec, live_.topology);
     hello.qemu = qemu_version_;
     hello.postcopy = migration_request_.postcopy;
+    hello.tls = !migration_request_.tls_dir.empty();
     auto sent =
         co_await launcher::detail::send_message(*migration_socket_, to_json(hello), step_timeout);
     if (!sent) co_return launcher::detail::with_context(sent.error(), "handshake");
@@ -241,6 +277,18 @@ asio::awaitable<Result<void>> Vm::Impl::stream_migration() {
     if (!caps) co_return std::move(caps).error();
     auto params = co_await qmp_.execute("migrate-set-parameters", parameters(migration_request_));
     if (!params) co_return std::move(params).error();
+    // The credentials are loaded now (QEMU reads the files as its own uid): a bad folder fails
+    // here, before the stream starts.
+    auto stale = co_await qmp_.execute("object-del", tls_object_del());  // an earlier attempt's
+    (void)stale;                                                         // none is the usual answer
+    if (hello.tls) {
+        auto creds =
+            co_await qmp_.execute("object-add", tls_object(migration_request_.tls_dir, "client"));
+        if (!creds) co_return launcher::detail::with_context(creds.error(), "TLS credentials");
+    }
+    auto tls = co_await qmp_.execute("migrate-set-parameters",
+                                     tls_parameters(hello.tls, migration_request_.tls_hostname));
+    if (!tls) co_return std::move(tls).error();
     auto events = qmp_.listen({{"MIGRATION"}, {}}, 64);
     auto fd =
         co_await qmp_.execute_with_fd("getfd", getfd_args(), migration_socket_->native_handle());

@@ -57,6 +57,9 @@ struct VmOptions {
     // (-incoming defer) while qshim listens here (unix:PATH, tcp:HOST:PORT or fd:N), checks the
     // source's guest ABI, then hands QEMU the stream. start() completes when the VM runs here.
     std::string incoming;
+    // With incoming: the stream is TLS (QEMU's tls-creds-x509, endpoint server, peers verified):
+    // ca-cert.pem, server-cert.pem and server-key.pem in this folder, readable by QEMU's uid.
+    std::string incoming_tls_dir;
     // Each exchange of the migration handshake (hello, loaded, commit, running).
     std::chrono::milliseconds migration_step_timeout{30'000};
 };
@@ -74,6 +77,12 @@ struct MigrationRequest {
     std::chrono::seconds completion_timeout{0};
     // The remaining bytes reached no new low for this long: escalate.
     std::chrono::seconds progress_timeout{150};
+    // TLS for the stream (QEMU's tls-creds-x509, endpoint client, the target verified):
+    // ca-cert.pem, client-cert.pem and client-key.pem in this folder, readable by QEMU's uid.
+    // The target must use TLS too. Empty: plain.
+    std::string tls_dir;
+    // The name the target's certificate must carry; default: the host of a tcp: URI.
+    std::string tls_hostname;
 };
 
 // Where a migration of this VM is (GET /v1/vm/migration).

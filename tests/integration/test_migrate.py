@@ -5,9 +5,10 @@ The guest draws a random token at boot, keeps it in RAM only, and prints it with
 One source VM lives through every way a migration can fail (a target that is another guest, its
 QEMU or its qshim killed mid-stream, a cancel, a timeout, a SIGTERM to the target): each time the
 same token keeps counting on the source. Then it migrates for real, through a byte relay over unix
-sockets, and on over TCP: the target's console goes on with the same token (no reboot), and a disk
+sockets, on over TCP, and on over TCP with TLS: the target's console goes on with the same token (no reboot), and a disk
 hot-plugged before the first migration is at the same address on the last target, which can unplug
-it. Last, a SIGTERM to a source mid-migration cancels the migration, then stops it."""
+it. A plain source and a TLS target refuse each other. Last, a SIGTERM to a source mid-migration
+cancels the migration, then stops it."""
 import copy
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from qshim_api import call, expect
 from qshim_cli import qshim, write_spec
-from qshim_guest import give_to_qemu
+from qshim_guest import give_to_qemu, give_tree_to_qemu
 from qshim_run import QshimRun, guest_spec, process_gone
 
 TOKEN = re.compile(r"^QSHIM-GUEST: token ([0-9a-f]+) count (\d+)$", re.M)
@@ -46,7 +47,7 @@ def keeps_counting(console, token, timeout=60):
 class Target(QshimRun):
     """qshim run --incoming from a live spec whose console log is the target's own."""
 
-    def listen(self, live, address=None, **changes):
+    def listen(self, live, address=None, tls=None, **changes):
         spec = copy.deepcopy(live)
         spec["serial"] = {"log": str(self.tmp / "console.log")}
         spec.update(changes)
@@ -54,7 +55,8 @@ class Target(QshimRun):
         path.write_text(json.dumps(spec))
         self.api = self.tmp / "api.sock"
         self.address = address or f"unix:{self.tmp / 'in.sock'}"
-        self.run(path, "--incoming", self.address, "--api-socket", str(self.api))
+        extra = ["--tls-dir", str(tls)] if tls else []
+        self.run(path, "--incoming", self.address, "--api-socket", str(self.api), *extra)
         self.wait_event("migration-listening", timeout=60)
         return self.address
 
@@ -97,6 +99,25 @@ def target_gone(t, expect_code=None, timeout=60):
     if t.address.startswith("unix:"):
         assert not Path(t.address[5:]).exists(), "the target left its socket behind"
     return code
+
+
+def make_certificates(folder):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl, in
+    the layout QEMU's tls-creds-x509 reads; one folder serves both ends here."""
+    folder.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+    run("req", "-x509", *ec, "-keyout", "ca-key.pem", "-out", "ca-cert.pem", "-days", "1",
+        "-subj", "/CN=qshim test CA")
+    for role, name, usage in (("server", "127.0.0.1", "serverAuth"), ("client", "qshim", "clientAuth")):
+        (folder / f"{role}.ext").write_text(f"subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n")
+        run("req", *ec, "-keyout", f"{role}-key.pem", "-out", f"{role}.csr", "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", f"{role}.csr", "-CA", "ca-cert.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-out", f"{role}-cert.pem", "-days", "1", "-extfile", f"{role}.ext")
+    give_tree_to_qemu(folder)
+    return folder
 
 
 def free_port():
@@ -282,18 +303,49 @@ def main():
                 expect(t2.api, "DELETE", "/v1/vm/disks/data")
                 t2.console.wait_report(lambda r: not r.disk_by_serial("MIG-DATA"), timeout=60)
 
-                # SIGTERM to a source mid-migration: the migration is cancelled, then it stops.
-                with Target() as t3:
-                    live2 = expect(t2.api, "GET", "/v1/vm")["spec"]
+                # TLS: a plain source and a TLS target refuse each other before any byte of
+                # QEMU's; with TLS on both sides, the VM moves over TCP, encrypted.
+                tls = make_certificates(t2.tmp / "tls")
+                live2 = expect(t2.api, "GET", "/v1/vm")["spec"]
+                with Target() as plain:
+                    port = free_port()
+                    plain.listen(live2, address=f"tcp:127.0.0.1:{port}", tls=tls)
                     mark = t2.event_count()
-                    migrate(t2, t3.listen(live2), maxBandwidthMiBps=SLOW)
-                    streaming(t2)
-                    t2.proc.send_signal(signal.SIGTERM)
-                    t2.wait_new_event("migration-cancelled", mark, timeout=60)
-                    assert t2.wait_exit(60) == 0, t2.stderr_text()
-                    names = [e["event"] for e in t2.events()[mark:]]
-                    assert names.index("migration-cancelled") < names.index("exited"), names
-                    target_gone(t3, expect_code=3)
+                    migrate(t2, f"tcp:127.0.0.1:{port}")
+                    failed_safely(t2, mark, token, reason=r"tls: off here, on there")
+                    target_gone(plain, expect_code=3)
+                # QEMU checks the peer: a client certificate from another CA is refused.
+                stranger = make_certificates(t2.tmp / "stranger")
+                with Target() as picky:
+                    port = free_port()
+                    picky.listen(live2, address=f"tcp:127.0.0.1:{port}", tls=tls)
+                    mark = t2.event_count()
+                    migrate(t2, f"tcp:127.0.0.1:{port}", tlsDir=str(stranger))
+                    failed_safely(t2, mark, token)
+                    target_gone(picky, expect_code=3)
+                with Target() as t3:
+                    port = free_port()
+                    t3.listen(live2, address=f"tcp:127.0.0.1:{port}", tls=tls)
+                    mark = t2.event_count()
+                    migrate(t2, f"tcp:127.0.0.1:{port}", tlsDir=str(tls))
+                    t2.wait_new_event("migration-completed", mark, timeout=120)
+                    assert t2.wait_exit(30) == 7, t2.stderr_text()
+                    t3.wait_event("running", timeout=60)
+                    t3.console.wait_for(TOKEN, 60)
+                    keeps_counting(t3.console, token)
+
+                    # SIGTERM to a source mid-migration: it is cancelled, then the VM stops.
+                    with Target() as t4:
+                        live3 = expect(t3.api, "GET", "/v1/vm")["spec"]
+                        mark = t3.event_count()
+                        migrate(t3, t4.listen(live3), maxBandwidthMiBps=SLOW)
+                        streaming(t3)
+                        t3.proc.send_signal(signal.SIGTERM)
+                        t3.wait_new_event("migration-cancelled", mark, timeout=60)
+                        assert t3.wait_exit(60) == 0, t3.stderr_text()
+                        names = [e["event"] for e in t3.events()[mark:]]
+                        assert names.index("migration-cancelled") < names.index("exited"), names
+                        target_gone(t4, expect_code=3)
     print("migrate: ok")
 
 
