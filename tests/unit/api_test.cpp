@@ -36,6 +36,9 @@ TEST_CASE("every endpoint routes with its method") {
         {"POST", "/v1/vm/pause", Endpoint::pause},
         {"POST", "/v1/vm/resume", Endpoint::resume},
         {"POST", "/v1/vm/shutdown", Endpoint::shutdown},
+        {"POST", "/v1/vm/migrate", Endpoint::migrate},
+        {"GET", "/v1/vm/migration", Endpoint::migration},
+        {"DELETE", "/v1/vm/migration", Endpoint::cancel_migration},
         {"GET", "/v1/events", Endpoint::events},
     };
     for (const auto& c : cases) {
@@ -240,6 +243,49 @@ TEST_CASE("the shutdown body is empty or {timeoutSeconds}") {
         CHECK(g.error->status == 400);
         CHECK(Json::parse(g.error->body)["error"]["code"] == "invalid_spec");
     }
+}
+
+TEST_CASE("the migrate body: every field, checked") {
+    Migration m = migrate_body(R"({"uri": "tcp:10.0.0.2:4444", "downtimeLimitMs": 500,
+        "maxBandwidthMiBps": 1000, "multifdChannels": 1, "autoConverge": true, "postcopy": true,
+        "completionTimeoutSeconds": 600, "progressTimeoutSeconds": 30, "tlsDir": "/etc/tls",
+        "tlsHostname": "node2"})");
+    REQUIRE_FALSE(m.error);
+    const MigrationRequest& r = m.value;
+    CHECK(r.uri == "tcp:10.0.0.2:4444");
+    CHECK(r.downtime_limit == std::chrono::milliseconds(500));
+    CHECK(r.max_bandwidth_mibps == 1000);
+    CHECK(r.multifd_channels == 1);
+    CHECK((r.auto_converge && r.postcopy));
+    CHECK(r.completion_timeout == std::chrono::seconds(600));
+    CHECK(r.progress_timeout == std::chrono::seconds(30));
+    CHECK((r.tls_dir == "/etc/tls" && r.tls_hostname == "node2"));
+    // Defaults.
+    Migration d = migrate_body(R"({"uri": "unix:/run/m.sock"})");
+    REQUIRE_FALSE(d.error);
+    CHECK(d.value.downtime_limit == std::chrono::milliseconds(300));
+    CHECK((!d.value.auto_converge && !d.value.postcopy && d.value.tls_dir.empty()));
+}
+
+TEST_CASE("a bad migrate body is a 400 naming the field") {
+    for (auto [body, field] : std::vector<std::pair<std::string, std::string>>{
+             {"{}", "uri"},
+             {R"({"uri": 5})", "uri"},
+             {R"({"uri": "unix:/a", "downtimeLimitMs": 0})", "downtimeLimitMs"},
+             {R"({"uri": "unix:/a", "downtimeLimitMs": -1})", "downtimeLimitMs"},
+             {R"({"uri": "unix:/a", "autoConverge": "yes"})", "autoConverge"},
+             {R"({"uri": "unix:/a", "progressTimeoutSeconds": 0})", "progressTimeoutSeconds"},
+             {R"({"uri": "unix:/a", "tlsDir": ""})", "tlsDir"},
+             {R"({"uri": "unix:/a", "speed": 1})", "speed"},
+         }) {
+        INFO(body);
+        Migration m = migrate_body(body);
+        REQUIRE(m.error);
+        CHECK(m.error->status == 400);
+        CHECK(m.error->body.find("\"" + field + "\"") != std::string::npos);
+    }
+    REQUIRE(migrate_body("not json").error);
+    REQUIRE(migrate_body("[1]").error);
 }
 
 TEST_CASE("peers: the same uid or root") {

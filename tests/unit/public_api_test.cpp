@@ -79,6 +79,10 @@ void spec_topology_launcher() {
     auto resolved = topology::resolve(*s, *t);
     auto again = topology::plan(resolved);
     check(again.ok() && topology::diff(*t, *again).empty(), "resolve/diff");
+    auto fp = topology::fingerprint(*s, *t);
+    check(!fp.facts.empty() && fp.digest == topology::fingerprint_digest(fp.facts) &&
+              topology::compare(fp, fp).empty(),
+          "fingerprint/compare");
     topology::Change c{topology::Change::Type::moved, "disk d", "a -> b"};
     check(!topology::to_string(c).empty(), "to_string(Change)");
 
@@ -143,6 +147,11 @@ void runtime() {
             check(!(co_await vm.remove_interface("m", std::chrono::milliseconds(10))).ok(),
                   "remove_interface refused");
             check(!(co_await vm.pause()).ok() && !(co_await vm.resume()).ok(), "pause/resume");
+            MigrationRequest migration;
+            migration.uri = "unix:/nonexistent/m.sock";
+            check(!(co_await vm.migrate(migration)).ok() && vm.migration().state == "none" &&
+                      !(co_await vm.cancel_migration()).ok(),
+                  "migrate refused, nothing to cancel");
             auto id = vm.subscribe([](const nlohmann::json&) {});
             vm.unsubscribe(id);
             check(vm.state() == VmState::created && vm.pid() <= 0 && vm.argv().empty() &&
