@@ -228,7 +228,8 @@ Options:
   --downtime-limit MS         the longest pause at switchover (default 300)
   --max-bandwidth MIBPS       limit the stream (default: unlimited)
   --auto-converge             let QEMU slow vCPUs that dirty RAM too fast
-  --postcopy                  allow post-copy when pre-copy does not converge
+  --postcopy                  allow post-copy: refused in this version (the
+                              sandbox denies userfaultfd; docs/migration.md)
   --completion-timeout S      default 150 per GiB of RAM (at least 150)
   --progress-timeout S        no new low of remaining bytes for S seconds
                               escalates (default 150); see docs/migration.md

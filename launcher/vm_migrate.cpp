@@ -169,6 +169,13 @@ asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
                              "multifd needs one connection per channel, and the handshake runs on "
                              "one stream: multifdChannels must be 0 or 1 (docs/migration.md)",
                              context);
+    if (request.postcopy)
+        co_return make_error(Errc::unsupported,
+                             "post-copy is not available: QEMU's sandbox denies userfaultfd (a "
+                             "kernel attack surface that QEMU's uid could not use anyway without "
+                             "vm.unprivileged_userfaultfd=1), and a stream broken during "
+                             "post-copy loses the VM (docs/migration.md)",
+                             context);
     if (request.downtime_limit < 1ms || request.downtime_limit > 60s)
         co_return make_error(Errc::invalid_spec, "downtimeLimitMs must be 1 to 60000", context);
     if (!request.tls_dir.empty()) {

@@ -72,7 +72,9 @@ struct MigrationRequest {
     uint64_t max_bandwidth_mibps = 0;               // 0: unlimited
     unsigned multifd_channels = 0;                  // more than 1 is refused (docs/migration.md)
     bool auto_converge = false;  // let QEMU throttle vCPUs that dirty RAM faster than it is sent
-    bool postcopy = false;       // allow switching to post-copy when pre-copy does not converge
+    // Allow switching to post-copy when pre-copy does not converge. Refused (unsupported) in
+    // this version: QEMU's sandbox denies userfaultfd (docs/migration.md).
+    bool postcopy = false;
     // 0: 150 s per GiB of guest RAM, at least 150 s (KubeVirt's completionTimeoutPerGiB).
     std::chrono::seconds completion_timeout{0};
     // The remaining bytes reached no new low for this long: escalate.
@@ -181,7 +183,7 @@ class QSHIM_API Vm {
     // request), state (the VM is not running or paused), conflict (a migration or a hotplug is
     // under way), unsupported (multifd). While it runs, hotplug is refused (conflict), and a stop
     // cancels it first. On success QEMU is quit and wait_exit() reports `migrated`; on any
-    // failure the VM runs on here as before.
+    // failure before the target was told it owns the guest, the VM runs on here as before.
     boost::asio::awaitable<Result<void>> migrate(MigrationRequest request);
     MigrationStatus migration() const;
     // Cancels the migration under way: state when there is none, or when it is past the
