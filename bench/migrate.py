@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""bench/migrate: live migration of a 512 MiB test guest over a unix socket on this machine, by
+qshim (run --incoming, ctl migrate --wait) and by raw QEMU driven by hand over QMP with the same
+capabilities and parameters (events and pause-before-switchover on the source, late-block-activate
+on the target, no bandwidth limit, a 300 ms downtime limit), interleaved, RUNS times each, for a
+guest that is idle and one that rewrites DIRTY MiB of RAM, then sleeps a second, over and over.
+
+Figures per migration: QEMU's total-time and downtime, the bytes QEMU sent, and the end-to-end
+time (from the request to the guest running on the target: for qshim the `ctl migrate --wait`
+process, which returns after the target said it runs the guest; for raw QEMU from `migrate` to
+the target's `cont`). Last, the dirtying guest once more with QEMU 7.2's own defaults (128 MiB/s
+bandwidth, 300 ms downtime) for up to LIMIT seconds: where QEMU's defaults do not converge.
+
+Usage: bench/migrate.py QSHIM_BINARY GUEST_DIR [RUNS] [DIRTY]"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+repo = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(repo / "tests" / "integration" / "lib"), str(repo / "tests" / "integration")]
+
+MEMORY = "512Mi"
+LIMIT = 60  # seconds the defaults run gets to converge
+
+
+def qshim_migration(dirty):
+    from qshim_api import expect
+    from qshim_cli import qshim
+    from qshim_run import QshimRun, guest_spec
+    from test_migrate import Target
+
+    extra = f"qshim.dirty={dirty}" if dirty else ""
+    with QshimRun() as src, Target() as dst:
+        src.api = src.tmp / "api.sock"
+        src.run(guest_spec(src.tmp, name="bench", cmdline_extra=extra, memory={"size": MEMORY}),
+                "--api-socket", str(src.api))
+        src.console.wait_ready(timeout=120)
+        live = expect(src.api, "GET", "/v1/vm")["spec"]
+        uri = dst.listen(live)
+        start = time.monotonic()
+        out = qshim("ctl", "--api-socket", src.api, "migrate", uri, "--wait", check=0,
+                    timeout=600).stdout
+        wall = time.monotonic() - start
+        done = json.loads(out.splitlines()[-1])
+        assert done["event"] == "migration-completed", out
+        dst.wait_event("running", timeout=60)
+        return {"total": done["totalMs"], "downtime": done["downtimeMs"],
+                "bytes": done["transferredBytes"], "wall": wall * 1000}
+
+
+def raw_argv(qshim_bin, spec_path, qmp):
+    out = subprocess.run([qshim_bin, "cmdline", "--qmp-socket", str(qmp), str(spec_path)],
+                         check=True, capture_output=True, text=True).stdout
+    return [a for a in out.splitlines() if a]
+
+
+def raw_migration(qshim_bin, dirty, defaults=False, limit=None):
+    """Two QEMUs started from qshim's own argv (so the guest is the same), migrated by hand."""
+    from qshim_cli import write_spec
+    from qshim_guest import Qmp, QemuProcess
+    from qshim_run import guest_spec
+
+    extra = f"qshim.dirty={dirty}" if dirty else ""
+    with QemuProcess() as src, QemuProcess() as dst:
+        spec = json.loads(Path(guest_spec(src.tmp, name="bench", cmdline_extra=extra,
+                                          memory={"size": MEMORY})).read_text())
+        spec.pop("security", None)
+        src_spec = write_spec(src.tmp, spec, "src.json")
+        spec["serial"] = {"log": str(dst.tmp / "console.log")}
+        dst_spec = write_spec(dst.tmp, spec, "dst.json")
+        src.start(raw_argv(qshim_bin, src_spec, src.tmp / "qmp.sock"), console_file="console.log")
+        dst.start(raw_argv(qshim_bin, dst_spec, dst.tmp / "qmp.sock") + ["-S", "-incoming", "defer"],
+                  console_file="console.log")
+        src.console.wait_ready(timeout=120)
+        sq, dq = Qmp(src.tmp / "qmp.sock"), Qmp(dst.tmp / "qmp.sock")
+        try:
+            sock = str(dst.tmp / "in.sock")
+            dq.execute("migrate-set-capabilities", {"capabilities": [
+                {"capability": "events", "state": True},
+                {"capability": "late-block-activate", "state": True}]})
+            dq.execute("migrate-incoming", {"uri": f"unix:{sock}"})
+            if not defaults:
+                sq.execute("migrate-set-capabilities", {"capabilities": [
+                    {"capability": "events", "state": True},
+                    {"capability": "pause-before-switchover", "state": True}]})
+                sq.execute("migrate-set-parameters", {"downtime-limit": 300,
+                                                      "max-bandwidth": 1 << 62})
+            start = time.monotonic()
+            sq.execute("migrate", {"uri": f"unix:{sock}"})
+            while True:
+                info = sq.execute("query-migrate")
+                status = info.get("status")
+                if status == "pre-switchover":
+                    sq.execute("migrate-continue", {"state": "pre-switchover"})
+                elif status == "completed":
+                    break
+                elif status in ("failed", "cancelled"):
+                    raise RuntimeError(f"raw migration {status}: {info}")
+                if limit and time.monotonic() - start > limit:
+                    sq.execute("migrate_cancel")
+                    return {"converged": False, "remaining": info["ram"]["remaining"],
+                            "bytes": info["ram"]["transferred"]}
+                time.sleep(0.005)  # polling QEMU's own status, as a hand-driven client does
+            while dq.execute("query-migrate").get("status") != "completed":
+                time.sleep(0.005)
+            dq.execute("cont")
+            wall = time.monotonic() - start
+            info = sq.execute("query-migrate")
+            return {"total": info["total-time"], "downtime": info["downtime"],
+                    "bytes": info["ram"]["transferred"], "wall": wall * 1000, "converged": True}
+        finally:
+            sq.close()
+            dq.close()
+
+
+def row(name, samples, key, base=None):
+    values = [s[key] for s in samples]
+    med = statistics.median(values)
+    ratio = f"{med / base:9.3f}" if base else f"{'':9}"
+    return f"  {name:14} {min(values):12.0f} {med:12.0f} {max(values):12.0f} {ratio}", med
+
+
+def main():
+    qshim_bin = str(Path(sys.argv[1]).resolve())
+    os.environ["QSHIM_BIN"] = qshim_bin
+    os.environ["QSHIM_TEST_GUEST"] = str(Path(sys.argv[2]).resolve())
+    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    dirty = int(sys.argv[4]) if len(sys.argv) > 4 else 192
+    for label, rate in (("idle", 0), (f"dirtying {dirty} MiB/s", dirty)):
+        raw, ours = [], []
+        for i in range(runs):  # interleaved ABBA, so drift hits both sides alike
+            order = (raw_migration, qshim_migration) if i % 2 == 0 else (qshim_migration,
+                                                                            raw_migration)
+            for f in order:
+                (raw if f is raw_migration else ours).append(
+                    f(qshim_bin, rate) if f is raw_migration else f(rate))
+        print(f"{MEMORY} guest, {label}, unix socket, N={runs} each "
+              f"(min median max; ratio = qshim median / raw median)")
+        for key, unit in (("total", "ms"), ("downtime", "ms"), ("wall", "ms"), ("bytes", "B")):
+            print(f" {key} ({unit}){'':>5} {'min':>12} {'median':>12} {'max':>12} {'ratio':>9}")
+            line, base = row("raw QEMU", raw, key)
+            print(line)
+            print(row("qshim", ours, key, base)[0])
+    defaults = raw_migration(qshim_bin, dirty, defaults=True, limit=LIMIT)
+    if defaults["converged"]:
+        print(f"QEMU defaults, dirtying {dirty} MiB/s: converged in {defaults['total']} ms")
+    else:
+        print(f"QEMU defaults (128 MiB/s, 300 ms), dirtying {dirty} MiB/s: not converged after "
+              f"{LIMIT} s ({defaults['remaining'] >> 20} MiB remaining, "
+              f"{defaults['bytes'] >> 20} MiB sent); qshim's defaults converged in every run above")
+
+
+if __name__ == "__main__":
+    main()
