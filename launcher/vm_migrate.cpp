@@ -155,7 +155,8 @@ bool Vm::Impl::migrate_to(MigrationInput input) {
 }
 
 Error Vm::Impl::migration_state_error() const {
-    return make_error(Errc::state, fmt::format("the migration is {}", to_string(migration_phase_)));
+    return make_error(Errc::conflict,
+                      fmt::format("the migration is {}", to_string(migration_phase_)));
 }
 
 MigrationStatus Vm::Impl::migration() const { return migration_status_; }
@@ -200,6 +201,12 @@ asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
     // One change at a time: a hotplug under way finishes first.
     auto turn = co_await hotplug_.lock();
     if (auto ok = can_change(); !ok) co_return launcher::detail::with_context(ok.error(), context);
+    // The target always runs the guest it receives: a paused VM would arrive running.
+    if (phase_ == Phase::paused)
+        co_return make_error(Errc::conflict,
+                             "the VM is paused: resume it first (a migrated VM runs on the "
+                             "target)",
+                             context);
     if (!migrate_to(MigrationInput::start)) co_return migration_state_error();
     migration_request_ = request;
     migration_status_ = MigrationStatus{};
@@ -216,7 +223,7 @@ asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
 asio::awaitable<Result<void>> Vm::Impl::cancel_migration() {
     const MigrationPhase before = migration_phase_;
     if (before == MigrationPhase::confirming)
-        co_return make_error(Errc::state,
+        co_return make_error(Errc::conflict,
                              "the target has the whole VM and is deciding: too late to cancel",
                              "cancelling the migration");
     if (!migrate_to(MigrationInput::cancel))
@@ -253,6 +260,8 @@ asio::awaitable<Result<void>> Vm::Impl::stream_migration() {
     if (!socket) co_return std::move(socket).error();
     migration_socket_ = std::make_shared<launcher::detail::MigrationSocket>(std::move(*socket));
     migration_committed_ = false;
+    if (migration_phase_ == MigrationPhase::cancelling)
+        co_return make_error(Errc::interrupted, "cancelled");
     if (!migrate_to(MigrationInput::connected)) co_return migration_state_error();
 
     // The handshake: our guest ABI against the target's, before QEMU sends a byte.

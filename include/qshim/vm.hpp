@@ -180,13 +180,14 @@ class QSHIM_API Vm {
 
     // Live migration to a qshim waiting with `run --incoming`. Returns once the migration is
     // under way (its end comes as events and in migration()); errors: invalid_spec (bad
-    // request), state (the VM is not running or paused), conflict (a migration or a hotplug is
-    // under way), unsupported (multifd). While it runs, hotplug is refused (conflict), and a stop
+    // request), state (the VM is not running), conflict (a migration or a hotplug is under
+    // way, or the VM is paused: the target runs what it receives), unsupported (post-copy,
+    // multifd). While it runs, hotplug is refused (conflict), and a stop
     // cancels it first. On success QEMU is quit and wait_exit() reports `migrated`; on any
     // failure before the target was told it owns the guest, the VM runs on here as before.
     boost::asio::awaitable<Result<void>> migrate(MigrationRequest request);
     MigrationStatus migration() const;
-    // Cancels the migration under way: state when there is none, or when it is past the
+    // Cancels the migration under way: conflict when there is none, or when it is past the
     // point where the target may already run the guest.
     boost::asio::awaitable<Result<void>> cancel_migration();
 

@@ -199,6 +199,21 @@ def target_stopped(src, live, token):
         target_gone(t, expect_code=0)  # a stop asked before the guest ran here: no failure
 
 
+def refusals(src):
+    """What is refused before anything is tried: a paused VM, post-copy, multifd, a bad URI."""
+    expect(src.api, "POST", "/v1/vm/pause")
+    status, body = call(src.api, "POST", "/v1/vm/migrate", {"uri": "unix:/nonexistent"})
+    assert status == 409 and "paused" in body["error"]["message"], body
+    expect(src.api, "POST", "/v1/vm/resume")
+    for extra, word in (({"postcopy": True}, "userfaultfd"), ({"multifdChannels": 4}, "multifd")):
+        status, body = call(src.api, "POST", "/v1/vm/migrate", {"uri": "unix:/nonexistent", **extra})
+        assert status == 501 and word in body["error"]["message"], body
+    status, body = call(src.api, "POST", "/v1/vm/migrate", {"uri": "exec:cat"})
+    assert status == 400 and "unknown transport" in body["error"]["message"], body
+    qshim("ctl", "--api-socket", src.api, "migrate", check=2)  # usage: no URI
+    assert expect(src.api, "GET", "/v1/vm/migration")["state"] == "none"
+
+
 def busy_refusals(src):
     """While a migration runs, a second one and a hotplug are refused with 409."""
     with Target() as t:
@@ -241,6 +256,7 @@ def main():
                               write_spec(src.tmp, live, "live.json"), check=0).stdout)
         assert fp["facts"]["disks[data]"] == placed["address"], fp
 
+        refusals(src)
         mismatch(src, live, token)
         target_qemu_killed(src, live, token)
         target_qshim_killed(src, live, token)
