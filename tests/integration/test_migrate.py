@@ -138,6 +138,19 @@ def mismatch(src, live, token):
         assert "memory.size: 402653184 here, 268435456 there" in t.stderr_text(), t.stderr_text()
 
 
+def image_missing(live):
+    """A target that cannot open the shared image refuses before it listens: nothing moves."""
+    with Target() as t:
+        spec = copy.deepcopy(live)
+        spec["disks"][0]["path"] = str(t.tmp / "absent.raw")
+        spec["serial"] = {"log": str(t.tmp / "console.log")}
+        path = write_spec(t.tmp, spec, "live.json")
+        t.run(path, "--incoming", f"unix:{t.tmp / 'in.sock'}")
+        assert t.wait_exit(60) == 3, t.stderr_text()
+        assert "absent.raw" in t.stderr_text(), t.stderr_text()
+        assert not t.event("migration-listening") and not (t.tmp / "in.sock").exists()
+
+
 def target_qemu_killed(src, live, token):
     with Target() as t:
         mark = src.event_count()
@@ -257,6 +270,7 @@ def main():
         assert fp["facts"]["disks[data]"] == placed["address"], fp
 
         refusals(src)
+        image_missing(live)
         mismatch(src, live, token)
         target_qemu_killed(src, live, token)
         target_qshim_killed(src, live, token)

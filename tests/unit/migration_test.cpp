@@ -2,11 +2,14 @@
 // addresses, and the JSON lines on a socket.
 #include "launcher/migration.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
@@ -280,4 +283,81 @@ TEST_CASE("a message larger than the limit is refused, not buffered") {
     REQUIRE(r);
     REQUIRE_FALSE(*r);
     CHECK(r->error().code == Errc::protocol);
+}
+
+TEST_CASE("a target listens on an inherited socket (fd:N), and a source connects") {
+    char dir_template[] = "/tmp/qshim-mig-XXXXXX";
+    REQUIRE(mkdtemp(dir_template) != nullptr);
+    const std::string dir = dir_template, path = dir + "/in.sock";
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    REQUIRE(listen(fd, 1) == 0);
+
+    boost::asio::io_context io;
+    auto address = parse_migration_address("fd:" + std::to_string(fd), true);
+    REQUIRE(address);
+    auto listener = MigrationListener::open(io.get_executor(), *address);
+    REQUIRE(listener);
+    auto target = parse_migration_address("unix:" + path, false);
+    REQUIRE(target);
+    std::optional<Result<nlohmann::json>> heard;
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+            auto accepted = co_await (*listener)->accept();
+            if (!accepted) co_return;
+            heard.emplace(co_await receive_message(*accepted, 5s));
+        },
+        boost::asio::detached);
+    auto sent = run(io, [&]() -> boost::asio::awaitable<Result<void>> {
+        auto socket = co_await connect_migration(io.get_executor(), *target, 5s);
+        if (!socket) co_return std::move(socket).error();
+        co_return co_await send_message(*socket, step_message("loaded", true), 5s);
+    }());
+    REQUIRE(sent);
+    REQUIRE(*sent);
+    REQUIRE(heard);
+    REQUIRE(*heard);
+    CHECK((**heard)["step"] == "loaded");
+    listener->reset();
+    // The inherited descriptor is left as it was: the listener used its own copy.
+    CHECK(fcntl(fd, F_GETFD) != -1);
+    close(fd);
+    unlink(path.c_str());
+    rmdir(dir.c_str());
+}
+
+TEST_CASE("what cannot be listened on is refused before QEMU starts") {
+    boost::asio::io_context io;
+    int pipe_fds[2];
+    REQUIRE(pipe2(pipe_fds, O_CLOEXEC) == 0);
+    auto not_socket = MigrationListener::open(
+        io.get_executor(), *parse_migration_address("fd:" + std::to_string(pipe_fds[0]), true));
+    REQUIRE_FALSE(not_socket);
+    CHECK(not_socket.error().message.find("not an inherited stream socket") != std::string::npos);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+
+    int idle = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    auto not_listening = MigrationListener::open(
+        io.get_executor(), *parse_migration_address("fd:" + std::to_string(idle), true));
+    REQUIRE_FALSE(not_listening);
+    CHECK(not_listening.error().message.find("does not listen") != std::string::npos);
+    close(idle);
+
+    // An existing path is never taken over.
+    auto taken = MigrationListener::open(io.get_executor(),
+                                         *parse_migration_address("unix:/dev/null", false));
+    REQUIRE_FALSE(taken);
+    CHECK(taken.error().code == Errc::conflict);
+    // Nobody listening: the source fails at once, naming the target.
+    auto refused = run(
+        io, connect_migration(io.get_executor(),
+                              *parse_migration_address("unix:/nonexistent/in.sock", false), 1s));
+    REQUIRE(refused);
+    REQUIRE_FALSE(*refused);
+    CHECK(refused->error().context.find("unix:/nonexistent/in.sock") != std::string::npos);
 }
