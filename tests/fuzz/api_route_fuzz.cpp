@@ -10,6 +10,7 @@
 // - a refused one says why, and a 405 lists the methods allowed;
 // - every answer body is one JSON object with an "error" member whose status matches its code;
 // - percent_decode inverts percent-encoding, and parse_query finds each key it was given;
+// - a migrate body is refused with a 400, or accepted with a URI;
 // - parse_disk / parse_interface refuse only with invalid_spec and positioned diagnostics.
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -147,6 +148,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     Grace g = shutdown_body(body);
     if (g.error) check_answer(*g.error, body);
+    // A migrate body is accepted only with a URI; a refusal is a 400 naming a field.
+    Migration m = migrate_body(body);
+    if (m.error) check_answer(*m.error, body);
+    if (!m.error && m.value.uri.empty()) broken("a migrate body accepted without a uri", body);
     auto disk = spec::parse_disk(body, vm());
     if (!disk) check_device_error(disk.error(), body);
     auto nic = spec::parse_interface(body, vm());
