@@ -21,9 +21,12 @@ Commands:
   topology SPEC        show the PCI topology: every device's guest address
   topology --resolve   pin every address into the spec
   topology --diff      compare the guest ABI of two specs
+  topology --fingerprint
+                       the guest ABI a live migration checks, with its digest
   cmdline SPEC         print the QEMU command line
   plan SPEC            the pod resources the VM needs (CPUs, memory, memlock)
   run SPEC             start the VM and supervise it until it ends
+  run --incoming ADDR  receive it from a live migration instead (ctl migrate)
   ctl COMMAND          manage a running VM through its API socket (run --api-socket)
 
 Run 'qshim COMMAND --help' for a command's options and examples.
@@ -39,8 +42,10 @@ Options:
   --version       print the version
 
 Exit status: 0 success, 1 ABI changed (topology --diff), 2 invalid spec or
-usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 70 internal error.
-Documentation: docs/ (spec.md, topology.md, cli.md, api.md, events.md, plan.md).
+usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 6 QMP lost,
+7 migrated away, 70 internal error.
+Documentation: docs/ (spec.md, topology.md, cli.md, api.md, events.md, plan.md,
+migration.md).
 )";
 
 // A closed stdin, stdout or stderr would be taken by the next fd qshim opens (a socket, the QMP
