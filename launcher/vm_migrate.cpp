@@ -329,6 +329,14 @@ asio::awaitable<Result<void>> Vm::Impl::follow_migration(qmp::EventListener& eve
         auto e = co_await events.next(poll_interval);
         if (!e && e.error().code != Errc::timeout)
             co_return make_error(Errc::interrupted, "QEMU's QMP connection ended mid-migration");
+        // The guest is stopped from here until QEMU goes on: answer the event before anything
+        // else, as every millisecond of it is downtime.
+        if (e && e->data.value("status", std::string()) == "pre-switchover" &&
+            migration_phase_ == MigrationPhase::active) {
+            migrate_to(MigrationInput::qemu_switchover);
+            auto go = co_await qmp_.execute("migrate-continue", continue_args());
+            if (!go) co_return std::move(go).error();
+        }
         auto info = co_await qmp_.execute("query-migrate");
         if (!info) co_return std::move(info).error();
         status = info->value("status", std::string());

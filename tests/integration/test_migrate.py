@@ -3,7 +3,7 @@
 
 The guest draws a random token at boot, keeps it in RAM only, and prints it with a rising counter.
 One source VM lives through every way a migration can fail (a target that is another guest, its
-QEMU or its qshim killed mid-stream, a cancel, a timeout, a SIGTERM to the target): each time the
+QEMU or its qshim killed mid-stream, the relay between them killed, a cancel, a timeout, a SIGTERM to the target): each time the
 same token keeps counting on the source. Then it migrates for real, through a byte relay over unix
 sockets, on over TCP, and on over TCP with TLS: the target's console goes on with the same token (no reboot), and a disk
 hot-plugged before the first migration is at the same address on the last target, which can unplug
@@ -175,6 +175,31 @@ def target_qshim_killed(src, live, token):
             time.sleep(0.05)  # nothing to wait on for another process's orphan
 
 
+def relay_cut(src, live, token):
+    """The connection is cut mid-stream (the node proxy between the pods dies)."""
+    with Target() as t:
+        inner = t.listen(live)
+        relay_path = t.tmp / "relay.sock"
+        relay = start_relay(relay_path, inner[5:])
+        try:
+            mark = src.event_count()
+            migrate(src, f"unix:{relay_path}", maxBandwidthMiBps=SLOW)
+            streaming(src)
+            relay.kill()
+            failed_safely(src, mark, token)
+            target_gone(t, expect_code=3)
+        finally:
+            relay.kill()
+            relay.wait()
+
+
+def start_relay(listen_path, target_path):
+    relay = subprocess.Popen([sys.executable, str(Path(__file__).parent / "lib" / "byte_relay.py"),
+                              str(listen_path), str(target_path)], stdout=subprocess.PIPE, text=True)
+    assert relay.stdout.readline().strip() == "ready"
+    return relay
+
+
 def cancelled(src, live, token):
     with Target() as t:
         mark = src.event_count()
@@ -274,6 +299,7 @@ def main():
         mismatch(src, live, token)
         target_qemu_killed(src, live, token)
         target_qshim_killed(src, live, token)
+        relay_cut(src, live, token)
         cancelled(src, live, token)
         timed_out(src, live, token)
         target_stopped(src, live, token)
@@ -283,10 +309,8 @@ def main():
         with Target() as t1:
             inner = t1.listen(live)
             relay_path = t1.tmp / "relay.sock"
-            relay = subprocess.Popen([sys.executable, str(Path(__file__).parent / "lib" / "byte_relay.py"),
-                                      str(relay_path), inner[5:]], stdout=subprocess.PIPE, text=True)
+            relay = start_relay(relay_path, inner[5:])
             try:
-                assert relay.stdout.readline().strip() == "ready"
                 out = qshim("ctl", "--api-socket", src.api, "migrate", f"unix:{relay_path}", "--wait",
                             check=0, timeout=120).stdout
                 done = [json.loads(line) for line in out.splitlines()]
