@@ -12,6 +12,22 @@ namespace {
 const std::string range_reason =
     fmt::format("must be a whole number of seconds from 0 to {}", max_timeout_seconds);
 
+// The body as a JSON object, or nullopt with the 400 saying why in `error`.
+std::optional<Json> object_body(std::string_view body, const char* example,
+                                std::optional<Response>& error) {
+    auto doc = Json::parse(body, nullptr, false);
+    if (doc.is_discarded()) {
+        error =
+            error_response(make_error(Errc::invalid_spec, "the request body is not valid JSON"));
+        return std::nullopt;
+    }
+    if (!doc.is_object()) {
+        error = field_error("", std::string("the body must be a JSON object such as ") + example);
+        return std::nullopt;
+    }
+    return doc;
+}
+
 }  // namespace
 
 Timeout timeout_param(const Route& route) {
@@ -34,18 +50,9 @@ Grace shutdown_body(std::string_view body) {
     Grace g;
     if (body.find_first_not_of(" \t\r\n") == std::string_view::npos)
         return g;  // no body: spec default
-    auto doc = Json::parse(body, nullptr, false);
-    if (doc.is_discarded()) {
-        g.error =
-            error_response(make_error(Errc::invalid_spec, "the request body is not valid JSON"));
-        return g;
-    }
-    if (!doc.is_object()) {
-        g.error =
-            field_error("", "the body must be a JSON object such as {\"timeoutSeconds\": 10}");
-        return g;
-    }
-    for (const auto& [key, value] : doc.items()) {
+    auto doc = object_body(body, R"({"timeoutSeconds": 10})", g.error);
+    if (!doc) return g;
+    for (const auto& [key, value] : doc->items()) {
         if (key != "timeoutSeconds") {
             g.error = field_error(key, "unknown field (the body takes only timeoutSeconds)");
             return g;
@@ -61,17 +68,8 @@ Grace shutdown_body(std::string_view body) {
 
 Migration migrate_body(std::string_view body) {
     Migration m;
-    auto doc = Json::parse(body, nullptr, false);
-    if (doc.is_discarded()) {
-        m.error =
-            error_response(make_error(Errc::invalid_spec, "the request body is not valid JSON"));
-        return m;
-    }
-    if (!doc.is_object()) {
-        m.error =
-            field_error("", "the body must be a JSON object such as {\"uri\": \"unix:PATH\"}");
-        return m;
-    }
+    auto doc = object_body(body, R"({"uri": "unix:PATH"})", m.error);
+    if (!doc) return m;
     // A whole number in [lo, hi], or the 400 naming the field.
     auto whole = [&m](const std::string& key, const Json& v, uint64_t lo,
                       uint64_t hi) -> std::optional<uint64_t> {
@@ -89,7 +87,7 @@ Migration migrate_body(std::string_view body) {
         return v.get<bool>();
     };
     MigrationRequest& r = m.value;
-    for (const auto& [key, value] : doc.items()) {
+    for (const auto& [key, value] : doc->items()) {
         if (key == "uri") {
             if (!value.is_string()) {
                 m.error = field_error(key, "must be a string: unix:PATH or tcp:HOST:PORT");
