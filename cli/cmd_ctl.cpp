@@ -215,6 +215,7 @@ int events(const Ctl& ctl, const Argv& a) {
     // Lines go out as they arrive: a pipe into another tool must not wait for a buffer to fill.
     auto reply = http_call(ctl.socket, HttpRequest{"GET", "/v1/events", ""}, error,
                            [](std::string_view data) {
+                               if (data.empty()) return;  // the stream opened; nothing to print
                                std::fwrite(data.data(), 1, data.size(), stdout);
                                std::fflush(stdout);
                            });
