@@ -19,8 +19,10 @@ const char* to_string(MigrationPhase phase) {
             return "active";
         case MigrationPhase::switchover:
             return "switchover";
-        case MigrationPhase::confirming:
-            return "confirming";
+        case MigrationPhase::loading:
+            return "loading";
+        case MigrationPhase::committed:
+            return "committed";
         case MigrationPhase::completed:
             return "completed";
         case MigrationPhase::failed:
@@ -29,8 +31,22 @@ const char* to_string(MigrationPhase phase) {
             return "cancelling";
         case MigrationPhase::cancelled:
             return "cancelled";
+        case MigrationPhase::in_doubt:
+            return "in-doubt";
     }
     return "?";
+}
+
+const char* public_name(MigrationPhase phase) {
+    switch (phase) {
+        case MigrationPhase::loading:
+        case MigrationPhase::committed:
+            return "confirming";
+        case MigrationPhase::in_doubt:
+            return "failed";
+        default:
+            return to_string(phase);
+    }
 }
 
 const char* to_string(MigrationInput input) {
@@ -45,8 +61,12 @@ const char* to_string(MigrationInput input) {
             return "qemu-switchover";
         case MigrationInput::qemu_completed:
             return "qemu-completed";
+        case MigrationInput::loaded:
+            return "loaded";
         case MigrationInput::confirmed:
             return "confirmed";
+        case MigrationInput::declined:
+            return "declined";
         case MigrationInput::failed:
             return "failed";
         case MigrationInput::cancel:
@@ -64,6 +84,7 @@ std::optional<MigrationPhase> next_migration_phase(MigrationPhase from, Migratio
         case P::none:
         case P::failed:
         case P::cancelled:
+        case P::in_doubt:  // a paused VM cannot migrate: the operator resumes it first
             if (input == I::start) return P::connecting;
             break;
         case P::completed:
@@ -77,20 +98,25 @@ std::optional<MigrationPhase> next_migration_phase(MigrationPhase from, Migratio
         case P::active:
             if (input == I::qemu_switchover) return P::switchover;
             // Post-copy has no pre-switchover pause.
-            if (input == I::qemu_completed) return P::confirming;
+            if (input == I::qemu_completed) return P::loading;
             break;
         case P::switchover:
-            if (input == I::qemu_completed) return P::confirming;
+            if (input == I::qemu_completed) return P::loading;
             break;
-        case P::confirming:
-            if (input == I::confirmed) return P::completed;
+        case P::loading:
+            if (input == I::loaded) return P::committed;
             if (input == I::failed) return P::failed;
             return std::nullopt;  // a cancel is too late now
+        case P::committed:
+            if (input == I::confirmed) return P::completed;
+            if (input == I::declined) return P::failed;
+            if (input == I::failed) return P::in_doubt;
+            return std::nullopt;
         case P::cancelling:
             if (input == I::cancelled) return P::cancelled;
             if (input == I::failed) return P::failed;
             // QEMU finished sending before the cancel reached it: the target decides now.
-            if (input == I::qemu_completed) return P::confirming;
+            if (input == I::qemu_completed) return P::loading;
             return std::nullopt;
     }
     if (migration_in_progress(from)) {
@@ -106,7 +132,8 @@ bool migration_in_progress(MigrationPhase phase) {
         case MigrationPhase::handshake:
         case MigrationPhase::active:
         case MigrationPhase::switchover:
-        case MigrationPhase::confirming:
+        case MigrationPhase::loading:
+        case MigrationPhase::committed:
         case MigrationPhase::cancelling:
             return true;
         default:

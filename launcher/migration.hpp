@@ -14,15 +14,21 @@ enum class MigrationPhase {
     active,      // QEMU streams RAM (pre-copy, or post-copy once switched)
     switchover,  // QEMU paused the guest before switchover (pause-before-switchover); qshim
                  // lets it send the rest
-    confirming,  // QEMU sent everything; the target must say it loaded the VM, the source
-                 // commits, the target says it runs. From here a cancel is refused: the target
-                 // may be about to run the guest.
+    loading,     // QEMU sent everything; the target is loading it. The guest is still ours, but a
+                 // cancel is refused from here on: the target decides.
+    committed,   // the target loaded it and was told it owns the guest: it may be running it
+                 // now, so the guest is never resumed here again unless the target declines
     completed,   // the guest runs on the target; this QEMU is being quit
     failed,      // the guest runs on here; a new migration may start
     cancelling,  // a cancel was asked; QEMU (or qshim) is winding the migration down
     cancelled,   // the guest runs on here; a new migration may start
+    in_doubt,    // the connection broke after the commit: the target may run the guest, so it
+                 // stays paused here (the operator decides; resuming it makes a new start possible)
 };
 const char* to_string(MigrationPhase phase);
+// The state the API reports (MigrationStatus::state): loading and committed are `confirming`,
+// in_doubt is `failed` (its error says why the guest stays paused).
+const char* public_name(MigrationPhase phase);
 
 enum class MigrationInput {
     start,            // a migration was asked
@@ -30,7 +36,9 @@ enum class MigrationInput {
     accepted,         // the target's fingerprint equals ours; QEMU was handed the stream
     qemu_switchover,  // QEMU: pre-switchover
     qemu_completed,   // QEMU: completed (everything sent)
+    loaded,           // the target loaded the whole VM; the commit goes out
     confirmed,        // the target runs the guest
+    declined,         // the target said, after the commit, that it does not run the guest
     failed,           // anything failed (QEMU, the socket, the target, a timeout)
     cancel,           // a cancel was asked
     cancelled,        // the cancel took effect
@@ -40,7 +48,8 @@ const char* to_string(MigrationInput input);
 // nullopt: the input does not apply in that phase.
 std::optional<MigrationPhase> next_migration_phase(MigrationPhase from, MigrationInput input);
 
-// From connecting to cancelling: hotplug and a second migration are refused meanwhile.
+// From connecting to committed, and cancelling: hotplug and a second migration are refused
+// meanwhile.
 bool migration_in_progress(MigrationPhase phase);
 
 // The convergence ladder (docs/migration.md): each step is tried when the migration has made no

@@ -10,17 +10,17 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/basic_socket_acceptor.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+
+#include "common/deadline.hpp"
 
 namespace qshim::launcher::detail {
 
@@ -41,17 +41,6 @@ Error bad_address(std::string_view text, const std::string& why) {
                       fmt::format("migration address '{}': {} (expected unix:PATH, "
                                   "tcp:HOST:PORT or, to listen, fd:N)",
                                   text, why));
-}
-
-// Runs `op` on `socket`, closing the socket's pending operations when the deadline passes.
-template <typename Op, typename T = typename std::invoke_result_t<Op>::value_type>
-asio::awaitable<std::optional<T>> before(asio::any_io_executor ex,
-                                         std::chrono::milliseconds timeout, Op op) {
-    using namespace asio::experimental::awaitable_operators;
-    asio::steady_timer deadline(ex, timeout);
-    auto r = co_await (op() || deadline.async_wait(token));
-    if (r.index() == 0) co_return std::get<0>(r);
-    co_return std::nullopt;
 }
 
 }  // namespace
@@ -187,11 +176,11 @@ asio::awaitable<Result<MigrationSocket>> MigrationListener::accept() {
     co_return std::move(socket);
 }
 
-asio::awaitable<Result<MigrationSocket>> connect_migration(asio::any_io_executor ex,
-                                                           const MigrationAddress& address,
-                                                           std::chrono::milliseconds timeout) {
+asio::awaitable<Result<void>> connect_migration(MigrationSocket& socket,
+                                                const MigrationAddress& address,
+                                                std::chrono::milliseconds timeout) {
     const std::string context = "connecting to the migration target " + address.text;
-    MigrationSocket socket(ex);
+    auto ex = socket.get_executor();
     boost::system::error_code ec;
     generic::endpoint endpoint;
     if (address.kind == MigrationAddress::Kind::unix_socket) {
@@ -210,12 +199,32 @@ asio::awaitable<Result<MigrationSocket>> connect_migration(asio::any_io_executor
     }
     socket.open(endpoint.protocol(), ec);
     if (ec) co_return make_error(Errc::io, ec.message(), context);
-    auto r = co_await before(ex, timeout, [&] { return socket.async_connect(endpoint, token); });
+    auto r = co_await qshim::detail::within(ex, timeout, socket.async_connect(endpoint, token));
     if (!r)
         co_return make_error(Errc::timeout,
                              fmt::format("no connection within {} ms", timeout.count()), context);
-    if (auto cec = std::get<0>(*r)) co_return make_error(Errc::io, cec.message(), context);
-    co_return std::move(socket);
+    auto cec = std::get<0>(*r);
+    if (cec == asio::error::operation_aborted || cec == asio::error::bad_descriptor)
+        co_return make_error(Errc::interrupted, "the socket was closed while connecting", context);
+    if (cec) co_return make_error(Errc::io, cec.message(), context);
+    co_return Result<void>{};
+}
+
+Result<ParkedSocket> park(MigrationSocket& socket) {
+    boost::system::error_code ec;
+    auto endpoint = socket.local_endpoint(ec);
+    if (ec) return make_error(Errc::io, ec.message(), "setting the migration socket aside");
+    int fd = socket.release(ec);
+    if (ec) return make_error(Errc::io, ec.message(), "setting the migration socket aside");
+    return ParkedSocket{qshim::detail::UniqueFd(fd), endpoint.protocol()};
+}
+
+Result<void> unpark(MigrationSocket& socket, ParkedSocket parked) {
+    boost::system::error_code ec;
+    socket.assign(parked.protocol, parked.fd.get(), ec);
+    if (ec) return make_error(Errc::io, ec.message(), "taking the migration socket back");
+    parked.fd.release();  // the socket owns it now
+    return Result<void>{};
 }
 
 asio::awaitable<Result<void>> send_message(MigrationSocket& socket, const json& message,
@@ -223,8 +232,8 @@ asio::awaitable<Result<void>> send_message(MigrationSocket& socket, const json& 
     std::string line = message.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     // QEMU may have switched the shared file description to blocking mode.
     socket.native_non_blocking(true);
-    auto r = co_await before(socket.get_executor(), timeout,
-                             [&] { return asio::async_write(socket, asio::buffer(line), token); });
+    auto r = co_await qshim::detail::within(socket.get_executor(), timeout,
+                                            asio::async_write(socket, asio::buffer(line), token));
     if (!r)
         co_return make_error(Errc::timeout,
                              fmt::format("the peer took nothing within {} ms", timeout.count()));
@@ -236,8 +245,8 @@ asio::awaitable<Result<json>> receive_message(MigrationSocket& socket,
                                               std::chrono::milliseconds timeout) {
     socket.native_non_blocking(true);
     asio::streambuf buffer(max_message_bytes);
-    auto r = co_await before(socket.get_executor(), timeout,
-                             [&] { return asio::async_read_until(socket, buffer, '\n', token); });
+    auto r = co_await qshim::detail::within(socket.get_executor(), timeout,
+                                            asio::async_read_until(socket, buffer, '\n', token));
     if (!r)
         co_return make_error(Errc::timeout,
                              fmt::format("the peer said nothing within {} ms", timeout.count()));

@@ -2,6 +2,8 @@
 // short JSON-line exchanges the two qshim have on it (docs/migration.md, "the handshake").
 #pragma once
 
+#include <sys/socket.h>
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -10,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <qshim/error.hpp>
 #include <string>
+
+#include "common/unique_fd.hpp"
 
 namespace qshim::launcher::detail {
 
@@ -55,9 +59,22 @@ class MigrationListener {
     std::string description_;  // "unix:/run/in.sock", "tcp:[::]:4444"
 };
 
-boost::asio::awaitable<Result<MigrationSocket>> connect_migration(
-    boost::asio::any_io_executor ex, const MigrationAddress& address,
-    std::chrono::milliseconds timeout);
+// Connects `socket` (owned by the caller, so that closing it ends the wait at once: a cancel)
+// to a unix: or tcp: address. Errc::interrupted when the socket was closed meanwhile.
+boost::asio::awaitable<Result<void>> connect_migration(MigrationSocket& socket,
+                                                       const MigrationAddress& address,
+                                                       std::chrono::milliseconds timeout);
+
+// A migration socket set aside while QEMU streams on its own copy of it: still open (the steps
+// after the stream need it), but out of asio's reactor, which would otherwise wake qshim at every
+// packet QEMU receives (some 700 in a 100 MiB migration, on the target).
+struct ParkedSocket {
+    qshim::detail::UniqueFd fd;
+    boost::asio::generic::stream_protocol protocol{AF_UNIX, 0};
+};
+// `socket` is left closed (and reusable by unpark).
+Result<ParkedSocket> park(MigrationSocket& socket);
+Result<void> unpark(MigrationSocket& socket, ParkedSocket parked);
 
 // The largest handshake message: a fingerprint of a VM with hundreds of devices is ~100 KiB.
 inline constexpr std::size_t max_message_bytes = 1u << 20;

@@ -91,7 +91,7 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     boost::asio::awaitable<Result<void>> stream_migration();
     boost::asio::awaitable<Result<void>> follow_migration(qmp::EventListener& events);
     boost::asio::awaitable<Result<void>> confirm_migration();
-    boost::asio::awaitable<void> finish_migration(Result<void> outcome, bool resume);
+    boost::asio::awaitable<void> finish_migration(Result<void> outcome);
     boost::asio::awaitable<void> quit_migrated();
 
     // vm_incoming.cpp: the target side
@@ -154,9 +154,7 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     launcher::detail::MigrationAddress migration_address_;
     std::shared_ptr<launcher::detail::MigrationSocket> migration_socket_;
     std::unique_ptr<launcher::detail::MigrationListener> incoming_;  // target, until accepted
-    bool migration_was_running_ = false;  // the guest ran when the migration started
-    bool migration_committed_ = false;    // the target was told it owns the guest
-    int64_t incoming_ms_ = 0;             // target: from the connection to the commit
+    int64_t incoming_ms_ = 0;  // target: from the connection to the commit
     // A stop asked during a migration: it is cancelled first, then the stop goes on.
     std::optional<std::chrono::milliseconds> stop_after_migration_;
 };

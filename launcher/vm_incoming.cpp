@@ -7,6 +7,7 @@
 #include <qshim/log.hpp>
 
 #include "launcher/migration_handshake.hpp"
+#include "launcher/migration_qmp.hpp"
 #include "launcher/vm_impl.hpp"
 
 namespace qshim {
@@ -17,7 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* fd_name = "qshim-migration";
 // How often the target checks that the source is still there while QEMU receives.
 constexpr std::chrono::milliseconds peer_check_interval{1'000};
 
@@ -29,34 +29,21 @@ bool peer_hung_up(int fd) {
 }
 
 json target_capabilities(bool postcopy) {
-    json caps = json::array();
-    auto cap = [&caps](const char* name, bool on) {
-        caps.push_back({{"capability", name}, {"state", on}});
-    };
-    cap("events", true);
-    // The images stay inactive (unlocked) until `cont`, which comes only after the source
-    // committed: until then the source can still take its VM back (libvirt's default).
-    cap("late-block-activate", true);
-    cap("postcopy-ram", postcopy);
-    return {{"capabilities", caps}};
+    return launcher::detail::capabilities_args({
+        {"events", true},
+        // The images stay inactive (unlocked) until `cont`, which comes only after the source
+        // committed: until then the source can still take its VM back (libvirt's default).
+        {"late-block-activate", true},
+        {"postcopy-ram", postcopy},
+    });
 }
 
-constexpr const char* tls_id = "qshim-migration-tls";
-json tls_object(const std::string& dir) {
-    return {{"qom-type", "tls-creds-x509"},
-            {"id", tls_id},
-            {"dir", dir},
-            {"endpoint", "server"},
-            {"verify-peer", true}};
-}
-json tls_parameters() { return {{"tls-creds", tls_id}}; }
+json tls_parameters() { return {{"tls-creds", launcher::detail::migration_tls_id}}; }
 
 json listening_data(const std::string& address) { return {{"address", address}}; }
 json started_data(const std::string& vm, const json& qemu) {
     return {{"role", "target"}, {"source", vm}, {"sourceQemu", qemu}};
 }
-json getfd_args() { return {{"fdname", fd_name}}; }
-json incoming_args() { return {{"uri", std::string("fd:") + fd_name}}; }
 json completed_data(int64_t ms) { return {{"role", "target"}, {"totalMs", ms}}; }
 
 }  // namespace
@@ -113,16 +100,20 @@ asio::awaitable<Result<void>> Vm::Impl::receive_migration() {
         co_await qmp_.execute("migrate-set-capabilities", target_capabilities(theirs->postcopy));
     if (!caps) co_return std::move(caps).error();
     if (hello.tls) {
-        auto creds = co_await qmp_.execute("object-add", tls_object(options_.incoming_tls_dir));
+        auto creds = co_await qmp_.execute(
+            "object-add", launcher::detail::tls_object(options_.incoming_tls_dir, "server"));
         if (!creds) co_return launcher::detail::with_context(creds.error(), "TLS credentials");
         auto tls = co_await qmp_.execute("migrate-set-parameters", tls_parameters());
         if (!tls) co_return std::move(tls).error();
     }
     auto events = qmp_.listen({{"MIGRATION"}, {}}, 64);
+    // The stream is QEMU's from here: qshim keeps the socket, but stops watching it.
+    auto parked = launcher::detail::park(*migration_socket_);
+    if (!parked) co_return std::move(parked).error();
     auto fd =
-        co_await qmp_.execute_with_fd("getfd", getfd_args(), migration_socket_->native_handle());
+        co_await qmp_.execute_with_fd("getfd", launcher::detail::getfd_args(), parked->fd.get());
     if (!fd) co_return std::move(fd).error();
-    auto incoming = co_await qmp_.execute("migrate-incoming", incoming_args());
+    auto incoming = co_await qmp_.execute("migrate-incoming", launcher::detail::fd_uri_args());
     if (!incoming) co_return std::move(incoming).error();
 
     // QEMU reads until the source's last byte; the source decides how long that takes.
@@ -138,7 +129,7 @@ asio::awaitable<Result<void>> Vm::Impl::receive_migration() {
         if (!ev) {
             if (ev.error().code != Errc::timeout)
                 failure = "QEMU's QMP connection ended";
-            else if (peer_hung_up(migration_socket_->native_handle()))
+            else if (peer_hung_up(parked->fd.get()))
                 // Some failures end QEMU's side without a MIGRATION event (a TLS handshake
                 // refused in 7.2): the source giving up is then the only sign.
                 failure = "the source closed the stream before QEMU had the whole VM";
@@ -150,6 +141,8 @@ asio::awaitable<Result<void>> Vm::Impl::receive_migration() {
             failure = "QEMU: " + (info ? info->value("error-desc", status) : status);
         }
     }
+    if (auto back = launcher::detail::unpark(*migration_socket_, std::move(*parked)); !back)
+        co_return std::move(back).error();
     auto verdict = launcher::detail::step_message("loaded", failure.empty(), failure);
     auto told = co_await launcher::detail::send_message(*migration_socket_, verdict, step_timeout);
     if (!failure.empty())

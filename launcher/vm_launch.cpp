@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
@@ -13,6 +12,7 @@
 #include <qshim/log.hpp>
 #include <set>
 
+#include "common/deadline.hpp"
 #include "common/spawn.hpp"
 #include "common/unique_fd.hpp"
 #include "launcher/preflight.hpp"
@@ -30,16 +30,6 @@ using qshim::detail::UniqueFd;
 namespace {
 
 constexpr auto token = asio::as_tuple(asio::use_awaitable);
-
-template <typename T>
-asio::awaitable<Result<T>> with_deadline(asio::any_io_executor ex, asio::awaitable<Result<T>> op,
-                                         std::chrono::milliseconds timeout) {
-    using namespace asio::experimental::awaitable_operators;
-    asio::steady_timer deadline(ex, timeout);
-    auto r = co_await (std::move(op) || deadline.async_wait(token));
-    if (r.index() == 0) co_return std::get<0>(std::move(r));
-    co_return make_error(Errc::timeout, fmt::format("no answer within {} ms", timeout.count()));
-}
 
 std::set<std::string> child_names(const json& listing) {
     std::set<std::string> names;
@@ -154,8 +144,12 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     qshim::detail::spawn(ex_, watch_exit(self), "watching QEMU");
     qshim::detail::spawn(ex_, read_stderr(self), "reading QEMU stderr");
 
-    auto connected =
-        co_await with_deadline(ex_, qmp_.connect_fd(ours.release()), options_.start_timeout);
+    auto answered = co_await qshim::detail::within(ex_, options_.start_timeout,
+                                                   qmp_.connect_fd(ours.release()));
+    Result<json> connected =
+        answered ? std::move(*answered)
+                 : make_error(Errc::timeout, fmt::format("no answer within {} ms",
+                                                         options_.start_timeout.count()));
     if (!connected && stopped_before_running()) co_return stop_before_running_error(context);
     if (!connected)
         co_return co_await fail_launch("QMP handshake failed: " + connected.error().what(),

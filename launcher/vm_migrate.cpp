@@ -9,6 +9,7 @@
 
 #include "common/spawn.hpp"
 #include "launcher/migration_handshake.hpp"
+#include "launcher/migration_qmp.hpp"
 #include "launcher/vm_impl.hpp"
 
 namespace qshim {
@@ -24,7 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* fd_name = "qshim-migration";
 // How often QEMU's figures are read while it streams, and how often they are announced.
 constexpr Ms poll_interval{500};
 constexpr Ms progress_interval{2'000};
@@ -32,16 +32,13 @@ constexpr Ms progress_interval{2'000};
 // JSON is built in plain functions: g++ 12 miscompiles braced lists of string literals inside
 // coroutine frames.
 json capabilities(const MigrationRequest& r) {
-    json caps = json::array();
-    auto cap = [&caps](const char* name, bool on) {
-        caps.push_back({{"capability", name}, {"state", on}});
-    };
-    cap("events", true);
-    // qshim, not QEMU, decides when the guest stops here for the last time (libvirt's default).
-    cap("pause-before-switchover", true);
-    cap("auto-converge", r.auto_converge);
-    cap("postcopy-ram", r.postcopy);
-    return {{"capabilities", caps}};
+    return launcher::detail::capabilities_args({
+        {"events", true},
+        // qshim, not QEMU, decides when the guest stops here for the last time (libvirt's default).
+        {"pause-before-switchover", true},
+        {"auto-converge", r.auto_converge},
+        {"postcopy-ram", r.postcopy},
+    });
 }
 
 json parameters(const MigrationRequest& r) {
@@ -81,27 +78,15 @@ json policy_data(PolicyStep step, const std::string& detail) {
     return {{"step", launcher::detail::to_string(step)}, {"detail", detail}};
 }
 
-constexpr const char* tls_id = "qshim-migration-tls";
-
-json tls_object(const std::string& dir, const char* endpoint) {
-    return {{"qom-type", "tls-creds-x509"},
-            {"id", tls_id},
-            {"dir", dir},
-            {"endpoint", endpoint},
-            {"verify-peer", true}};
-}
-json tls_object_del() { return {{"id", tls_id}}; }
 // Every migration sets them: an earlier one's TLS must not leak into a plain one.
 json tls_parameters(bool on, const std::string& hostname) {
     json p = json::object();
-    p["tls-creds"] = on ? tls_id : "";
+    p["tls-creds"] = on ? launcher::detail::migration_tls_id : "";
     p["tls-hostname"] = on ? hostname : "";
     return p;
 }
 
 json continue_args() { return {{"state", "pre-switchover"}}; }
-json getfd_args() { return {{"fdname", fd_name}}; }
-json migrate_args() { return {{"uri", std::string("fd:") + fd_name}}; }
 json downtime_args(Ms limit) { return {{"downtime-limit", limit.count()}}; }
 // Throttle harder and sooner than QEMU's defaults (20 %, +10 %).
 json throttle_args() { return {{"cpu-throttle-initial", 50}, {"cpu-throttle-increment", 20}}; }
@@ -150,7 +135,7 @@ bool Vm::Impl::migrate_to(MigrationInput input) {
                fmt::format("migration {} -> {} ({})", to_string(migration_phase_), to_string(*to),
                            to_string(input)));
     migration_phase_ = *to;
-    migration_status_.state = to_string(*to);
+    migration_status_.state = launcher::detail::public_name(*to);
     return true;
 }
 
@@ -210,9 +195,8 @@ asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
     if (!migrate_to(MigrationInput::start)) co_return migration_state_error();
     migration_request_ = request;
     migration_status_ = MigrationStatus{};
-    migration_status_.state = to_string(migration_phase_);
+    migration_status_.state = launcher::detail::public_name(migration_phase_);
     migration_status_.uri = request.uri;
-    migration_was_running_ = phase_ == Phase::running;
     migration_address_ = *address;
     emit("migration-started", started_data(request.uri, "source"));
     log::write("migration", log::Level::info, context);
@@ -222,7 +206,7 @@ asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
 
 asio::awaitable<Result<void>> Vm::Impl::cancel_migration() {
     const MigrationPhase before = migration_phase_;
-    if (before == MigrationPhase::confirming)
+    if (before == MigrationPhase::loading || before == MigrationPhase::committed)
         co_return make_error(Errc::conflict,
                              "the target has the whole VM and is deciding: too late to cancel",
                              "cancelling the migration");
@@ -242,26 +226,21 @@ asio::awaitable<Result<void>> Vm::Impl::cancel_migration() {
 }
 
 asio::awaitable<void> Vm::Impl::run_migration(std::shared_ptr<Impl> self) {
-    auto streamed = co_await self->stream_migration();
-    Result<void> outcome = streamed;
-    bool resume = true;
-    if (streamed) {
-        outcome = co_await self->confirm_migration();
-        // Once the commit is sent the target may run the guest: resuming here could run it twice.
-        resume = self->migration_committed_ == false;
-    }
-    co_await self->finish_migration(std::move(outcome), resume);
+    Result<void> outcome = co_await self->stream_migration();
+    if (outcome) outcome = co_await self->confirm_migration();
+    co_await self->finish_migration(std::move(outcome));
 }
 
 asio::awaitable<Result<void>> Vm::Impl::stream_migration() {
     const auto step_timeout = options_.migration_step_timeout;
-    auto socket =
-        co_await launcher::detail::connect_migration(ex_, migration_address_, step_timeout);
-    if (!socket) co_return std::move(socket).error();
-    migration_socket_ = std::make_shared<launcher::detail::MigrationSocket>(std::move(*socket));
-    migration_committed_ = false;
+    // Ours before the connection is: a cancel closes it, which ends the wait at once.
+    migration_socket_ = std::make_shared<launcher::detail::MigrationSocket>(ex_);
+    auto socket = migration_socket_;
+    auto connected =
+        co_await launcher::detail::connect_migration(*socket, migration_address_, step_timeout);
     if (migration_phase_ == MigrationPhase::cancelling)
         co_return make_error(Errc::interrupted, "cancelled");
+    if (!connected) co_return std::move(connected).error();
     if (!migrate_to(MigrationInput::connected)) co_return migration_state_error();
 
     // The handshake: our guest ABI against the target's, before QEMU sends a byte.
@@ -295,24 +274,25 @@ asio::awaitable<Result<void>> Vm::Impl::stream_migration() {
     if (!params) co_return std::move(params).error();
     // The credentials are loaded now (QEMU reads the files as its own uid): a bad folder fails
     // here, before the stream starts.
-    auto stale = co_await qmp_.execute("object-del", tls_object_del());  // an earlier attempt's
-    (void)stale;                                                         // none is the usual answer
+    // An earlier attempt's credentials go first; none is the usual answer.
+    auto stale = co_await qmp_.execute("object-del", launcher::detail::tls_object_del_args());
+    (void)stale;
     if (hello.tls) {
-        auto creds =
-            co_await qmp_.execute("object-add", tls_object(migration_request_.tls_dir, "client"));
+        auto creds = co_await qmp_.execute(
+            "object-add", launcher::detail::tls_object(migration_request_.tls_dir, "client"));
         if (!creds) co_return launcher::detail::with_context(creds.error(), "TLS credentials");
     }
     auto tls = co_await qmp_.execute("migrate-set-parameters",
                                      tls_parameters(hello.tls, migration_request_.tls_hostname));
     if (!tls) co_return std::move(tls).error();
     auto events = qmp_.listen({{"MIGRATION"}, {}}, 64);
-    auto fd =
-        co_await qmp_.execute_with_fd("getfd", getfd_args(), migration_socket_->native_handle());
+    auto fd = co_await qmp_.execute_with_fd("getfd", launcher::detail::getfd_args(),
+                                            migration_socket_->native_handle());
     if (!fd) co_return std::move(fd).error();
     if (migration_phase_ == MigrationPhase::cancelling)
         co_return make_error(Errc::interrupted, "cancelled");
     if (!migrate_to(MigrationInput::accepted)) co_return migration_state_error();
-    auto started = co_await qmp_.execute("migrate", migrate_args());
+    auto started = co_await qmp_.execute("migrate", launcher::detail::fd_uri_args());
     if (!started) co_return std::move(started).error();
     co_return co_await follow_migration(*events);
 }
@@ -329,37 +309,35 @@ asio::awaitable<Result<void>> Vm::Impl::follow_migration(qmp::EventListener& eve
         auto e = co_await events.next(poll_interval);
         if (!e && e.error().code != Errc::timeout)
             co_return make_error(Errc::interrupted, "QEMU's QMP connection ended mid-migration");
-        // The guest is stopped from here until QEMU goes on: answer the event before anything
-        // else, as every millisecond of it is downtime.
-        if (e && e->data.value("status", std::string()) == "pre-switchover" &&
-            migration_phase_ == MigrationPhase::active) {
+        status = e ? e->data.value("status", std::string()) : std::string();
+        if (status != "pre-switchover") {
+            auto info = co_await qmp_.execute("query-migrate");
+            if (!info) co_return std::move(info).error();
+            status = info->value("status", std::string());
+            read_figures(*info, migration_status_);
+            if (status == "failed")
+                co_return make_error(Errc::launch,
+                                     "QEMU: " + info->value("error-desc", std::string("failed")));
+        }
+        if (status == "pre-switchover") {
+            // The guest is stopped until QEMU goes on, and every millisecond of it is downtime:
+            // the event is answered before anything else. (query-migrate says so too, should the
+            // event have been dropped.) Only the last dirty pages and the device state are left.
+            if (migration_phase_ != MigrationPhase::active) continue;
             migrate_to(MigrationInput::qemu_switchover);
             auto go = co_await qmp_.execute("migrate-continue", continue_args());
             if (!go) co_return std::move(go).error();
+            continue;
         }
-        auto info = co_await qmp_.execute("query-migrate");
-        if (!info) co_return std::move(info).error();
-        status = info->value("status", std::string());
-        read_figures(*info, migration_status_);
         const auto now = Clock::now();
         if (migration_status_.remaining_bytes < lowest_remaining && status == "active") {
             lowest_remaining = migration_status_.remaining_bytes;
             last_progress = now;
         }
-        if (status == "failed")
-            co_return make_error(Errc::launch,
-                                 "QEMU: " + info->value("error-desc", std::string("failed")));
         if (status == "cancelled") co_return make_error(Errc::interrupted, "cancelled");
         if (status == "completed") {
             if (!migrate_to(MigrationInput::qemu_completed)) co_return migration_state_error();
             co_return Result<void>{};
-        }
-        if (status == "pre-switchover" && migration_phase_ == MigrationPhase::active) {
-            // Everything but the last dirty pages and the device state is there: let it finish.
-            migrate_to(MigrationInput::qemu_switchover);
-            auto go = co_await qmp_.execute("migrate-continue", continue_args());
-            if (!go) co_return std::move(go).error();
-            continue;
         }
         if (now - last_report >= progress_interval && status == "active") {
             last_report = now;
@@ -412,7 +390,7 @@ asio::awaitable<Result<void>> Vm::Impl::confirm_migration() {
     if (auto ok = launcher::detail::check_step(*loaded, "loaded"); !ok)
         co_return std::move(ok).error();
     // From here the guest belongs to the target: whatever happens, it is never resumed here.
-    migration_committed_ = true;
+    if (!migrate_to(MigrationInput::loaded)) co_return migration_state_error();
     auto sent = co_await launcher::detail::send_message(
         socket, launcher::detail::step_message("commit", true), step_timeout);
     if (!sent) co_return launcher::detail::with_context(sent.error(), "sending 'commit'");
@@ -422,13 +400,13 @@ asio::awaitable<Result<void>> Vm::Impl::confirm_migration() {
     if (auto ok = launcher::detail::check_step(*running, "running"); !ok) {
         // The target said plainly that it does not run the guest (and ends its QEMU): the
         // guest is ours again.
-        if (ok.error().code == Errc::launch) migration_committed_ = false;
+        if (ok.error().code == Errc::launch) migrate_to(MigrationInput::declined);
         co_return std::move(ok).error();
     }
     co_return Result<void>{};
 }
 
-asio::awaitable<void> Vm::Impl::finish_migration(Result<void> outcome, bool resume) {
+asio::awaitable<void> Vm::Impl::finish_migration(Result<void> outcome) {
     if (migration_socket_) {
         boost::system::error_code ignored;
         migration_socket_->close(ignored);
@@ -446,20 +424,22 @@ asio::awaitable<void> Vm::Impl::finish_migration(Result<void> outcome, bool resu
     }
     const bool cancelled = migration_phase_ == MigrationPhase::cancelling;
     migrate_to(cancelled ? MigrationInput::cancelled : MigrationInput::failed);
+    // Past the commit the target may run the guest: resuming it here could run it twice.
+    const bool resume = migration_phase_ != MigrationPhase::in_doubt;
     // QEMU may still be winding down (a cancel it has not finished, a failed stream): wait for it,
     // so a new migration can start at once.
     for (int i = 0; i < 20; ++i) {
         auto info = co_await qmp_.execute("query-migrate");
         std::string s = info ? info->value("status", std::string()) : std::string();
-        if (!info || (s != "cancelling" && s != "active" && s != "pre-switchover" &&
-                      s != "device" && s != "setup"))
-            break;
+        if (!info || !launcher::detail::qemu_migration_busy(s)) break;
         if (s == "active" || s == "pre-switchover") co_await qmp_.execute("migrate_cancel");
         asio::steady_timer pause(ex_, 100ms);
         co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     std::string reason = outcome.error().what();
-    if (resume && migration_was_running_ && accepts_changes(phase_)) {
+    // The guest ran when the migration started (a paused VM is refused), and QEMU paused it at
+    // the switchover, if it got that far.
+    if (resume && accepts_changes(phase_)) {
         auto status = co_await qmp_.execute("query-status");
         if (status && status->value("status", std::string()) != "running") {
             auto cont = co_await qmp_.execute("cont");

@@ -39,8 +39,8 @@ void Vm::Impl::request_stop(std::optional<Ms> grace) {
     if (launcher::detail::migration_in_progress(migration_phase_)) {
         if (!stop_after_migration_) emit("shutdown-requested", {{"gracePeriodMs", period.count()}});
         stop_after_migration_ = period;
-        if (migration_phase_ != launcher::detail::MigrationPhase::cancelling &&
-            migration_phase_ != launcher::detail::MigrationPhase::confirming)
+        if (launcher::detail::next_migration_phase(migration_phase_,
+                                                   launcher::detail::MigrationInput::cancel))
             qshim::detail::spawn(
                 ex_,
                 [](std::shared_ptr<Impl> self) -> asio::awaitable<void> {

@@ -3,6 +3,7 @@
 #include "launcher/migration.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -11,7 +12,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <catch2/catch.hpp>
+#include <functional>
 
 #include "launcher/lifecycle.hpp"
 #include "launcher/migration_channel.hpp"
@@ -44,13 +47,17 @@ Hello hello_with(std::vector<std::pair<std::string, std::string>> facts) {
 
 }  // namespace
 
-TEST_CASE("a migration goes connecting, handshake, active, switchover, confirming, completed") {
+TEST_CASE(
+    "a migration goes connecting, handshake, active, switchover, loading, committed, "
+    "completed") {
     CHECK(after(P::none, {I::start}) == P::connecting);
     CHECK(after(P::none, {I::start, I::connected, I::accepted}) == P::active);
     CHECK(after(P::none, {I::start, I::connected, I::accepted, I::qemu_switchover,
-                          I::qemu_completed, I::confirmed}) == P::completed);
+                          I::qemu_completed}) == P::loading);
+    CHECK(after(P::none, {I::start, I::connected, I::accepted, I::qemu_switchover,
+                          I::qemu_completed, I::loaded, I::confirmed}) == P::completed);
     // Post-copy completes without the pre-switchover pause.
-    CHECK(after(P::active, {I::qemu_completed}) == P::confirming);
+    CHECK(after(P::active, {I::qemu_completed}) == P::loading);
     CHECK(next_migration_phase(P::completed, I::start) == std::nullopt);
 }
 
@@ -63,19 +70,36 @@ TEST_CASE("any phase before the commit can fail or be cancelled; a new migration
     CHECK(after(P::active, {I::cancel, I::cancelled}) == P::cancelled);
     CHECK(after(P::active, {I::cancel, I::failed}) == P::failed);
     // QEMU sent everything before the cancel reached it: the target decides.
-    CHECK(after(P::active, {I::cancel, I::qemu_completed}) == P::confirming);
+    CHECK(after(P::active, {I::cancel, I::qemu_completed}) == P::loading);
     CHECK(next_migration_phase(P::failed, I::start) == P::connecting);
     CHECK(next_migration_phase(P::cancelled, I::start) == P::connecting);
     CHECK_FALSE(migration_in_progress(P::failed));
     CHECK_FALSE(migration_in_progress(P::none));
 }
 
-TEST_CASE("once confirming, a cancel is refused and a second start is too") {
-    CHECK(next_migration_phase(P::confirming, I::cancel) == std::nullopt);
-    CHECK(next_migration_phase(P::confirming, I::start) == std::nullopt);
+TEST_CASE("once QEMU sent everything, a cancel is refused and a second start is too") {
+    for (P p : {P::loading, P::committed}) {
+        CHECK(next_migration_phase(p, I::cancel) == std::nullopt);
+        CHECK(next_migration_phase(p, I::start) == std::nullopt);
+        CHECK(migration_in_progress(p));
+        CHECK(std::string(public_name(p)) == "confirming");
+    }
     CHECK(next_migration_phase(P::active, I::start) == std::nullopt);
-    CHECK(next_migration_phase(P::confirming, I::failed) == P::failed);
-    CHECK(migration_in_progress(P::confirming));
+}
+
+TEST_CASE("before the commit a failure gives the guest back; after it, only the target can") {
+    // The target never said it loaded the VM: the guest is ours (resumed here).
+    CHECK(next_migration_phase(P::loading, I::failed) == P::failed);
+    // The connection broke after the commit: the target may run the guest. It stays paused.
+    CHECK(next_migration_phase(P::committed, I::failed) == P::in_doubt);
+    CHECK(std::string(public_name(P::in_doubt)) == "failed");
+    CHECK_FALSE(migration_in_progress(P::in_doubt));
+    // The target said plainly that it does not run it: the guest is ours again.
+    CHECK(next_migration_phase(P::committed, I::declined) == P::failed);
+    CHECK(next_migration_phase(P::loading, I::declined) == std::nullopt);
+    CHECK(next_migration_phase(P::active, I::loaded) == std::nullopt);
+    // Once the operator resumed the guest, a new migration may start.
+    CHECK(next_migration_phase(P::in_doubt, I::start) == P::connecting);
 }
 
 TEST_CASE("the lifecycle: a completed migration ends the VM as migrated") {
@@ -313,9 +337,10 @@ TEST_CASE("a target listens on an inherited socket (fd:N), and a source connects
         },
         boost::asio::detached);
     auto sent = run(io, [&]() -> boost::asio::awaitable<Result<void>> {
-        auto socket = co_await connect_migration(io.get_executor(), *target, 5s);
-        if (!socket) co_return std::move(socket).error();
-        co_return co_await send_message(*socket, step_message("loaded", true), 5s);
+        MigrationSocket socket(io.get_executor());
+        auto connected = co_await connect_migration(socket, *target, 5s);
+        if (!connected) co_return std::move(connected).error();
+        co_return co_await send_message(socket, step_message("loaded", true), 5s);
     }());
     REQUIRE(sent);
     REQUIRE(*sent);
@@ -354,10 +379,53 @@ TEST_CASE("what cannot be listened on is refused before QEMU starts") {
     REQUIRE_FALSE(taken);
     CHECK(taken.error().code == Errc::conflict);
     // Nobody listening: the source fails at once, naming the target.
-    auto refused = run(
-        io, connect_migration(io.get_executor(),
-                              *parse_migration_address("unix:/nonexistent/in.sock", false), 1s));
+    MigrationSocket socket(io.get_executor());
+    auto refused =
+        run(io, connect_migration(
+                    socket, *parse_migration_address("unix:/nonexistent/in.sock", false), 1s));
     REQUIRE(refused);
     REQUIRE_FALSE(*refused);
     CHECK(refused->error().context.find("unix:/nonexistent/in.sock") != std::string::npos);
+}
+
+TEST_CASE("a connection under way ends at once when its socket is closed (a cancel)") {
+    // A loopback listener whose accept queue is full drops further SYNs: a connect to it hangs
+    // (until the kernel's retries or our deadline), as one to an unreachable target does.
+    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(listen(listener, 0) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    std::vector<int> fillers;
+    for (int i = 0; i < 3; ++i) {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);  // queued, or left hanging
+        fillers.push_back(c);
+    }
+    auto target =
+        parse_migration_address("tcp:127.0.0.1:" + std::to_string(ntohs(a.sin_port)), false);
+    REQUIRE(target);
+
+    boost::asio::io_context io;
+    MigrationSocket socket(io.get_executor());
+    // What a cancel does (Vm::Impl::cancel_migration): close the socket, once it is open.
+    boost::asio::steady_timer tick(io);
+    std::function<void()> close_once_open = [&] {
+        if (socket.is_open()) {
+            socket.close();
+            return;
+        }
+        tick.expires_after(10ms);
+        tick.async_wait([&](boost::system::error_code) { close_once_open(); });
+    };
+    close_once_open();
+    auto r = run(io, connect_migration(socket, *target, 30s), 60s);
+    REQUIRE(r);
+    REQUIRE_FALSE(*r);
+    CHECK(r->error().code == Errc::interrupted);
+    for (int c : fillers) close(c);
+    close(listener);
 }
