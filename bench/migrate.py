@@ -4,17 +4,27 @@ qshim (run --incoming, ctl migrate --wait) and by raw QEMU driven by hand over Q
 capabilities and parameters (events and pause-before-switchover on the source, late-block-activate
 on the target, no bandwidth limit, a 300 ms downtime limit), interleaved, RUNS times each, for a
 guest that is idle and one that rewrites RAM at about DIRTY MiB/s (8 MiB at a time, evenly paced:
-tests/guest/init, qshim.dirty).
+tests/guest/init, qshim.dirty). The hand-driven client waits for QEMU's MIGRATION events, as qshim
+does, rather than polling query-migrate.
 
-Figures per migration: QEMU's total-time and downtime, the bytes QEMU sent, and the end-to-end
-time (from the request to the guest running on the target: for qshim the `ctl migrate --wait`
-process, which returns after the target said it runs the guest; for raw QEMU from `migrate` to
-the target's `cont`). Last, the dirtying guest once more with QEMU 7.2's own defaults (128 MiB/s
-bandwidth, 300 ms downtime) for up to LIMIT seconds: where QEMU's defaults do not converge.
+The dirtying guest's downtime is mostly the last dirty pages, so it varies with where the guest's
+writing cycle is when the migration starts. Both sides therefore start the migration when the guest
+says it has just written its whole region again ("dirty pass K" on its console): every page is
+present, and the cycle is at the same point.
+
+Figures per migration: QEMU's total-time and downtime, the bytes QEMU sent, the end-to-end time
+(from the request to the guest running on the target: for qshim the `ctl migrate --wait` process,
+which returns after the target said it runs the guest; for raw QEMU from `migrate` to the target's
+`cont`), and the switchover pause: how long the paused guest waited for the client to answer
+`pre-switchover`, by QEMU's own clock (its MIGRATION events' timestamps, pre-switchover to device;
+qshim logs them with QSHIM_LOG=qmp:debug). It is the part of the downtime the client decides. Last,
+the dirtying guest once more with QEMU 7.2's own defaults (128 MiB/s bandwidth, 300 ms downtime)
+for up to LIMIT seconds: where QEMU's defaults do not converge.
 
 Usage: bench/migrate.py QSHIM_BINARY GUEST_DIR [RUNS] [DIRTY]"""
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -26,6 +36,28 @@ sys.path[:0] = [str(repo / "tests" / "integration" / "lib"), str(repo / "tests" 
 
 MEMORY = "512Mi"
 LIMIT = 60  # seconds the defaults run gets to converge
+DIRTY_PASS = re.compile(r"dirty pass \d+")
+
+
+def start_point(console, dirty):
+    """Waits, with a deadline, for the dirtying guest to finish its next whole pass."""
+    if dirty:
+        console.wait_for(DIRTY_PASS, timeout=120, since=console.mark())
+
+
+def switchover_pause(events):
+    """Milliseconds from QEMU's pre-switchover event to its device event (QEMU's timestamps);
+    events: (status, seconds) of the source's MIGRATION events in order."""
+    times = {}
+    for status, at in events:
+        times.setdefault(status, at)
+    return (times["device"] - times["pre-switchover"]) * 1000
+
+
+def logged_migration_events(stderr):
+    """(status, seconds) of the MIGRATION events qshim logged at debug level."""
+    return [(json.loads(m[1])["status"], float(m[2]))
+            for m in re.finditer(r"event MIGRATION (\{.*?\}) at (\d+\.\d+)", stderr)]
 
 
 def qshim_migration(dirty):
@@ -42,6 +74,7 @@ def qshim_migration(dirty):
         src.console.wait_ready(timeout=120)
         live = expect(src.api, "GET", "/v1/vm")["spec"]
         uri = dst.listen(live)
+        start_point(src.console, dirty)
         start = time.monotonic()
         out = qshim("ctl", "--api-socket", src.api, "migrate", uri, "--wait", check=0,
                     timeout=600).stdout
@@ -50,7 +83,8 @@ def qshim_migration(dirty):
         assert done["event"] == "migration-completed", out
         dst.wait_event("running", timeout=60)
         return {"total": done["totalMs"], "downtime": done["downtimeMs"],
-                "bytes": done["transferredBytes"], "wall": wall * 1000}
+                "bytes": done["transferredBytes"], "wall": wall * 1000,
+                "pause": switchover_pause(logged_migration_events(src.stderr_text()))}
 
 
 def raw_argv(qshim_bin, spec_path, qmp):
@@ -84,35 +118,49 @@ def raw_migration(qshim_bin, dirty, defaults=False, limit=None):
                 {"capability": "events", "state": True},
                 {"capability": "late-block-activate", "state": True}]})
             dq.execute("migrate-incoming", {"uri": f"unix:{sock}"})
+            caps = [{"capability": "events", "state": True}]
             if not defaults:
-                sq.execute("migrate-set-capabilities", {"capabilities": [
-                    {"capability": "events", "state": True},
-                    {"capability": "pause-before-switchover", "state": True}]})
+                caps.append({"capability": "pause-before-switchover", "state": True})
                 sq.execute("migrate-set-parameters", {"downtime-limit": 300,
                                                       "max-bandwidth": 1 << 62})
+            sq.execute("migrate-set-capabilities", {"capabilities": caps})
+            start_point(src.console, dirty)
             start = time.monotonic()
             sq.execute("migrate", {"uri": f"unix:{sock}"})
-            while True:
-                info = sq.execute("query-migrate")
-                status = info.get("status")
+            if limit:
+                # Only whether and when it converges matters here: polled, every 100 ms.
+                while (info := sq.execute("query-migrate"))["status"] != "completed":
+                    if info["status"] in ("failed", "cancelled"):
+                        raise RuntimeError(f"raw migration {info['status']}: {info}")
+                    if time.monotonic() - start > limit:
+                        sq.execute("migrate_cancel")
+                        return {"converged": False, "remaining": info["ram"]["remaining"],
+                                "bytes": info["ram"]["transferred"]}
+                    time.sleep(0.1)
+            while not limit:
+                status = sq.next_event("MIGRATION", timeout=600)["data"]["status"]
                 if status == "pre-switchover":
                     sq.execute("migrate-continue", {"state": "pre-switchover"})
                 elif status == "completed":
                     break
                 elif status in ("failed", "cancelled"):
-                    raise RuntimeError(f"raw migration {status}: {info}")
-                if limit and time.monotonic() - start > limit:
-                    sq.execute("migrate_cancel")
-                    return {"converged": False, "remaining": info["ram"]["remaining"],
-                            "bytes": info["ram"]["transferred"]}
-                time.sleep(0.005)  # polling QEMU's own status, as a hand-driven client does
-            while dq.execute("query-migrate").get("status") != "completed":
-                time.sleep(0.005)
+                    raise RuntimeError(f"raw migration {status}: {sq.execute('query-migrate')}")
+            while dq.next_event("MIGRATION", timeout=60)["data"]["status"] != "completed":
+                pass
             dq.execute("cont")
             wall = time.monotonic() - start
-            info = sq.execute("query-migrate")
+            # QEMU says completed a moment before it has computed the totals.
+            for _ in range(100):
+                info = sq.execute("query-migrate")
+                if "downtime" in info:
+                    break
+                time.sleep(0.01)
+            events = [(e["data"]["status"], e["timestamp"]["seconds"] +
+                       e["timestamp"]["microseconds"] / 1e6)
+                      for e in sq.events if e["event"] == "MIGRATION"]
             return {"total": info["total-time"], "downtime": info["downtime"],
-                    "bytes": info["ram"]["transferred"], "wall": wall * 1000, "converged": True}
+                    "bytes": info["ram"]["transferred"], "wall": wall * 1000, "converged": True,
+                    "pause": switchover_pause(events) if not defaults else None}
         finally:
             sq.close()
             dq.close()
@@ -122,13 +170,16 @@ def row(name, samples, key, base=None):
     values = [s[key] for s in samples]
     med = statistics.median(values)
     ratio = f"{med / base:9.3f}" if base else f"{'':9}"
-    return f"  {name:14} {min(values):12.0f} {med:12.0f} {max(values):12.0f} {ratio}", med
+    digits = 1 if key == "pause" else 0  # the switchover pause is around a millisecond
+    return (f"  {name:14} {min(values):12.{digits}f} {med:12.{digits}f} {max(values):12.{digits}f}"
+            f" {ratio}", med)
 
 
 def main():
     qshim_bin = str(Path(sys.argv[1]).resolve())
     os.environ["QSHIM_BIN"] = qshim_bin
     os.environ["QSHIM_TEST_GUEST"] = str(Path(sys.argv[2]).resolve())
+    os.environ["QSHIM_LOG"] = "qmp:debug"  # the source's MIGRATION events, with QEMU's times
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     dirty = int(sys.argv[4]) if len(sys.argv) > 4 else 192
     for label, rate in (("idle", 0), (f"dirtying ~{dirty} MiB/s", dirty)):
@@ -141,7 +192,8 @@ def main():
                     f(qshim_bin, rate) if f is raw_migration else f(rate))
         print(f"{MEMORY} guest, {label}, unix socket, N={runs} each "
               f"(min median max; ratio = qshim median / raw median)")
-        for key, unit in (("total", "ms"), ("downtime", "ms"), ("wall", "ms"), ("bytes", "B")):
+        for key, unit in (("total", "ms"), ("downtime", "ms"), ("pause", "ms"), ("wall", "ms"),
+                          ("bytes", "B")):
             print(f" {key} ({unit}){'':>5} {'min':>12} {'median':>12} {'max':>12} {'ratio':>9}")
             line, base = row("raw QEMU", raw, key)
             print(line)

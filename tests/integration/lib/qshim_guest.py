@@ -300,6 +300,26 @@ class Qmp:
             except socket.timeout:
                 raise TimeoutError(f"no QMP event {name} within {timeout}s") from None
 
+    def next_event(self, name, timeout=10):
+        """The next event called name that next_event has not returned yet (already received or
+        arriving within timeout): for following a sequence of events of one name."""
+        taken = getattr(self, "_taken", 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            for i in range(taken, len(self.events)):
+                if self.events[i]["event"] == name:
+                    self._taken = i + 1
+                    return self.events[i]
+            taken = len(self.events)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no further QMP event {name} within {timeout}s")
+            self._sock.settimeout(left)
+            try:
+                self.events.append(self._recv())
+            except socket.timeout:
+                raise TimeoutError(f"no further QMP event {name} within {timeout}s") from None
+
     def close(self):
         self._file.close()
         self._sock.close()
