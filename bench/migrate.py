@@ -24,6 +24,7 @@ for up to LIMIT seconds: where QEMU's defaults do not converge.
 Usage: bench/migrate.py QSHIM_BINARY GUEST_DIR [RUNS] [DIRTY]"""
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -166,13 +167,28 @@ def raw_migration(qshim_bin, dirty, defaults=False, limit=None):
             dq.close()
 
 
-def row(name, samples, key, base=None):
-    values = [s[key] for s in samples]
-    med = statistics.median(values)
-    ratio = f"{med / base:9.3f}" if base else f"{'':9}"
+def ratio_interval(ours, raw, resamples=2000):
+    """A 95 % bootstrap interval of median(ours) / median(raw): these figures vary a lot from one
+    migration to the next, and the interval says how far the ratio of medians can be trusted."""
+    rng = random.Random(1)  # fixed: the same samples give the same interval
+    ratios = sorted(statistics.median(rng.choices(ours, k=len(ours))) /
+                    max(statistics.median(rng.choices(raw, k=len(raw))), 1e-9)
+                    for _ in range(resamples))
+    return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
+
+
+def rows(raw, ours, key):
+    """The raw and qshim lines of one figure: min, median, max, and the ratio of medians with its
+    interval on qshim's line."""
     digits = 1 if key == "pause" else 0  # the switchover pause is around a millisecond
-    return (f"  {name:14} {min(values):12.{digits}f} {med:12.{digits}f} {max(values):12.{digits}f}"
-            f" {ratio}", med)
+
+    def line(name, values, extra=""):
+        return (f"  {name:14} {min(values):12.{digits}f} {statistics.median(values):12.{digits}f}"
+                f" {max(values):12.{digits}f}{extra}")
+    r, o = [s[key] for s in raw], [s[key] for s in ours]
+    low, high = ratio_interval(o, r)
+    ratio = statistics.median(o) / max(statistics.median(r), 1e-9)
+    return [line("raw QEMU", r), line("qshim", o, f" {ratio:9.3f}  [{low:.2f}, {high:.2f}]")]
 
 
 def main():
@@ -180,7 +196,7 @@ def main():
     os.environ["QSHIM_BIN"] = qshim_bin
     os.environ["QSHIM_TEST_GUEST"] = str(Path(sys.argv[2]).resolve())
     os.environ["QSHIM_LOG"] = "qmp:debug"  # the source's MIGRATION events, with QEMU's times
-    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 20
     dirty = int(sys.argv[4]) if len(sys.argv) > 4 else 192
     for label, rate in (("idle", 0), (f"dirtying ~{dirty} MiB/s", dirty)):
         raw, ours = [], []
@@ -190,14 +206,13 @@ def main():
             for f in order:
                 (raw if f is raw_migration else ours).append(
                     f(qshim_bin, rate) if f is raw_migration else f(rate))
-        print(f"{MEMORY} guest, {label}, unix socket, N={runs} each "
-              f"(min median max; ratio = qshim median / raw median)")
+        print(f"{MEMORY} guest, {label}, unix socket, N={runs} each (min median max; ratio = "
+              f"qshim median / raw median, with its 95 % bootstrap interval)")
         for key, unit in (("total", "ms"), ("downtime", "ms"), ("pause", "ms"), ("wall", "ms"),
                           ("bytes", "B")):
-            print(f" {key} ({unit}){'':>5} {'min':>12} {'median':>12} {'max':>12} {'ratio':>9}")
-            line, base = row("raw QEMU", raw, key)
-            print(line)
-            print(row("qshim", ours, key, base)[0])
+            print(f" {key} ({unit}){'':>5} {'min':>12} {'median':>12} {'max':>12} {'ratio':>9}"
+                  f"  95 % interval")
+            print("\n".join(rows(raw, ours, key)))
     defaults = raw_migration(qshim_bin, dirty, defaults=True, limit=LIMIT)
     if defaults["converged"]:
         print(f"QEMU defaults, dirtying {dirty} MiB/s: converged in {defaults['total']} ms")
