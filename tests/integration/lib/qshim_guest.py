@@ -259,6 +259,7 @@ class Qmp:
                 time.sleep(0.02)  # QEMU creates the socket during startup; nothing to wait on.
         self._file = self._sock.makefile("rb")
         self.events = []
+        self._taken = 0  # events[:_taken] were returned by next_event
         self._id = 0
         self.greeting = self._recv()
         self.execute("qmp_capabilities")
@@ -284,13 +285,15 @@ class Qmp:
                     raise GuestError(f"QMP {command} failed: {reply['error']}")
                 return reply.get("return")
 
-    def wait_event(self, name, timeout=10):
-        """The first event called name (already received or arriving within timeout)."""
+    def _find_event(self, name, start, timeout):
+        """The index of the first event called name among self.events[start:], reading more
+        from QEMU until timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            for ev in self.events:
-                if ev["event"] == name:
-                    return ev
+            for i in range(start, len(self.events)):
+                if self.events[i]["event"] == name:
+                    return i
+            start = len(self.events)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no QMP event {name} within {timeout}s")
@@ -300,25 +303,16 @@ class Qmp:
             except socket.timeout:
                 raise TimeoutError(f"no QMP event {name} within {timeout}s") from None
 
+    def wait_event(self, name, timeout=10):
+        """The first event called name (already received or arriving within timeout)."""
+        return self.events[self._find_event(name, 0, timeout)]
+
     def next_event(self, name, timeout=10):
         """The next event called name that next_event has not returned yet (already received or
         arriving within timeout): for following a sequence of events of one name."""
-        taken = getattr(self, "_taken", 0)
-        deadline = time.monotonic() + timeout
-        while True:
-            for i in range(taken, len(self.events)):
-                if self.events[i]["event"] == name:
-                    self._taken = i + 1
-                    return self.events[i]
-            taken = len(self.events)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no further QMP event {name} within {timeout}s")
-            self._sock.settimeout(left)
-            try:
-                self.events.append(self._recv())
-            except socket.timeout:
-                raise TimeoutError(f"no further QMP event {name} within {timeout}s") from None
+        i = self._find_event(name, self._taken, timeout)
+        self._taken = i + 1
+        return self.events[i]
 
     def close(self):
         self._file.close()
