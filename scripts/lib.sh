@@ -12,8 +12,14 @@ packages=(meson ninja-build g++ pkg-config python3
     qemu-system-x86 qemu-utils busybox-static cpio clang-format clang libclang-rt-14-dev iproute2 valgrind
     podman runc debootstrap)
 
-# Each step says how far into the run it starts (bash's SECONDS), so a slow step shows in any log.
-say() { printf '\033[1m==> [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
+# Each step says how far into the run it starts, so a slow step shows in any log. The start is
+# the first script's, passed on to the scripts it runs (scripts/test runs scripts/fuzz-smoke).
+: "${QSHIM_RUN_START:=$(date +%s)}"
+export QSHIM_RUN_START
+say() {
+    local t=$(($(date +%s) - QSHIM_RUN_START))
+    printf '\033[1m==> [%dm%02ds] %s\033[0m\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 ensure_packages() {
