@@ -4,9 +4,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <cstring>
 #include <qshim/log.hpp>
@@ -28,8 +25,6 @@ using namespace std::chrono_literals;
 using qshim::detail::UniqueFd;
 
 namespace {
-
-constexpr auto token = asio::as_tuple(asio::use_awaitable);
 
 std::set<std::string> child_names(const json& listing) {
     std::set<std::string> names;

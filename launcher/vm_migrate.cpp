@@ -2,7 +2,6 @@
 // convergence policy, confirm with the target, then quit (docs/migration.md).
 #include <fmt/format.h>
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <csignal>
 #include <filesystem>
 #include <qshim/log.hpp>
