@@ -16,8 +16,10 @@ line, as FILE:LINE:COL: field.path: reason, for example:
 
 Unknown fields are errors, so a misspelt field is never silently ignored.
 The spec is also laid out (the PCI topology is planned), so a spec that
-validates also fits the machine. Files the spec names are not opened: a spec
-may be validated on another host than the one that runs it.
+validates also fits the machine. Files the spec names are not opened (a spec
+may be validated on another host than the one that runs it), except
+cloudInit's userDataFile, metaDataFile and networkConfigFile: their text is
+part of the spec, read and checked now.
 
 Options:
   --format yaml|json   read SPEC as this format (default: by extension, then

@@ -220,7 +220,7 @@ class TreeBuilder : public YAML::EventHandler {
 
 }  // namespace
 
-Result<Node> parse_yaml_document(std::string_view text, const std::string& filename) {
+Result<std::optional<Node>> parse_yaml_value(std::string_view text, const std::string& filename) {
     if (auto bad = check_text(text, filename)) return std::move(*bad);
     std::istringstream in{std::string(text)};
     TreeBuilder builder(filename);
@@ -239,11 +239,16 @@ Result<Node> parse_yaml_document(std::string_view text, const std::string& filen
         return document_error(filename, 0, 0, std::string("malformed YAML: ") + e.what());
     }
     if (builder.error) return std::move(*builder.error);
-    if (!builder.root || builder.root->kind != Node::Kind::map)
-        return document_error(filename, builder.root ? builder.root->line : 1,
-                              builder.root ? builder.root->column : 1,
+    return std::move(builder.root);
+}
+
+Result<Node> parse_yaml_document(std::string_view text, const std::string& filename) {
+    auto root = parse_yaml_value(text, filename);
+    if (!root) return std::move(root).error();
+    if (!*root || (*root)->kind != Node::Kind::map)
+        return document_error(filename, *root ? (*root)->line : 1, *root ? (*root)->column : 1,
                               "a spec must be a map of fields (name: ..., disks: ...)");
-    return std::move(*builder.root);
+    return std::move(**root);
 }
 
 namespace {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <qshim/error.hpp>
 #include <string>
 #include <string_view>
@@ -36,6 +37,9 @@ inline constexpr int max_depth = 32;
 // Parses YAML (or JSON, which is read strictly first) into a Node tree. Anchors and aliases are
 // rejected (they can expand exponentially), as are duplicate keys and multiple documents.
 Result<Node> parse_yaml_document(std::string_view text, const std::string& filename);
+// The same rules for YAML whose top is any value (cloud-init's files); nullopt for an empty
+// document.
+Result<std::optional<Node>> parse_yaml_value(std::string_view text, const std::string& filename);
 Result<Node> parse_json_document(std::string_view text, const std::string& filename);
 
 }  // namespace qshim::spec::detail

@@ -23,6 +23,7 @@ Json disk_json(const Disk& d) {
     if (d.boot_order) j["bootOrder"] = *d.boot_order;
     if (d.pci_address) j["pciAddress"] = to_string(*d.pci_address);
     if (d.iothread) j["iothread"] = *d.iothread;
+    if (d.ephemeral) j["ephemeral"] = true;
     return j;
 }
 
@@ -31,6 +32,16 @@ Json interface_json(const Interface& i) {
     optional_string(backend, "name", i.backend.tap_name);
     if (i.backend.tap_fd) backend["fd"] = *i.backend.tap_fd;
     optional_string(backend, "socket", i.backend.socket_as_written);
+    if (!i.backend.port_forwards.empty()) {
+        Json forwards = Json::array();
+        for (const auto& f : i.backend.port_forwards)
+            forwards.push_back({{"protocol", to_string(f.protocol)},
+                                {"hostAddress", f.host_address},
+                                {"hostPort", f.host_port},
+                                {"guestPort", f.guest_port}});
+        backend["portForwards"] = forwards;
+    }
+    if (i.backend.type == BackendType::user) backend["restrict"] = i.backend.restricted;
     Json j{{"name", i.name},
            {"model", to_string(i.model)},
            {"mac", to_string(i.mac)},
@@ -73,12 +84,27 @@ Json spec_json(const VmSpec& s) {
         j["numa"] = {{"guestNodes", nodes}};
     }
     j["iothreads"] = s.iothreads;
+    j["firmware"] = {{"type", to_string(s.firmware.type)}, {"secureBoot", s.firmware.secure_boot}};
     if (!s.boot.kernel.empty()) {
         Json boot = Json::object();
         optional_string(boot, "kernel", s.boot.kernel_as_written);
         optional_string(boot, "initrd", s.boot.initrd_as_written);
         optional_string(boot, "cmdline", s.boot.cmdline);
         j["boot"] = boot;
+    }
+    if (const auto& c = s.cloud_init) {
+        Json seed = Json::object();
+        auto file = [&seed](const char* key, const SeedFile& f) {
+            if (!f.present) return;
+            if (f.file_as_written.empty())
+                seed[key] = f.text;
+            else
+                seed[std::string(key) + "File"] = f.file_as_written;
+        };
+        file("userData", c->user_data);
+        file("metaData", c->meta_data);
+        file("networkConfig", c->network_config);
+        j["cloudInit"] = seed;
     }
     j["disks"] = Json::array();
     for (const auto& d : s.disks) j["disks"].push_back(disk_json(d));

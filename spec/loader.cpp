@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/cpu_list.hpp"
+#include "spec/cloud_init.hpp"
 #include "spec/decoder.hpp"
 #include "spec/document.hpp"
 #include "spec/values.hpp"
@@ -44,7 +45,10 @@ class SpecReader {
         if (auto* n = f.get("numa"); n && expect(*n, Node::Kind::map, "numa")) numa(*n);
         // 64: far more than the disks one VM can keep busy; each IOThread is a host thread.
         f.uint("iothreads", spec_.iothreads, 0, 64);
+        if (auto* n = f.get("firmware"); n && expect(*n, Node::Kind::map, "firmware")) firmware(*n);
         if (auto* n = f.get("boot"); n && expect(*n, Node::Kind::map, "boot")) boot(*n);
+        if (auto* n = f.get("cloudInit"); n && expect(*n, Node::Kind::map, "cloudInit"))
+            spec_.cloud_init = detail::read_cloud_init(diags_, *n, spec_.base_dir);
         if (auto* n = f.get("disks"); n && expect(*n, Node::Kind::sequence, "disks"))
             for (size_t i = 0; i < n->items.size(); ++i)
                 disk(n->items[i], fmt::format("disks[{}]", i));
@@ -67,8 +71,13 @@ class SpecReader {
     // One device on its own, as the REST API receives it.
     void read_disk(const Node& root) {
         disk(root, "");
-        if (spec_.disks.empty() || !spec_.disks.back().iothread) return;
+        if (spec_.disks.empty()) return;
         const Disk& d = spec_.disks.back();
+        if (d.ephemeral)
+            diags_.add(*root.find("ephemeral"), "ephemeral",
+                       "an ephemeral disk's overlay is made when the VM starts; hot-plug the "
+                       "image read-only, or as a disk of its own");
+        if (!d.iothread) return;
         const Node& at = *root.find("iothread");
         if (*d.iothread >= spec_.iothreads)
             diags_.add(at, "iothread",
@@ -304,6 +313,17 @@ class SpecReader {
         }
     }
 
+    void firmware(const Node& n) {
+        Fields f(diags_, n, "firmware");
+        f.choice("type", spec_.firmware.type,
+                 {{"bios", FirmwareType::bios}, {"uefi", FirmwareType::uefi}});
+        if (f.boolean("secureBoot", spec_.firmware.secure_boot) && spec_.firmware.secure_boot &&
+            spec_.firmware.type != FirmwareType::uefi)
+            diags_.add(*f.get("secureBoot"), "firmware.secureBoot",
+                       "needs firmware.type: uefi (SeaBIOS has no secure boot)");
+        f.finish();
+    }
+
     void boot(const Node& n) {
         Fields f(diags_, n, "boot");
         path(f, "kernel", spec_.boot.kernel, spec_.boot.kernel_as_written);
@@ -378,6 +398,9 @@ class SpecReader {
             else
                 d.iothread = iothread;
         }
+        if (f.boolean("ephemeral", d.ephemeral) && d.ephemeral && d.device == DiskDevice::cdrom)
+            diags_.add(*f.get("ephemeral"), at(p, "ephemeral"),
+                       "a cdrom is read-only already; ephemeral applies to disks");
         d.pci_address = pci(f, "pciAddress");
         if (d.pci_address && d.bus != DiskBus::virtio)
             diags_.add(
@@ -439,8 +462,18 @@ class SpecReader {
         unsigned fd = 0;
         if (f.uint("fd", fd, 3, 65535)) b.tap_fd = static_cast<int>(fd);
         bool has_socket = path(f, "socket", b.socket, b.socket_as_written);
+        const Node* forwards = f.get("portForwards");
+        if (forwards && expect(*forwards, Node::Kind::sequence, at(p, "portForwards")))
+            for (size_t i = 0; i < forwards->items.size(); ++i)
+                port_forward(forwards->items[i], fmt::format("{}.portForwards[{}]", p, i), b);
+        bool has_restrict = f.boolean("restrict", b.restricted);
         f.finish();
         if (!typed) return;  // reported already; judging the rest as type user would only add noise
+        if (b.type != BackendType::user) {
+            if (forwards) diags_.add(*forwards, at(p, "portForwards"), "applies to type user only");
+            if (has_restrict)
+                diags_.add(*f.get("restrict"), at(p, "restrict"), "applies to type user only");
+        }
         switch (b.type) {
             case BackendType::user:
                 if (has_name || b.tap_fd || has_socket)
@@ -457,6 +490,27 @@ class SpecReader {
                 if (has_name || b.tap_fd) diags_.add(n, p, "type stream takes no name or fd");
                 break;
         }
+    }
+
+    void port_forward(const Node& n, const std::string& p, Backend& b) {
+        if (!expect(n, Node::Kind::map, p)) return;
+        Fields f(diags_, n, p);
+        PortForward fwd;
+        f.require("hostPort");
+        f.require("guestPort");
+        unsigned host = 0, guest = 0;
+        // Port 0 would let the kernel pick one nobody knows: a forward needs a fixed port.
+        bool ok = f.uint("hostPort", host, 1, 65535) & f.uint("guestPort", guest, 1, 65535);
+        f.choice("protocol", fwd.protocol, {{"tcp", Protocol::tcp}, {"udp", Protocol::udp}});
+        if (f.string("hostAddress", fwd.host_address) && !detail::is_ipv4(fwd.host_address))
+            diags_.add(*f.get("hostAddress"), at(p, "hostAddress"),
+                       "must be an IPv4 address such as 127.0.0.1 (0.0.0.0: every address)");
+        f.finish();
+        if (!ok) return;
+        fwd.host_port = static_cast<uint16_t>(host);
+        fwd.guest_port = static_cast<uint16_t>(guest);
+        b.port_forwards.push_back(std::move(fwd));
+        forward_nodes_.push_back({&n, p});
     }
 
     void host_device(const Node& n, const std::string& p) {
@@ -575,6 +629,29 @@ class SpecReader {
         }
         iothread_checks();
         numa_checks();
+        forward_checks();
+    }
+
+    // Two forwards of one host port and protocol cannot both bind it (0.0.0.0 covers every
+    // address), whichever interfaces they are on.
+    void forward_checks() {
+        std::vector<std::pair<const PortForward*, std::string>> seen;
+        size_t k = 0;
+        for (const auto& i : spec_.interfaces)
+            for (const auto& fwd : i.backend.port_forwards) {
+                const auto& [node, p] = forward_nodes_[k++];
+                for (const auto& [other, other_path] : seen)
+                    if (other->host_port == fwd.host_port && other->protocol == fwd.protocol &&
+                        (other->host_address == fwd.host_address ||
+                         other->host_address == "0.0.0.0" || fwd.host_address == "0.0.0.0")) {
+                        const Node* field = node->find("hostPort");
+                        diags_.add(field ? *field : *node, p + ".hostPort",
+                                   fmt::format("{} port {} is also forwarded by {}",
+                                               to_string(fwd.protocol), fwd.host_port, other_path));
+                        break;
+                    }
+                seen.emplace_back(&fwd, p);
+            }
     }
 
     void iothread_checks() {
@@ -659,6 +736,7 @@ class SpecReader {
     Diagnostics& diags_;
     VmSpec& spec_;
     std::vector<const Node*> disk_nodes_, interface_nodes_, host_device_nodes_;
+    std::vector<std::pair<const Node*, std::string>> forward_nodes_;  // in spec order
     const Node* root_ = nullptr;
     const Node* cpu_node_ = nullptr;
     const Node* numa_node_ = nullptr;  // numa.guestNodes

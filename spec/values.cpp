@@ -146,6 +146,9 @@ const char* to_string(SeccompMode v) {
     return "?";
 }
 
+const char* to_string(FirmwareType v) { return v == FirmwareType::uefi ? "uefi" : "bios"; }
+const char* to_string(Protocol v) { return v == Protocol::udp ? "udp" : "tcp"; }
+
 namespace detail {
 
 bool is_dns_label(std::string_view s) {
@@ -222,6 +225,22 @@ bool is_ifname(std::string_view s) {
     for (char c : s)
         if (!ascii_alnum(c) && c != '_' && c != '.' && c != '-') return false;
     return true;
+}
+
+bool is_ipv4(std::string_view s) {
+    int parts = 0;
+    size_t i = 0;
+    while (parts < 4) {
+        size_t start = i;
+        unsigned value = 0;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9' && i - start < 3)
+            value = value * 10 + static_cast<unsigned>(s[i++] - '0');
+        size_t len = i - start;
+        if (len == 0 || value > 255 || (len > 1 && s[start] == '0')) return false;
+        ++parts;
+        if (parts < 4 && (i >= s.size() || s[i++] != '.')) return false;
+    }
+    return i == s.size();
 }
 
 }  // namespace detail

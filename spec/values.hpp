@@ -18,5 +18,7 @@ bool is_safe_serial(std::string_view s);
 bool is_cpu_model(std::string_view s);
 bool is_versioned_q35(std::string_view s);
 bool is_ifname(std::string_view s);
+// Dotted-quad IPv4, each part 0-255 without leading zeros.
+bool is_ipv4(std::string_view s);
 
 }  // namespace qshim::spec::detail

@@ -33,6 +33,9 @@ inline constexpr unsigned rng_position = 0;
 inline constexpr unsigned scsi_position = 1;
 inline constexpr unsigned balloon_position = 2;
 inline constexpr unsigned virtio_serial_position = 3;
+// The cloud-init seed (cloudInit), a read-only virtio-blk disk with the serial "cidata".
+inline constexpr unsigned cloud_init_position = 4;
+inline constexpr std::string_view cloud_init_serial = "cidata";
 
 // Slots on the PCIe-to-PCI bridge; slot 0 is left free as libvirt does (SHPC lives there).
 inline constexpr unsigned bridge_first_slot = 1;

@@ -219,6 +219,7 @@ class Planner {
         need(has_scsi(), scsi_position);
         need(spec_.devices.balloon, balloon_position);
         need(!spec_.devices.guest_agent.empty(), virtio_serial_position);
+        need(spec_.cloud_init.has_value(), cloud_init_position);
         return size;
     }
 
@@ -366,9 +367,10 @@ class Planner {
     }
 
     void add_builtin(bool present, unsigned position, std::string name, DeviceKind kind,
-                     std::string driver, std::string id) {
+                     std::string driver, std::string id, std::string serial = {}) {
         if (!present) return;
         Device dev;
+        dev.serial = std::move(serial);
         dev.name = std::move(name);
         dev.kind = kind;
         dev.driver = std::move(driver);
@@ -387,6 +389,9 @@ class Planner {
                     "rng.0");
         add_builtin(spec_.devices.balloon, balloon_position, "balloon", DeviceKind::system,
                     "virtio-balloon-pci", "balloon.0");
+        add_builtin(spec_.cloud_init.has_value(), cloud_init_position, "cloud-init",
+                    DeviceKind::system, "virtio-blk-pci", "cloudinit.0",
+                    std::string(cloud_init_serial));
     }
 
     void add_hotplug_ports(const Region& region, const Positions& positions, unsigned count) {

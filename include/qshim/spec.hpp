@@ -38,6 +38,8 @@ enum class DiskDevice { disk, cdrom };
 enum class NicModel { virtio, e1000e, e1000 };
 enum class BackendType { user, tap, stream };
 enum class SeccompMode { enforce, kill, log, off };
+enum class FirmwareType { bios, uefi };
+enum class Protocol { tcp, udp };
 
 QSHIM_API const char* to_string(Accel v);
 QSHIM_API const char* to_string(DiskBus v);
@@ -46,6 +48,8 @@ QSHIM_API const char* to_string(DiskDevice v);
 QSHIM_API const char* to_string(NicModel v);
 QSHIM_API const char* to_string(BackendType v);
 QSHIM_API const char* to_string(SeccompMode v);
+QSHIM_API const char* to_string(FirmwareType v);
+QSHIM_API const char* to_string(Protocol v);
 
 struct Machine {
     std::string type = "q35";  // q35, or a versioned pc-q35-X.Y
@@ -104,6 +108,12 @@ struct Numa {
     bool enabled() const { return automatic || !nodes.empty(); }
 };
 
+// What the guest boots through: SeaBIOS, or OVMF (UEFI) with a variable store of its own.
+struct Firmware {
+    FirmwareType type = FirmwareType::bios;
+    bool secure_boot = false;  // OVMF's secure-boot build with Microsoft's keys, and SMM
+};
+
 struct Boot {
     std::string kernel;  // resolved absolute path; empty = firmware boot
     std::string initrd;
@@ -126,6 +136,17 @@ struct Disk {
     // The IOThread (0 .. iothreads-1) that runs this disk's I/O: virtio disks, and the SCSI
     // controller of scsi disks. Unset: QEMU's main loop.
     std::optional<unsigned> iothread;
+    // Opened read-only under a qcow2 overlay in the state directory that is deleted when the VM
+    // ends: the guest's writes never reach `path` (KubeVirt's containerDisk).
+    bool ephemeral = false;
+};
+
+// A host port of a user network forwarded into the guest (QEMU's hostfwd).
+struct PortForward {
+    Protocol protocol = Protocol::tcp;
+    std::string host_address = "127.0.0.1";  // an IPv4 address; 0.0.0.0: every address
+    uint16_t host_port = 0;
+    uint16_t guest_port = 0;
 };
 
 struct Backend {
@@ -134,6 +155,8 @@ struct Backend {
     std::optional<int> tap_fd;  // tap: an fd inherited by qshim
     std::string socket;         // stream: a passt-style unix socket (resolved)
     std::string socket_as_written;
+    std::vector<PortForward> port_forwards;  // user
+    bool restricted = false;                 // user: the guest reaches nothing but its forwards
 };
 
 struct Interface {
@@ -171,6 +194,23 @@ struct Serial {
     std::string socket_as_written;
 };
 
+// One file of a NoCloud seed: inline text, or read from a file when the spec was loaded.
+struct SeedFile {
+    std::string text;             // the content; empty with `present` false: not given
+    std::string file_as_written;  // the *File field as written, when the text came from one
+    bool present = false;
+};
+
+// cloudInit: the NoCloud datasource's seed (a "cidata" ISO image qshim writes at each start).
+struct CloudInit {
+    SeedFile user_data;
+    SeedFile meta_data;  // a YAML map; qshim adds instance-id and local-hostname when absent
+    SeedFile network_config;
+};
+
+// Most text a seed may hold, all files together: cloud-init reads it into memory at boot.
+inline constexpr size_t max_seed_bytes = 1 << 20;
+
 struct Lifecycle {
     unsigned grace_period_seconds = 30;
 };
@@ -199,7 +239,9 @@ struct VmSpec {
     Memory memory;
     Numa numa;
     unsigned iothreads = 0;  // IOThreads QEMU creates, named io0, io1, ...
+    Firmware firmware;
     Boot boot;
+    std::optional<CloudInit> cloud_init;
     std::vector<Disk> disks;
     std::vector<Interface> interfaces;
     std::vector<HostDevice> host_devices;

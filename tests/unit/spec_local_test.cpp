@@ -1,0 +1,212 @@
+// The spec fields of local VMs: firmware, cloudInit, port forwards, ephemeral disks. What each
+// accepts, how it is written back, and every bad input reported at its place.
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <qshim/spec.hpp>
+
+#include "spec_test_util.hpp"
+
+using namespace qshim;
+using namespace qshim::spec;
+using Catch::Contains;
+using qshim::test::must_parse;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> problems(std::string_view text, const std::string& file = "vm.yaml") {
+    auto r = parse_spec(text, file);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_spec);
+    std::vector<std::string> out;
+    for (const Diagnostic& d : r.error().diagnostics) out.push_back(to_string(d));
+    REQUIRE_FALSE(out.empty());
+    return out;
+}
+
+std::string problem(std::string_view text, const std::string& file = "vm.yaml") {
+    auto all = problems(text, file);
+    INFO(fmt::format("{}", fmt::join(all, "\n")));
+    REQUIRE(all.size() == 1);
+    return all[0];
+}
+
+struct TempDir {
+    fs::path path = fs::temp_directory_path() / fmt::format("qshim-spec-local-{}", getpid());
+    TempDir() { fs::create_directories(path); }
+    ~TempDir() { fs::remove_all(path); }
+    std::string write(const std::string& name, std::string_view text) const {
+        std::ofstream(path / name, std::ios::binary) << text;
+        return (path / name).string();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("firmware: bios by default, uefi with or without secure boot") {
+    CHECK(must_parse("name: a\n").firmware.type == FirmwareType::bios);
+    auto uefi = must_parse("name: a\nfirmware: {type: uefi}\n");
+    CHECK(uefi.firmware.type == FirmwareType::uefi);
+    CHECK_FALSE(uefi.firmware.secure_boot);
+    CHECK(must_parse("name: a\nfirmware: {type: uefi, secureBoot: true}\n").firmware.secure_boot);
+    CHECK_THAT(
+        problem("name: a\nfirmware: {type: bios, secureBoot: true}\n"),
+        Contains("vm.yaml:2:") && Contains("firmware.secureBoot: needs firmware.type: uefi"));
+    CHECK_THAT(problem("name: a\nfirmware: {secureBoot: true}\n"),
+               Contains("firmware.secureBoot: needs firmware.type: uefi"));
+    CHECK_THAT(problem("name: a\nfirmware: {type: efi}\n"), Contains("firmware.type"));
+}
+
+TEST_CASE("port forwards on a user network, restricted or not") {
+    auto s = must_parse(R"(name: a
+interfaces:
+  - name: n
+    backend:
+      type: user
+      restrict: true
+      portForwards:
+        - {hostPort: 2222, guestPort: 22}
+        - {hostPort: 5353, guestPort: 53, protocol: udp, hostAddress: 0.0.0.0}
+)");
+    const auto& b = s.interfaces[0].backend;
+    CHECK(b.restricted);
+    REQUIRE(b.port_forwards.size() == 2);
+    CHECK(b.port_forwards[0].protocol == Protocol::tcp);
+    CHECK(b.port_forwards[0].host_address == "127.0.0.1");  // never every address by default
+    CHECK(b.port_forwards[0].host_port == 2222);
+    CHECK(b.port_forwards[0].guest_port == 22);
+    CHECK(b.port_forwards[1].protocol == Protocol::udp);
+    CHECK(b.port_forwards[1].host_address == "0.0.0.0");
+    // Written back with every default explicit, and read again to the same.
+    auto yaml = to_yaml(s);
+    REQUIRE(yaml.ok());
+    CHECK_THAT(*yaml, Contains("hostAddress: \"127.0.0.1\"") && Contains("restrict: true"));
+    auto again = must_parse(*yaml);
+    CHECK(again.interfaces[0].backend.port_forwards.size() == 2);
+    CHECK(again.interfaces[0].backend.restricted);
+}
+
+TEST_CASE("bad port forwards are refused where they are written") {
+    auto with = [](std::string_view forwards, std::string_view type = "user") {
+        return fmt::format(
+            "name: a\ninterfaces:\n  - name: n\n    backend:\n      type: {}\n"
+            "      socket: /run/s\n      portForwards: {}\n",
+            type, forwards);
+    };
+    auto user = [](std::string_view forwards) {
+        return fmt::format(
+            "name: a\ninterfaces:\n  - name: n\n    backend: {{type: user, portForwards: {}}}\n",
+            forwards);
+    };
+    CHECK_THAT(problem(user("[{hostPort: 0, guestPort: 22}]")),
+               Contains("vm.yaml:4:") &&
+                   Contains("interfaces[0].backend.portForwards[0].hostPort: 0 is out of range"));
+    CHECK_THAT(problem(user("[{hostPort: 2222, guestPort: 70000}]")), Contains(".guestPort"));
+    CHECK_THAT(problem(user("[{hostPort: 2222}]")), Contains("guestPort"));
+    CHECK_THAT(problem(user("[{hostPort: 2222, guestPort: 22, protocol: sctp}]")),
+               Contains(".protocol"));
+    CHECK_THAT(problem(user("[{hostPort: 2222, guestPort: 22, hostAddress: localhost}]")),
+               Contains(".hostAddress: must be an IPv4 address"));
+    CHECK_THAT(problem(user("[{hostPort: 2222, guestPort: 22, hostAddress: 1.2.3.256}]")),
+               Contains(".hostAddress"));
+    CHECK_THAT(problem(user("[{hostPort: 2222, guestPort: 22}, {hostPort: 2222, guestPort: 23}]")),
+               Contains("portForwards[1].hostPort: tcp port 2222 is also forwarded by "
+                        "interfaces[0].backend.portForwards[0]"));
+    // Every address and one address overlap; tcp and udp do not.
+    CHECK_THAT(problem(user("[{hostPort: 80, guestPort: 1}, {hostPort: 80, guestPort: 2, "
+                            "hostAddress: 0.0.0.0}]")),
+               Contains("tcp port 80 is also forwarded"));
+    must_parse(user("[{hostPort: 80, guestPort: 1}, {hostPort: 80, guestPort: 1, protocol: udp}]"));
+    must_parse(
+        user("[{hostPort: 80, guestPort: 1}, {hostPort: 80, guestPort: 1, hostAddress: "
+             "127.0.0.2}]"));
+    // Across interfaces too.
+    CHECK_THAT(
+        problem(
+            "name: a\ninterfaces:\n"
+            "  - {name: n, backend: {type: user, portForwards: [{hostPort: 9, guestPort: 9}]}}\n"
+            "  - {name: m, backend: {type: user, portForwards: [{hostPort: 9, guestPort: 9}]}}\n"),
+        Contains("interfaces[1].backend.portForwards[0].hostPort: tcp port 9 is also "
+                 "forwarded by interfaces[0]"));
+    CHECK_THAT(problem(with("[{hostPort: 1, guestPort: 1}]", "stream")),
+               Contains("portForwards: applies to type user only"));
+    CHECK_THAT(problem("name: a\ninterfaces:\n  - {name: n, backend: {type: stream, socket: /s, "
+                       "restrict: true}}\n"),
+               Contains("restrict: applies to type user only"));
+}
+
+TEST_CASE("ephemeral disks, and where ephemeral makes no sense") {
+    auto s = must_parse(
+        "name: a\ndisks: [{name: d, path: img.qcow2, format: qcow2, ephemeral: true}]\n");
+    CHECK(s.disks[0].ephemeral);
+    CHECK_FALSE(s.disks[0].read_only);  // the guest writes, to the overlay
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, path: i.iso, format: raw, bus: scsi, device: "
+                       "cdrom, ephemeral: true}]\n"),
+               Contains("disks[0].ephemeral: a cdrom is read-only already"));
+    // Hot-plugged disks cannot be ephemeral: the overlay is made at start.
+    auto hot = parse_disk(R"({"name": "d", "path": "/i", "format": "raw", "ephemeral": true})", s);
+    REQUIRE_FALSE(hot.ok());
+    CHECK_THAT(to_string(hot.error().diagnostics.at(0)), Contains("ephemeral"));
+}
+
+TEST_CASE("cloudInit: inline text or files, read when the spec is loaded") {
+    TempDir dir;
+    dir.write("user-data", "#cloud-config\nhostname: x\n");
+    std::string spec_file = (dir.path / "vm.yaml").string();
+    auto r = parse_spec(
+        "name: a\ncloudInit:\n  userDataFile: user-data\n  metaData: "
+        "\"instance-id: one\"\n  networkConfig: |\n    version: 2\n",
+        spec_file);
+    REQUIRE(r.ok());
+    const auto& c = *r->cloud_init;
+    CHECK(c.user_data.present);
+    CHECK(c.user_data.text == "#cloud-config\nhostname: x\n");
+    CHECK(c.user_data.file_as_written == "user-data");
+    CHECK(c.meta_data.text == "instance-id: one");
+    CHECK(c.network_config.text == "version: 2\n");
+    // Written back as written: the file by its name, inline text as text.
+    auto yaml = to_yaml(*r);
+    REQUIRE(yaml.ok());
+    CHECK_THAT(*yaml, Contains("userDataFile: \"user-data\"") && Contains("instance-id: one"));
+    // An empty cloudInit is a seed with qshim's meta-data only.
+    auto empty = must_parse("name: a\ncloudInit: {}\n");
+    REQUIRE(empty.cloud_init);
+    CHECK_FALSE(empty.cloud_init->user_data.present);
+}
+
+TEST_CASE("bad cloudInit input names the field and the reason") {
+    TempDir dir;
+    std::string spec_file = (dir.path / "vm.yaml").string();
+    auto one = [&](std::string_view text) { return problem(text, spec_file); };
+    CHECK_THAT(one("name: a\ncloudInit: {userData: x, userDataFile: f}\n"),
+               Contains("cloudInit.userDataFile: give userData or userDataFile, not both"));
+    CHECK_THAT(
+        one("name: a\ncloudInit: {userDataFile: missing}\n"),
+        Contains("cloudInit.userDataFile: " + (dir.path / "missing").string() + ": no such file"));
+    dir.write("binary", std::string("\x7f"
+                                    "ELF\x02\x01\x01\0\0",
+                                    9));
+    CHECK_THAT(one("name: a\ncloudInit: {userDataFile: binary}\n"),
+               Contains(":2:") && Contains("cloudInit.userDataFile: must be text"));
+    dir.write("latin1", "caf\xe9\n");
+    CHECK_THAT(one("name: a\ncloudInit: {userDataFile: latin1}\n"), Contains("must be text"));
+    CHECK_THAT(one("name: a\ncloudInit: {userData: \"a\\0b\"}\n"),
+               Contains("cloudInit.userData: must be text"));
+    CHECK_THAT(one("name: a\ncloudInit: {metaData: \"- a list\"}\n"),
+               Contains("cloudInit.metaData: must be a YAML map"));
+    CHECK_THAT(one("name: a\ncloudInit: {networkConfig: \"a: [\"}\n"),
+               Contains("cloudInit.networkConfig: is not YAML cloud-init can read"));
+    CHECK_THAT(one("name: a\ncloudInit: {userDataFile: .}\n"), Contains("not a regular file"));
+    // A FIFO nobody writes to would block a plain read forever.
+    REQUIRE(mkfifo((dir.path / "fifo").c_str(), 0600) == 0);
+    CHECK_THAT(one("name: a\ncloudInit: {userDataFile: fifo}\n"), Contains("not a regular file"));
+    dir.write("big", std::string(max_seed_bytes + 1, 'x'));
+    CHECK_THAT(one("name: a\ncloudInit: {userDataFile: big}\n"),
+               Contains("cloudInit: the seed's files hold more than 1048576 bytes"));
+    CHECK_THAT(one("name: a\ncloudInit: {vendorData: x}\n"), Contains("cloudInit.vendorData"));
+}
