@@ -24,6 +24,8 @@ Options:
   --accel auto|kvm|tcg   override the spec's machine.accel
   --qemu PATH            the QEMU binary (default qemu-system-x86_64)
   --qmp-socket PATH      add a QMP monitor listening on this unix socket
+  --state-dir DIR        the VM's state directory (default SPEC's folder/.qshim/NAME),
+                         where the UEFI variables, seed and overlays are named
   --paused               start with vCPUs stopped (-S)
   -h, --help             show this help
 
@@ -37,7 +39,7 @@ int cmd_cmdline(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--accel", "--qemu", "--qmp-socket"}, {"--paused"});
+    Args args(argv, {"--accel", "--qemu", "--qmp-socket", "--state-dir"}, {"--paused"});
     if (!args.ok()) return usage_error("cmdline", args.error());
     if (args.positional().size() != 1)
         return usage_error("cmdline", "expected exactly one SPEC file");
@@ -54,6 +56,7 @@ int cmd_cmdline(const std::vector<std::string>& argv) {
     }
     if (auto q = args.get("--qemu")) options.qemu_binary = *q;
     if (auto s = args.get("--qmp-socket")) options.qmp_socket = *s;
+    if (auto dir = args.get("--state-dir")) options.state_dir = *dir;
     options.paused = args.has("--paused");
     auto planned = plan_or_report(args.positional()[0]);
     if (!planned) return exit_invalid;

@@ -63,6 +63,10 @@ Options:
   --tls-dir DIR        with --incoming: the stream is TLS; DIR holds
                        ca-cert.pem, server-cert.pem and server-key.pem,
                        readable by QEMU's uid (security.runAs)
+  --state-dir DIR      where the VM keeps its files (default SPEC's folder/.qshim/NAME):
+                       the UEFI variable store (kept, so boot entries persist),
+                       the cloud-init seed and ephemeral disks' overlays (made
+                       at start, deleted when the VM ends); docs/local.md
   --accel auto|kvm|tcg override the spec's machine.accel
   --qemu PATH          the QEMU binary (default qemu-system-x86_64 from PATH)
   --qmp-socket PATH    also serve a QMP monitor on this unix socket, to inspect
@@ -139,7 +143,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     }
     Args args(argv,
               {"--events", "--accel", "--qemu", "--qmp-socket", "--qmp-timeout", "--api-socket",
-               "--incoming", "--tls-dir"},
+               "--incoming", "--tls-dir", "--state-dir"},
               {"--console", "--verbose", "-v"});
     if (!args.ok()) return usage_error("run", args.error());
     if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
@@ -164,6 +168,10 @@ int cmd_run(const std::vector<std::string>& argv) {
     }
     if (auto q = args.get("--qmp-socket"))
         options.command.qmp_socket = std::filesystem::absolute(*q).string();
+    if (auto dir = args.get("--state-dir")) {
+        if (dir->empty()) return usage_error("run", "--state-dir needs a DIR");
+        options.command.state_dir = std::filesystem::absolute(*dir).lexically_normal().string();
+    }
     options.console_to_stdout = args.has("--console");
     if (auto in = args.get("--incoming")) {
         if (in->empty()) return usage_error("run", "--incoming needs an ADDRESS");

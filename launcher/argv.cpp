@@ -5,6 +5,7 @@
 #include <qshim/launcher.hpp>
 
 #include "launcher/device_json.hpp"
+#include "launcher/state_dir.hpp"
 
 namespace qshim::launcher {
 
@@ -53,8 +54,13 @@ class ArgvBuilder {
         // One backend for all of RAM when it needs properties -m cannot express.
         const bool ram_backend =
             spec_.numa.nodes.empty() && (spec_.memory.hugepage_bytes || spec_.memory.prealloc);
-        arg("-machine", fmt::format("{},usb=off,dump-guest-core=off{}", topo_.machine,
-                                    ram_backend ? ",memory-backend=ram" : ""));
+        const bool uefi = spec_.firmware.type == spec::FirmwareType::uefi;
+        arg("-machine",
+            fmt::format("{},usb=off,dump-guest-core=off{}{}{}", topo_.machine,
+                        ram_backend ? ",memory-backend=ram" : "",
+                        uefi ? ",pflash0=fw.code,pflash1=fw.vars" : "",
+                        // Secure boot's firmware keeps its variables safe from the OS in SMM.
+                        spec_.firmware.secure_boot ? ",smm=on" : ""));
         // A list of -accel is tried in order: "auto" means KVM when it works, TCG otherwise.
         if (accel != spec::Accel::tcg) arg("-accel", "kvm");
         // TCG keeps QEMU's default translation cache: a small tb-size makes QEMU flush it during
@@ -74,6 +80,7 @@ class ArgvBuilder {
         arg("-display", "none");
         // QEMU's own seccomp deny-list, as libvirt sets it by default.
         arg("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        firmware();
         if (options_.paused) arg("-S");
         if (options_.incoming) arg("-incoming", "defer");
         qmp();
@@ -188,6 +195,33 @@ class ArgvBuilder {
         }
     }
 
+    std::string state_dir() const {
+        return options_.state_dir.empty() ? default_state_dir(spec_) : options_.state_dir;
+    }
+
+    // OVMF's code read-only and the VM's own copy of the variable store, as pflash block nodes
+    // (fw.code, fw.vars: no disk's node can take these names; theirs are one letter, '.', name).
+    void firmware() {
+        if (spec_.firmware.type != spec::FirmwareType::uefi) return;
+        const bool secure = spec_.firmware.secure_boot;
+        auto files = detail::ovmf_files(secure, options_.firmware_dir);
+        auto pflash = [this](const char* name, const std::string& path, bool read_only) {
+            std::string file = std::string(name) + ".file";
+            json("-blockdev", Json{{"driver", "file"},
+                                   {"filename", path},
+                                   {"node-name", file},
+                                   {"read-only", read_only}});
+            json("-blockdev", Json{{"driver", "raw"},
+                                   {"file", file},
+                                   {"node-name", name},
+                                   {"read-only", read_only}});
+        };
+        pflash("fw.code", files.code, true);
+        pflash("fw.vars", detail::efi_vars_path(state_dir(), secure), false);
+        // Only SMM code may write the variable store, or the OS could change secure boot's keys.
+        if (secure) arg("-global", "driver=cfi.pflash01,property=secure,value=on");
+    }
+
     void boot() {
         // -kernel/-initrd/-append take their value verbatim; no option parsing applies.
         if (!spec_.boot.kernel.empty()) arg("-kernel", spec_.boot.kernel);
@@ -259,7 +293,12 @@ class ArgvBuilder {
     }
 
     void disk(const Device& d, const spec::Disk& disk) {
-        for (const auto& node : detail::disk_blockdevs(disk)) json("-blockdev", node);
+        if (disk.ephemeral)
+            for (const auto& node :
+                 detail::ephemeral_blockdevs(disk, detail::overlay_path(state_dir(), disk.name)))
+                json("-blockdev", node);
+        else
+            for (const auto& node : detail::disk_blockdevs(disk)) json("-blockdev", node);
         json("-device", detail::disk_device(d, disk));
     }
 
@@ -276,9 +315,24 @@ class ArgvBuilder {
         if (d.driver == "virtio-rng-pci")
             json("-object",
                  Json{{"qom-type", "rng-random"}, {"id", "rng.src"}, {"filename", "/dev/urandom"}});
+        if (d.id == "cloudinit.0") {
+            // The seed qshim wrote into the state directory; read-only for the guest too.
+            json("-blockdev", Json{{"driver", "file"},
+                                   {"filename", detail::seed_path(state_dir())},
+                                   {"node-name", "seed.file"},
+                                   {"read-only", true}});
+            json("-blockdev", Json{{"driver", "raw"},
+                                   {"file", "seed.file"},
+                                   {"node-name", "seed"},
+                                   {"read-only", true}});
+        }
         Json j{{"driver", d.driver}, {"id", d.id}};
         pci_placement(j, d);
         if (d.driver == "virtio-rng-pci") j["rng"] = "rng.src";
+        if (d.id == "cloudinit.0") {
+            j["drive"] = "seed";
+            j["serial"] = d.serial;
+        }
         if (d.driver == "virtio-scsi-pci")
             for (const auto& disk : spec_.disks)
                 if (disk.bus == spec::DiskBus::scsi && disk.iothread) {
@@ -325,6 +379,15 @@ std::string qemu_opts_escape(std::string_view value) {
 
 std::string format_node_name(std::string_view disk_name) { return node_name('b', disk_name); }
 std::string file_node_name(std::string_view disk_name) { return node_name('f', disk_name); }
+std::string image_node_name(std::string_view disk_name) { return node_name('i', disk_name); }
+std::string overlay_node_name(std::string_view disk_name) { return node_name('o', disk_name); }
+
+std::string default_state_dir(const spec::VmSpec& spec) {
+    std::string base = spec.base_dir.empty() ? std::string(".") : spec.base_dir;
+    return fmt::format("{}/.qshim/{}", base, spec.name);
+}
+
+bool needs_state_dir(const spec::VmSpec& spec) { return detail::needs_state(spec); }
 std::string netdev_id(std::string_view interface_name) {
     return fmt::format("net.{}", interface_name);
 }

@@ -31,6 +31,28 @@ std::array<Json, 2> disk_blockdevs(const spec::Disk& disk) {
                  {"read-only", disk.read_only}}};
 }
 
+std::array<Json, 4> ephemeral_blockdevs(const spec::Disk& disk, const std::string& overlay) {
+    const std::string image = image_node_name(disk.name),
+                      overlay_file = overlay_node_name(disk.name);
+    return {Json{{"driver", "file"},
+                 {"filename", disk.path},
+                 {"node-name", file_node_name(disk.name)},
+                 {"read-only", true}},
+            Json{{"driver", spec::to_string(disk.format)},
+                 {"file", file_node_name(disk.name)},
+                 {"node-name", image},
+                 {"read-only", true}},
+            Json{{"driver", "file"},
+                 {"filename", overlay},
+                 {"node-name", overlay_file},
+                 {"discard", "unmap"}},
+            Json{{"driver", "qcow2"},
+                 {"file", overlay_file},
+                 {"backing", image},
+                 {"node-name", format_node_name(disk.name)},
+                 {"read-only", disk.read_only}}};
+}
+
 Json disk_device(const topology::Device& d, const spec::Disk& disk) {
     Json j{{"driver", d.driver}, {"id", d.id}, {"drive", format_node_name(disk.name)}};
     switch (disk.bus) {
@@ -58,6 +80,16 @@ Json netdev(const spec::Interface& nic, std::optional<int> fd) {
     switch (nic.backend.type) {
         case spec::BackendType::user:
             backend["type"] = "user";
+            if (!nic.backend.port_forwards.empty()) {
+                Json forwards = Json::array();
+                // QEMU 7.2 takes hostfwd only as its own string syntax, in a JSON list.
+                for (const auto& f : nic.backend.port_forwards)
+                    forwards.push_back(
+                        Json{{"str", fmt::format("{}:{}:{}-:{}", spec::to_string(f.protocol),
+                                                 f.host_address, f.host_port, f.guest_port)}});
+                backend["hostfwd"] = forwards;
+            }
+            if (nic.backend.restricted) backend["restrict"] = true;
             break;
         case spec::BackendType::tap:
             backend["type"] = "tap";

@@ -16,6 +16,10 @@ std::string iothread_id(unsigned index);
 
 // The file node, then the format node on top of it (-blockdev / blockdev-add arguments).
 std::array<Json, 2> disk_blockdevs(const spec::Disk& disk);
+// An ephemeral disk's nodes: its image read-only (file, format), then the overlay on top
+// (file, qcow2 with the image's format node as its backing). The top node has the name
+// disk_blockdevs gives the format node, so the device is the same.
+std::array<Json, 4> ephemeral_blockdevs(const spec::Disk& disk, const std::string& overlay);
 // -device / device_add arguments for a disk placed at `d`.
 Json disk_device(const topology::Device& d, const spec::Disk& disk);
 // -netdev / netdev_add arguments. `fd`: the number QEMU knows an inherited tap fd by (the

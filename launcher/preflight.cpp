@@ -1,24 +1,31 @@
 // preflight(): the files and folders a spec needs, checked before anything starts.
 #include "launcher/preflight.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
+#include "common/unique_fd.hpp"
 #include "common/unix_socket.hpp"
+#include "launcher/state_dir.hpp"
 
 namespace qshim::launcher::detail {
 
 namespace fs = std::filesystem;
+using qshim::detail::UniqueFd;
 
 bool socket_is_served(const std::string& path);
 
@@ -58,6 +65,34 @@ std::string tap_fd_problem(int fd) {
     if (!(ifr.ifr_flags & IFF_TAP))
         return fmt::format("fd {} is a tun device, not a tap (IFF_TAP unset)", fd);
     return {};
+}
+
+// Whether QEMU (slirp) will be able to bind a forward's host port: bound and released here, as
+// slirp binds it (SO_REUSEADDR). A port in use is reported now rather than by QEMU mid-start.
+std::string forward_problem(const spec::PortForward& f, const QemuIdentity& qemu) {
+    unsigned first_unprivileged = 1024;
+    if (std::ifstream in("/proc/sys/net/ipv4/ip_unprivileged_port_start"); in)
+        in >> first_unprivileged;
+    if (qemu.ids.uid != 0 && f.host_port < first_unprivileged)
+        return fmt::format(
+            "port {} is privileged (below {}), and QEMU runs as {}; use a port "
+            "from {} up",
+            f.host_port, first_unprivileged, describe(qemu), first_unprivileged);
+    UniqueFd fd(socket(
+        AF_INET, (f.protocol == spec::Protocol::udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
+    if (!fd) return fmt::format("socket: {}", std::strerror(errno));
+    int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(f.host_port);
+    if (inet_pton(AF_INET, f.host_address.c_str(), &addr.sin_addr) != 1)
+        return "not an IPv4 address";
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return {};
+    if (errno == EADDRINUSE) return "is in use: another process has bound it";
+    if (errno == EADDRNOTAVAIL) return "the address is not one of this host's";
+    if (errno == EACCES) return "is privileged and qshim may not bind it";
+    return std::strerror(errno);
 }
 
 std::string socket_place(const std::string& path) {
@@ -123,7 +158,26 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
     if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, R_OK);
     for (size_t i = 0; i < spec.disks.size(); ++i) {
         const auto& d = spec.disks[i];
-        file(fmt::format("disks[{}] ({})", i, d.name), d.path, d.read_only ? R_OK : R_OK | W_OK);
+        // An ephemeral disk's image is only read: the guest writes to its overlay.
+        file(fmt::format("disks[{}] ({})", i, d.name), d.path,
+             d.read_only || d.ephemeral ? R_OK : R_OK | W_OK);
+    }
+    if (spec.firmware.type == spec::FirmwareType::uefi) {
+        auto code = ovmf_files(spec.firmware.secure_boot, input.firmware_dir).code;
+        if (auto why = file_state(code); !why.empty())
+            problems.push_back(
+                fmt::format("firmware.type uefi: {}: {} (install Debian's ovmf)", code, why));
+        else
+            needs.push_back({"firmware", code, R_OK, mode_words(R_OK)});
+    }
+    for (size_t i = 0; i < spec.interfaces.size(); ++i) {
+        const auto& forwards = spec.interfaces[i].backend.port_forwards;
+        for (size_t k = 0; k < forwards.size(); ++k)
+            if (auto why = forward_problem(forwards[k], input.qemu); !why.empty())
+                problems.push_back(
+                    fmt::format("interfaces[{}].backend.portForwards[{}] ({} {}:{}): {}", i, k,
+                                spec::to_string(forwards[k].protocol), forwards[k].host_address,
+                                forwards[k].host_port, why));
     }
     auto socket = [&](const std::string& field, const std::string& path) {
         if (path.empty()) return;
@@ -187,7 +241,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
 
 std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu) {
     if (auto why = file_state(disk.path); !why.empty()) return why;
-    int mode = disk.read_only ? R_OK : R_OK | W_OK;
+    int mode = disk.read_only || disk.ephemeral ? R_OK : R_OK | W_OK;
     auto result = access_as(qemu, {{disk.path, mode}});
     if (!result) return result.error().what();
     if (int err = (*result)[0]; err != 0)

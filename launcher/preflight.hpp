@@ -16,6 +16,7 @@ struct PreflightInput {
     std::string qmp_socket;            // a listening QMP socket QEMU creates; empty: none
     std::optional<spec::Accel> accel;  // overrides machine.accel (CommandOptions::accel)
     std::string kvm = "/dev/kvm";
+    std::string firmware_dir = "/usr/share/OVMF";  // CommandOptions::firmware_dir
 };
 
 // Every file the spec names exists and can be opened by QEMU's uid as needed; every socket or

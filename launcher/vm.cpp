@@ -103,6 +103,7 @@ Vm::Impl::~Impl() {
         waitpid(child_.pid, nullptr, 0);
         remove_sockets();
     }
+    run_files_.remove();  // QEMU is gone (or never was): nothing has them open
 }
 
 bool Vm::Impl::apply(Input input) {
@@ -196,6 +197,11 @@ std::size_t Vm::Impl::subscribe(std::function<void(const json&)> sink) {
 void Vm::Impl::remove_sockets() {
     launcher::detail::remove_stale_sockets(spec_);
     launcher::detail::remove_stale_socket(options_.command.qmp_socket);
+}
+
+std::string Vm::Impl::state_dir() const {
+    return options_.command.state_dir.empty() ? launcher::default_state_dir(spec_)
+                                              : options_.command.state_dir;
 }
 
 Vm::Vm(boost::asio::any_io_executor executor, spec::VmSpec spec, topology::Topology topology,

@@ -15,6 +15,7 @@
 #include "launcher/migration.hpp"
 #include "launcher/migration_channel.hpp"
 #include "launcher/process.hpp"
+#include "launcher/state_dir.hpp"
 
 namespace qshim {
 
@@ -116,6 +117,7 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     static boost::asio::awaitable<void> end_by_signals(std::shared_ptr<Impl> self);
 
     void remove_sockets();
+    std::string state_dir() const;
 
     boost::asio::any_io_executor ex_;
     spec::VmSpec spec_;
@@ -139,6 +141,7 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     std::map<std::size_t, std::function<void(const nlohmann::json&)>> subscribers_;
     std::size_t last_subscriber_ = 0;
     std::deque<std::string> stderr_tail_;
+    launcher::detail::RunFiles run_files_;  // seed, overlays: removed when the VM ends
     // CPU placement (vm_placement.cpp): what was planned in which cpuset, and QEMU's threads.
     cgroups::Limits limits_;
     cgroups::HostTopology host_;

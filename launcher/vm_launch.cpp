@@ -13,6 +13,7 @@
 #include "common/spawn.hpp"
 #include "common/unique_fd.hpp"
 #include "launcher/preflight.hpp"
+#include "launcher/state_dir.hpp"
 #include "launcher/vm_impl.hpp"
 
 extern char** environ;
@@ -55,6 +56,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     std::vector<std::string> warnings;
     launcher::detail::PreflightInput checks{qemu, options_.command.qmp_socket,
                                             options_.command.accel};
+    checks.firmware_dir = options_.command.firmware_dir;
     if (auto ok = launcher::detail::preflight(spec_, checks, warnings); !ok) {
         emit("error", {{"message", ok.error().what()}});
         end_without_qemu("not started");
@@ -70,6 +72,15 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
         emit("error", {{"message", ok.error().what()}});
         end_without_qemu("not started");
         co_return std::move(ok).error();
+    }
+    // The state directory's files (UEFI variables, seed, overlays): removed again, with every
+    // file this run made, by whatever ends the VM (on_exit, end_without_qemu, ~Impl).
+    if (launcher::detail::needs_state(spec_)) {
+        launcher::detail::StateInput state{state_dir(), options_.command.firmware_dir,
+                                           options_.qemu_img, qemu};
+        auto prepared = launcher::detail::prepare_state(spec_, state);
+        if (!prepared) co_return fail_early(prepared.error().what(), context);
+        run_files_ = std::move(*prepared);
     }
     remove_sockets();
     // A migration target listens before QEMU exists: an address that cannot be served starts
@@ -89,6 +100,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     if (!devnull) co_return fail_early(errno_message("/dev/null"), context);
 
     launcher::CommandOptions command = options_.command;
+    command.state_dir = state_dir();
     command.qmp_fd = theirs.get();
     command.paused = true;  // nothing runs before qshim has checked the plan
     command.incoming = !options_.incoming.empty();

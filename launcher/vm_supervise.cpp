@@ -58,6 +58,7 @@ void Vm::Impl::on_exit(int status) {
     exit_ = {reason, status, launcher::detail::describe_wait_status(status)};
     qmp_.close();
     remove_sockets();
+    run_files_.remove();
     json data{{"pid", child_.pid}, {"reason", to_string(reason)}};
     if (WIFEXITED(status)) data["code"] = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) {
@@ -76,6 +77,7 @@ void Vm::Impl::end_without_qemu(const std::string& description) {
     const Phase ended_in = phase_;
     apply(Input::exited);
     exit_ = {launcher::detail::exit_reason(ended_in), 0, description};
+    run_files_.remove();
     exited_.set();
 }
 

@@ -8,7 +8,8 @@ guest_dir=$cache_dir/guest
 
 # Debian 12 packages: build tools and libraries, QEMU, and what the test guest is made from.
 packages=(meson ninja-build g++ pkg-config python3
-    libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libcap-ng-dev libfmt-dev catch2
+    libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libcap-ng-dev libfmt-dev libisofs-dev catch2
+    ovmf
     qemu-system-x86 qemu-utils busybox-static cpio clang-format clang libclang-rt-14-dev iproute2 valgrind
     podman runc debootstrap)
 

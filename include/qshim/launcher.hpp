@@ -21,7 +21,16 @@ struct CommandOptions {
     std::string qmp_socket;            // (also) QMP on a listening unix socket at this path
     bool serial_stdio = false;         // the serial console on QEMU's stdout (logged too if
                                        // serial.log is set); excludes serial.socket
+    // The VM's state directory (UEFI variables, cloud-init seed, ephemeral overlays); empty:
+    // default_state_dir(spec). Only read when the spec needs one (needs_state_dir).
+    std::string state_dir;
+    std::string firmware_dir = "/usr/share/OVMF";  // Debian's ovmf package
 };
+
+// <spec folder>/.qshim/<VM name>: next to the spec, one folder per VM.
+QSHIM_API std::string default_state_dir(const spec::VmSpec& spec);
+// Whether the spec keeps files in a state directory: UEFI, cloudInit or an ephemeral disk.
+QSHIM_API bool needs_state_dir(const spec::VmSpec& spec);
 
 // A descriptor QEMU inherits: the caller's `source` becomes `target` in QEMU, the number its
 // argv names.
@@ -63,6 +72,10 @@ QSHIM_API std::string qemu_opts_escape(std::string_view value);
 // QEMU's limit, whatever the disk's name.
 QSHIM_API std::string format_node_name(std::string_view disk_name);
 QSHIM_API std::string file_node_name(std::string_view disk_name);
+// An ephemeral disk's image (format node) and its overlay's file node; the overlay's qcow2 node
+// is format_node_name.
+QSHIM_API std::string image_node_name(std::string_view disk_name);
+QSHIM_API std::string overlay_node_name(std::string_view disk_name);
 QSHIM_API std::string netdev_id(std::string_view interface_name);
 
 }  // namespace qshim::launcher

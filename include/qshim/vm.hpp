@@ -60,6 +60,8 @@ struct VmOptions {
     // With incoming: the stream is TLS (QEMU's tls-creds-x509, endpoint server, peers verified):
     // ca-cert.pem, server-cert.pem and server-key.pem in this folder, readable by QEMU's uid.
     std::string incoming_tls_dir;
+    // Creates ephemeral disks' overlays (Debian's qemu-utils).
+    std::string qemu_img = "qemu-img";
     // Each exchange of the migration handshake (hello, loaded, commit, running).
     std::chrono::milliseconds migration_step_timeout{30'000};
 };

@@ -56,6 +56,7 @@ TEST_CASE("golden topologies and command lines are unchanged") {
             launcher::CommandOptions options;
             options.qmp_fd = 3;
             options.paused = true;
+            options.state_dir = "/var/lib/qshim/state";  // the default is next to the spec
             auto command = launcher::build_command(*s, *t, options);
             REQUIRE(command.ok());
             const auto& argv = command->argv;

@@ -1,0 +1,62 @@
+// A VM's state directory: what it keeps across runs (the UEFI variable store) and what one run
+// makes and removes (the cloud-init seed, ephemeral disks' overlays). docs/local.md.
+#pragma once
+
+#include <qshim/error.hpp>
+#include <qshim/spec.hpp>
+#include <string>
+#include <vector>
+
+#include "launcher/access_check.hpp"
+
+namespace qshim::launcher::detail {
+
+// OVMF as Debian's ovmf package installs it: the 4 MiB builds (the 2 MiB ones hold too few
+// variables for secure boot's keys).
+struct OvmfFiles {
+    std::string code;           // read-only firmware
+    std::string vars_template;  // copied once into the state directory
+};
+OvmfFiles ovmf_files(bool secure_boot, const std::string& firmware_dir);
+
+// Where each file lives in `state_dir`; the command line and the preparation both use these.
+std::string efi_vars_path(const std::string& state_dir, bool secure_boot);
+std::string seed_path(const std::string& state_dir);
+std::string overlay_path(const std::string& state_dir, std::string_view disk_name);
+
+// The files one run made, removed when the VM ends (and by every failure before it runs).
+class RunFiles {
+  public:
+    RunFiles() = default;
+    RunFiles(RunFiles&& other) noexcept : paths_(std::move(other.paths_)) { other.paths_.clear(); }
+    RunFiles& operator=(RunFiles&& other) noexcept;
+    RunFiles(const RunFiles&) = delete;
+    RunFiles& operator=(const RunFiles&) = delete;
+    ~RunFiles() { remove(); }
+
+    void add(std::string path) { paths_.push_back(std::move(path)); }
+    void remove();
+    const std::vector<std::string>& paths() const { return paths_; }
+
+  private:
+    std::vector<std::string> paths_;
+};
+
+struct StateInput {
+    std::string dir;           // the state directory; created (0700) when missing
+    std::string firmware_dir;  // where OVMF's files are
+    std::string qemu_img;      // the qemu-img binary that creates overlays
+    QemuIdentity qemu;         // files are handed to QEMU's uid when it is another
+};
+
+// Makes what the spec needs before QEMU starts: the directory; with UEFI, the variable store
+// (copied from OVMF's template once, then kept); with cloudInit, the seed image; for each
+// ephemeral disk, its overlay (qemu-img, the backing format explicit). Nothing is made when a
+// source is missing (OVMF not installed, an ephemeral disk's image absent): Errc::launch naming
+// the field and what to install. On any failure the run's files made so far are removed.
+Result<RunFiles> prepare_state(const spec::VmSpec& spec, const StateInput& input);
+
+// Whether the spec keeps anything in a state directory.
+bool needs_state(const spec::VmSpec& spec);
+
+}  // namespace qshim::launcher::detail

@@ -1,0 +1,301 @@
+// Local-VM pieces of the launcher: the cloud-init seed, the state directory, and what the
+// command line says about firmware, seeds, overlays and port forwards.
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <qshim/launcher.hpp>
+#include <qshim/topology.hpp>
+#include <sstream>
+
+#include "launcher/cloud_init_seed.hpp"
+#include "launcher/state_dir.hpp"
+#include "spec_test_util.hpp"
+
+using namespace qshim;
+using namespace qshim::launcher::detail;
+using Catch::Contains;
+using qshim::test::must_parse;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path = fs::temp_directory_path() / fmt::format("qshim-local-{}", getpid());
+    TempDir() { fs::create_directories(path); }
+    ~TempDir() { fs::remove_all(path); }
+    std::string write(const std::string& name, std::string_view text) const {
+        std::ofstream(path / name, std::ios::binary) << text;
+        return (path / name).string();
+    }
+};
+
+std::string read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<std::string> argv_for(const spec::VmSpec& s, launcher::CommandOptions options = {}) {
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    auto command = launcher::build_command(s, *t, options);
+    REQUIRE(command.ok());
+    return command->argv;
+}
+
+std::vector<nlohmann::json> json_args(const std::vector<std::string>& argv,
+                                      const std::string& option) {
+    std::vector<nlohmann::json> out;
+    for (size_t i = 0; i + 1 < argv.size(); ++i)
+        if (argv[i] == option) out.push_back(nlohmann::json::parse(argv[i + 1]));
+    return out;
+}
+
+std::string value_of(const std::vector<std::string>& argv, const std::string& option) {
+    for (size_t i = 0; i + 1 < argv.size(); ++i)
+        if (argv[i] == option) return argv[i + 1];
+    return {};
+}
+
+const nlohmann::json* node(const std::vector<nlohmann::json>& nodes, const std::string& name) {
+    for (const auto& n : nodes)
+        if (n.value("node-name", "") == name) return &n;
+    return nullptr;
+}
+
+QemuIdentity me() { return {{getuid(), getgid()}, false}; }
+
+}  // namespace
+
+TEST_CASE("seed files: meta-data gains an instance-id that follows the content") {
+    spec::CloudInit c;
+    c.user_data = {"#cloud-config\nhostname: h\n", "", true};
+    auto files = seed_files(c, "vm1");
+    REQUIRE(files.ok());
+    CHECK(files->at("user-data") == "#cloud-config\nhostname: h\n");
+    CHECK_FALSE(files->count("network-config"));
+    const std::string meta = files->at("meta-data");
+    CHECK_THAT(meta, Contains("instance-id: qshim-vm1-") && Contains("local-hostname: vm1"));
+    // The same inputs give the same id; changed user-data or another VM name, another id.
+    CHECK(seed_files(c, "vm1")->at("meta-data") == meta);
+    CHECK(seed_files(c, "vm2")->at("meta-data") != meta);
+    spec::CloudInit changed = c;
+    changed.user_data.text += "# changed\n";
+    CHECK(seed_files(changed, "vm1")->at("meta-data") != meta);
+    // What the user sets stays theirs.
+    c.meta_data = {"instance-id: mine\nlocal-hostname: other\n", "", true};
+    c.network_config = {"version: 2\n", "", true};
+    auto own = seed_files(c, "vm1");
+    REQUIRE(own.ok());
+    CHECK_THAT(own->at("meta-data"), Contains("instance-id: mine") &&
+                                         Contains("local-hostname: other") &&
+                                         !Contains("qshim-vm1"));
+    CHECK(own->at("network-config") == "version: 2\n");
+    // user-data always exists, empty when not given: NoCloud needs the file.
+    auto none = seed_files(spec::CloudInit{}, "vm1");
+    REQUIRE(none.ok());
+    CHECK(none->at("user-data").empty());
+}
+
+TEST_CASE("seed image: an ISO 9660 volume 'cidata' holding the files, the same bytes each time") {
+    std::map<std::string, std::string> files{{"user-data", "#cloud-config\nunique-marker-123\n"},
+                                             {"meta-data", "instance-id: x\n"}};
+    auto image = seed_image(files);
+    REQUIRE(image.ok());
+    REQUIRE(image->size() % 2048 == 0);
+    REQUIRE(image->size() > 17 * 2048);
+    // The primary volume descriptor at sector 16: type 1, "CD001", volume id at offset 40.
+    const std::string& iso = *image;
+    CHECK(iso[16 * 2048] == 1);
+    CHECK(iso.substr(16 * 2048 + 1, 5) == "CD001");
+    // ISO 9660 volume ids are upper case; Joliet's (type 2, UCS-2 big endian) keeps the case,
+    // and is the label blkid (and so cloud-init) reads.
+    CHECK(iso.substr(16 * 2048 + 40, 6) == "CIDATA");
+    CHECK(iso[17 * 2048] == 2);
+    CHECK(iso.substr(17 * 2048 + 40, 12) == std::string("\0c\0i\0d\0a\0t\0a", 12));
+    CHECK(iso.find("unique-marker-123") != std::string::npos);
+    // Rock Ridge keeps the real names (NM entries), lower case with a dash.
+    CHECK(iso.find("user-data") != std::string::npos);
+    CHECK(iso.find("meta-data") != std::string::npos);
+    auto again = seed_image(files);
+    REQUIRE(again.ok());
+    CHECK(*again == *image);
+    files["user-data"] += "x";
+    CHECK(*seed_image(files) != *image);
+}
+
+TEST_CASE("prepare_state: the variable store is copied once and kept; run files go") {
+    TempDir tmp;
+    fs::create_directories(tmp.path / "ovmf");
+    tmp.write("ovmf/OVMF_CODE_4M.fd", "code");
+    tmp.write("ovmf/OVMF_VARS_4M.fd", "vars-template");
+    std::string image = tmp.write("base.raw", std::string(1 << 20, '\0'));
+    auto s = must_parse(fmt::format(R"(name: a
+firmware: {{type: uefi}}
+cloudInit: {{userData: "#cloud-config\n"}}
+disks: [{{name: root, path: {}, format: raw, ephemeral: true}}]
+)",
+                                    image));
+    StateInput in{(tmp.path / "state").string(), (tmp.path / "ovmf").string(), "qemu-img", me()};
+    std::string vars = efi_vars_path(in.dir, false);
+    {
+        auto run = prepare_state(s, in);
+        REQUIRE(run.ok());
+        CHECK((fs::status(in.dir).permissions() & fs::perms::all) == fs::perms::owner_all);
+        CHECK(read(vars) == "vars-template");
+        CHECK(fs::exists(seed_path(in.dir)));
+        std::string overlay = overlay_path(in.dir, "root");
+        REQUIRE(fs::exists(overlay));
+        std::string header = read(overlay).substr(0, 4);
+        CHECK(header == "QFI\xfb");                  // qcow2
+        CHECK_THAT(read(overlay), Contains(image));  // its backing file, by absolute path
+        CHECK(run->paths().size() == 2);
+        // The guest wrote to its variables: the next start keeps them.
+        std::ofstream(vars, std::ios::binary) << "vars-the-guest-wrote";
+        auto second = prepare_state(s, in);
+        REQUIRE(second.ok());
+        CHECK(read(vars) == "vars-the-guest-wrote");
+    }  // both runs' files are removed with their RunFiles
+    CHECK_FALSE(fs::exists(seed_path(in.dir)));
+    CHECK_FALSE(fs::exists(overlay_path(in.dir, "root")));
+    CHECK(fs::exists(vars));
+}
+
+TEST_CASE("prepare_state: a missing source makes nothing and says what to install") {
+    TempDir tmp;
+    auto uefi = must_parse("name: a\nfirmware: {type: uefi}\n");
+    StateInput in{(tmp.path / "state").string(), (tmp.path / "no-ovmf").string(), "qemu-img", me()};
+    auto r = prepare_state(uefi, in);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::launch);
+    CHECK_THAT(r.error().message, Contains("OVMF_CODE_4M.fd") && Contains("install Debian's ovmf"));
+    CHECK_FALSE(fs::exists(in.dir));
+
+    auto eph = must_parse(fmt::format(
+        "name: a\ncloudInit: {{}}\ndisks: [{{name: root, path: {}/gone.qcow2, format: qcow2, "
+        "ephemeral: true}}]\n",
+        tmp.path.string()));
+    r = prepare_state(eph, in);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Contains("disks[0] (root)") && Contains("no such file"));
+    CHECK_FALSE(fs::exists(in.dir));
+
+    // qemu-img itself failing (an image of another format) leaves no seed behind.
+    std::string not_qcow2 = tmp.write("plain.qcow2", "not a qcow2 image");
+    auto wrong = must_parse(
+        fmt::format("name: a\ncloudInit: {{}}\ndisks: [{{name: root, path: {}, format: qcow2, "
+                    "ephemeral: true}}]\n",
+                    not_qcow2));
+    r = prepare_state(wrong, in);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Contains("creating its overlay") && Contains("qemu-img"));
+    CHECK_FALSE(fs::exists(seed_path(in.dir)));
+    CHECK_FALSE(fs::exists(overlay_path(in.dir, "root")));
+
+    in.qemu_img = "/nonexistent/qemu-img";
+    std::string raw = tmp.write("ok.raw", "x");
+    auto no_tool = must_parse(fmt::format(
+        "name: a\ndisks: [{{name: root, path: {}, format: raw, ephemeral: true}}]\n", raw));
+    r = prepare_state(no_tool, in);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Contains("install Debian's qemu-utils"));
+}
+
+TEST_CASE("command line: UEFI firmware as pflash block nodes") {
+    auto s = must_parse("name: a\nfirmware: {type: uefi}\n");
+    launcher::CommandOptions o;
+    o.state_dir = "/state";
+    auto argv = argv_for(s, o);
+    CHECK_THAT(value_of(argv, "-machine"),
+               Contains(",pflash0=fw.code,pflash1=fw.vars") && !Contains("smm=on"));
+    auto nodes = json_args(argv, "-blockdev");
+    REQUIRE(node(nodes, "fw.code.file"));
+    CHECK((*node(nodes, "fw.code.file"))["filename"] == "/usr/share/OVMF/OVMF_CODE_4M.fd");
+    CHECK((*node(nodes, "fw.code.file"))["read-only"] == true);
+    CHECK((*node(nodes, "fw.code"))["read-only"] == true);
+    CHECK((*node(nodes, "fw.vars.file"))["filename"] == "/state/efi-vars.fd");
+    CHECK((*node(nodes, "fw.vars"))["read-only"] == false);
+    CHECK(value_of(argv, "-global").empty());
+
+    auto secure = argv_for(must_parse("name: a\nfirmware: {type: uefi, secureBoot: true}\n"), o);
+    CHECK_THAT(value_of(secure, "-machine"), Contains("smm=on"));
+    CHECK(value_of(secure, "-global") == "driver=cfi.pflash01,property=secure,value=on");
+    auto snodes = json_args(secure, "-blockdev");
+    CHECK((*node(snodes, "fw.code.file"))["filename"] == "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd");
+    CHECK((*node(snodes, "fw.vars.file"))["filename"] == "/state/efi-vars-secboot.fd");
+
+    auto bios = argv_for(must_parse("name: a\n"), o);
+    CHECK_THAT(value_of(bios, "-machine"), !Contains("pflash"));
+}
+
+TEST_CASE("command line: the seed, overlays and forwards; the state directory's default") {
+    auto s = must_parse(R"(name: a
+cloudInit: {}
+disks: [{name: root, path: /img/base.qcow2, format: qcow2, ephemeral: true}]
+interfaces:
+  - {name: n, backend: {type: user, restrict: true, portForwards: [{hostPort: 2222, guestPort: 22}]}}
+)",
+                        "/specs/a.yaml");
+    CHECK(launcher::default_state_dir(s) == "/specs/.qshim/a");
+    CHECK(launcher::needs_state_dir(s));
+    CHECK_FALSE(launcher::needs_state_dir(must_parse("name: b\n")));
+    auto argv = argv_for(s);
+    auto nodes = json_args(argv, "-blockdev");
+    REQUIRE(node(nodes, "seed.file"));
+    CHECK((*node(nodes, "seed.file"))["filename"] == "/specs/.qshim/a/cidata.iso");
+    CHECK((*node(nodes, "seed"))["read-only"] == true);
+    // Image read-only under an overlay in the state directory, backing format explicit.
+    const auto* image = node(nodes, launcher::image_node_name("root"));
+    REQUIRE(image);
+    CHECK((*image)["driver"] == "qcow2");
+    CHECK((*image)["read-only"] == true);
+    CHECK((*node(nodes, launcher::file_node_name("root")))["read-only"] == true);
+    const auto* overlay_file = node(nodes, launcher::overlay_node_name("root"));
+    REQUIRE(overlay_file);
+    CHECK((*overlay_file)["filename"] == "/specs/.qshim/a/root.overlay.qcow2");
+    const auto* top = node(nodes, launcher::format_node_name("root"));
+    REQUIRE(top);
+    CHECK((*top)["driver"] == "qcow2");
+    CHECK((*top)["backing"] == launcher::image_node_name("root"));
+    CHECK((*top)["read-only"] == false);
+    // The seed's device: virtio-blk, serial cidata, at its fixed place.
+    auto devices = json_args(argv, "-device");
+    auto seed = std::find_if(devices.begin(), devices.end(),
+                             [](const auto& d) { return d.value("id", "") == "cloudinit.0"; });
+    REQUIRE(seed != devices.end());
+    CHECK((*seed)["driver"] == "virtio-blk-pci");
+    CHECK((*seed)["drive"] == "seed");
+    CHECK((*seed)["serial"] == "cidata");
+    CHECK((*seed)["bus"] == "rp.controllers.4");
+    auto netdevs = json_args(argv, "-netdev");
+    REQUIRE(netdevs.size() == 1);
+    CHECK(netdevs[0]["hostfwd"] == nlohmann::json::parse(R"([{"str": "tcp:127.0.0.1:2222-:22"}])"));
+    CHECK(netdevs[0]["restrict"] == true);
+}
+
+TEST_CASE("the seed's place in topology v1 moves nothing that was there") {
+    auto without = must_parse(
+        "name: a\ndevices: {balloon: true, guestAgent: /run/qga.sock}\n"
+        "disks: [{name: d, path: /i, format: raw, bus: scsi}]\n");
+    auto with = without;
+    with.cloud_init = spec::CloudInit{};
+    auto a = topology::plan(without), b = topology::plan(with);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    for (const auto& d : a->devices) {
+        const auto* same = b->find_device(d.name, d.kind);
+        REQUIRE(same);
+        CHECK(same->address == d.address);
+    }
+    const auto* seed = b->find_device("cloud-init", topology::DeviceKind::system);
+    REQUIRE(seed);
+    CHECK(spec::to_string(seed->address) == "0000:65:00.0");
+    CHECK(seed->serial == "cidata");
+    CHECK(b->devices.size() == a->devices.size() + 1);
+}
