@@ -79,6 +79,13 @@ build_guest() {
     "$repo/tests/guest/build" "$guest_dir"
 }
 
+# A Debian 12 cloud image (debootstrap, cloud-init, sshd) for the cloud-image test.
+cloud_image_dir=$cache_dir/cloud-image
+build_cloud_image() {
+    say "building the Debian 12 cloud image in $cloud_image_dir"
+    "$repo/tests/cloud-image/build" "$cloud_image_dir"
+}
+
 # The libFuzzer targets (tests/fuzz/meson.build), built by clang with ASan and UBSan in a build
 # directory of their own: scripts/fuzz-smoke (CI) and scripts/fuzz (long runs).
 fuzz_build_dir=${QSHIM_FUZZ_BUILD_DIR:-$repo/build-fuzz}
