@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <qshim/spec.hpp>
@@ -58,14 +57,12 @@ struct TempDir {
     }
 };
 
-// Runs f and checks it ended in good time: the loader must never hang on hostile input. Each use
-// takes well under a second; the bound is loose for slow CI machines and sanitizer builds, yet
-// far below what expanding aliases or a quadratic scan of a 1 MiB file would take.
+// Hostile input that once made the loader hang or go quadratic (expanding aliases, rescanning a
+// 1 MiB file). A relapse shows as the test binary's timeout (meson's, 180 s): no wall-clock
+// bound here, since build types and machines differ tenfold (speed is the benchmarks' job).
 template <typename F>
-void quickly(F f) {
-    auto start = std::chrono::steady_clock::now();
+void hostile(F f) {
     f();
-    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
 }
 
 }  // namespace
@@ -310,7 +307,7 @@ TEST_CASE("YAML features a spec does not allow", "[spec][bad][yaml]") {
     CHECK(problem("name: vm\n---\nname: vm2\n") ==
           "vm.yaml:2:1: file holds several YAML documents; a spec is one");
     CHECK(problem("? [a]\n: b\nname: vm\n") == "vm.yaml:1:3: map keys must be plain strings");
-    quickly([] {
+    hostile([] {
         std::string laughs = "name: vm\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
         for (int i = 1; i < 10; ++i)
             laughs +=
@@ -322,7 +319,7 @@ TEST_CASE("YAML features a spec does not allow", "[spec][bad][yaml]") {
 
 TEST_CASE("deep nesting is a clean error, not a stack overflow", "[spec][bad][depth]") {
     const std::string depth = "document is nested deeper than 32 levels";
-    quickly([&] {
+    hostile([&] {
         CHECK(problem(std::string(10000, '['), "vm.json") == "vm.json:1:33: " + depth);
         CHECK(problem("{\"name\": \"vm\",\n \"x\": " + std::string(10000, '[') +
                           std::string(10000, ']') + "}",
@@ -366,7 +363,7 @@ TEST_CASE("not a spec at all", "[spec][bad][document]") {
 
 TEST_CASE("oversized input is refused before parsing", "[spec][bad][size]") {
     std::string big = "name: vm\n" + std::string(max_spec_bytes, '#') + "\n";
-    quickly([&] {
+    hostile([&] {
         CHECK(problem(big, "big.yaml") ==
               fmt::format("big.yaml: file is {} bytes; a spec may be at most 1048576 bytes",
                           big.size()));
@@ -388,7 +385,7 @@ TEST_CASE("oversized input is refused before parsing", "[spec][bad][size]") {
 }
 
 TEST_CASE("many keys and long scalars stay fast", "[spec][bad][size]") {
-    quickly([] {
+    hostile([] {
         std::string keys = "name: vm\n";
         for (int i = 0; keys.size() < 900'000; ++i) keys += fmt::format("k{:x}: 0\n", i);
         auto all = problems(keys);
@@ -413,7 +410,7 @@ TEST_CASE("YAML escapes decode to UTF-8, even those yaml-cpp gets wrong", "[spec
     auto json = to_json(*r);
     REQUIRE(json.ok());
     // Many of them stay linear.
-    quickly([] {
+    hostile([] {
         std::string many = "name: vm\nboot: {kernel: \"/k";
         while (many.size() < 900'000) many += "\\_\\N";
         many += "\"}\n";
