@@ -201,6 +201,7 @@ asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body) {
             co_return json_response(200, migration_json(vm.migration()));
         case Endpoint::cancel_migration:
             co_return co_await cancel_migration(vm);
+        case Endpoint::console:
         case Endpoint::events:
             break;  // streamed by the server, never routed here
     }

@@ -16,7 +16,7 @@ struct Pattern {
     std::string_view query_key;  // the one query parameter the endpoint takes, if any
 };
 
-constexpr std::array<Pattern, 14> patterns{{
+constexpr std::array<Pattern, 15> patterns{{
     {"GET", "/v1/vm", Endpoint::vm, ""},
     {"GET", "/v1/vm/topology", Endpoint::topology, ""},
     {"GET", "/v1/vm/cpus", Endpoint::cpus, ""},
@@ -30,6 +30,7 @@ constexpr std::array<Pattern, 14> patterns{{
     {"POST", "/v1/vm/migrate", Endpoint::migrate, ""},
     {"GET", "/v1/vm/migration", Endpoint::migration, ""},
     {"DELETE", "/v1/vm/migration", Endpoint::cancel_migration, ""},
+    {"GET", "/v1/vm/console", Endpoint::console, ""},
     {"GET", "/v1/events", Endpoint::events, ""},
 }};
 

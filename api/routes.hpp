@@ -22,6 +22,7 @@ enum class Endpoint {
     migrate,           // POST   /v1/vm/migrate
     migration,         // GET    /v1/vm/migration
     cancel_migration,  // DELETE /v1/vm/migration
+    console,           // GET    /v1/vm/console (Upgrade: qshim-console)
     events,            // GET    /v1/events
 };
 

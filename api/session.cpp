@@ -16,6 +16,7 @@
 #include <optional>
 #include <qshim/log.hpp>
 
+#include "api/console.hpp"
 #include "api/event_queue.hpp"
 #include "api/handlers.hpp"
 #include "api/json.hpp"
@@ -31,7 +32,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using namespace asio::experimental::awaitable_operators;
-using Stream = beast::basic_stream<asio::local::stream_protocol, asio::any_io_executor>;
+using Stream = ApiStream;
 using Request = http::request<http::string_body>;
 using Ms = std::chrono::milliseconds;
 
@@ -311,6 +312,10 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerContext> ctx,
         if (r.outcome == Route::Outcome::ok && r.endpoint == Endpoint::events) {
             log::write("api", log::Level::debug, "event stream opened");
             co_await stream_events(*ctx, stream, req.version(), end_events);
+            break;
+        }
+        if (r.outcome == Route::Outcome::ok && r.endpoint == Endpoint::console) {
+            co_await serve_console(*ctx, stream, req, buffer, end_events);
             break;
         }
         Response resp;

@@ -13,6 +13,7 @@
 
 #include "cli/common.hpp"
 #include "cli/ctl_client.hpp"
+#include "cli/ctl_console.hpp"
 #include "cli/ctl_help.hpp"
 
 namespace qshim::cli {
@@ -340,6 +341,11 @@ int migration(const Ctl& ctl, const Argv& a) {
     return no_arguments(ctl, a, "migration", "GET", "/v1/vm/migration");
 }
 
+int console(const Ctl& ctl, const Argv& a) {
+    if (!a.empty()) return usage("console takes no arguments");
+    return run_ctl_console(ctl.socket);
+}
+
 int migrate_cancel(const Ctl& ctl, const Argv& a) {
     return no_arguments(ctl, a, "migrate-cancel", "DELETE", "/v1/vm/migration");
 }
@@ -362,6 +368,7 @@ constexpr Command commands[] = {
     {"resume", ctl_help::pause, resume},
     {"shutdown", ctl_help::shutdown, shutdown},
     {"events", ctl_help::events, events},
+    {"console", ctl_help::console, console},
     {"migrate", ctl_help::migrate, migrate},
     {"migration", ctl_help::migration, migration},
     {"migrate-cancel", ctl_help::migrate_cancel, migrate_cancel},

@@ -18,6 +18,7 @@
 
 #include "cli/common.hpp"
 #include "cli/event_writer.hpp"
+#include "cli/terminal_console.hpp"
 #include "common/spawn.hpp"
 
 namespace qshim::cli {
@@ -32,7 +33,8 @@ Start the VM SPEC describes and supervise it until it ends. QEMU starts paused;
 qshim connects to its QMP monitor over an inherited socket, checks that QEMU
 created every planned device, then lets the guest run.
 
-Stopping: SIGTERM or SIGINT (Ctrl-C) presses the guest's ACPI power button and
+Stopping: SIGTERM or SIGINT (Ctrl-C; with an interactive --console, Ctrl-C
+goes to the guest and Ctrl-] stops the VM) presses the guest's ACPI power button and
 waits up to lifecycle.gracePeriodSeconds for it to power off, then asks QEMU to
 quit, then kills it. A VM still starting (its guest never ran) is killed at
 once, which counts as stopped. The guest powering off by itself ends qshim
@@ -46,7 +48,10 @@ them to it (chown 107:107 vm/). Once QEMU runs, qshim keeps only CAP_KILL,
 CAP_SETUID, CAP_SETGID, CAP_DAC_OVERRIDE and CAP_SYS_NICE, and sets no_new_privs.
 
 Options:
-  --console            show the guest's serial console on stdout
+  --console            the guest's serial console: on a terminal, interactive
+                       (raw mode: every key goes to the guest, Ctrl-C too;
+                       Ctrl-] stops the VM as SIGTERM does); otherwise its
+                       output on stdout
   --events PATH|-      write lifecycle events as JSON lines to PATH (appended)
                        or to stdout (-); see docs/events.md
   --api-socket PATH    serve the control API (HTTP/1.1 + JSON) on this unix
@@ -172,7 +177,11 @@ int cmd_run(const std::vector<std::string>& argv) {
         if (dir->empty()) return usage_error("run", "--state-dir needs a DIR");
         options.command.state_dir = std::filesystem::absolute(*dir).lexically_normal().string();
     }
-    options.console_to_stdout = args.has("--console");
+    // On a terminal the console is interactive (qshim relays it); otherwise QEMU writes it to
+    // stdout itself.
+    const bool interactive = args.has("--console") && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+    options.console_to_stdout = args.has("--console") && !interactive;
+    options.own_console = interactive;
     if (auto in = args.get("--incoming")) {
         if (in->empty()) return usage_error("run", "--incoming needs an ADDRESS");
         options.incoming = *in;
@@ -196,6 +205,9 @@ int cmd_run(const std::vector<std::string>& argv) {
     }
     auto planned = plan_or_report(args.positional()[0]);
     if (!planned) return exit_invalid;  // nothing has been started
+    // With the API, qshim holds the console for `qshim ctl console`, unless the spec hands it to
+    // whoever connects to serial.socket.
+    if (args.get("--api-socket") && planned->spec.serial.socket.empty()) options.own_console = true;
     options.on_event = [&events](const nlohmann::json& e) { events.write(e); };
 
     // Installed before QEMU exists, so no signal can arrive unhandled.
@@ -228,6 +240,7 @@ int cmd_run(const std::vector<std::string>& argv) {
 
     // Declared after the Vm: destroyed before it, as the server borrows the Vm.
     std::optional<ApiServer> api;
+    std::optional<TerminalConsole> terminal;
     bool cannot_supervise = false;
     int code = exit_internal;
     auto on_failure = [&](const std::string&) {
@@ -244,6 +257,12 @@ int cmd_run(const std::vector<std::string>& argv) {
             auto started = co_await vm.start();
             // A stop asked while QEMU was still starting is a stop, not a failure to report.
             if (!started && started.error().code != Errc::state) print_error(started.error());
+            if (started && interactive) {
+                terminal.emplace(io.get_executor(), vm, [&vm] { vm.request_stop(); });
+                if (auto shown = terminal->start(); !shown)
+                    fmt::print(stderr, "qshim run: no interactive console: {}\n",
+                               shown.error().what());
+            }
             if (auto path = args.get("--api-socket"); started && path) {
                 api.emplace(io.get_executor(), vm, *path);
                 if (auto served = api->start(); !served) {
@@ -263,6 +282,7 @@ int cmd_run(const std::vector<std::string>& argv) {
                     vm.request_stop(std::chrono::milliseconds(0));
                 }
             VmExit exit = co_await vm.wait_exit();
+            if (terminal) terminal->stop();
             if (api) api->stop();
             code = cannot_supervise ? exit_launch_failed : exit_code(exit.reason);
             if (started && !cannot_supervise && exit.reason != VmExit::Reason::guest_shutdown &&

@@ -26,6 +26,8 @@ Commands:
   shutdown [--timeout S]          graceful stop: ACPI power button, then force
   events                          print lifecycle events as JSON lines until
                                   the server stops (Ctrl-C to leave)
+  console                         attach to the guest's serial console
+                                  (Ctrl-] detaches)
   migrate URI [--wait] [...]      live-migrate the VM to a 'qshim run
                                   --incoming' target (docs/migration.md)
   migration                       where the migration is: state, percent,
@@ -208,6 +210,25 @@ the moment of connecting are sent. A reader too slow to keep up gets an
 Example:
   qshim ctl --api-socket /run/vm1.sock events
   curl --no-buffer --unix-socket /run/vm1.sock http://localhost/v1/events
+)";
+
+constexpr const char* console = R"(Usage: qshim ctl --api-socket PATH console
+
+Attach to the guest's serial console: what the guest writes appears here, what
+you type goes to the guest. On a terminal the terminal is in raw mode, so every
+key goes to the guest (Ctrl-C too); Ctrl-] detaches and leaves the VM running.
+With stdin not a terminal, input is sent as it comes and the console stays
+open after it ends, until the VM ends or Ctrl-].
+
+One client at a time: a second one is refused (exit 1) until the first
+detaches. 'qshim run --api-socket' holds the console for this unless the spec
+has serial.socket, which hands the console to whoever connects there.
+
+The stream is GET /v1/vm/console upgraded with 'Upgrade: qshim-console'
+(docs/api.md).
+
+Example:
+  qshim ctl --api-socket /run/vm1.sock console
 )";
 
 constexpr const char* migrate = R"(Usage: qshim ctl --api-socket PATH migrate URI [options]

@@ -40,6 +40,11 @@ class ArgvBuilder {
             return make_error(Errc::invalid_spec,
                               "the console cannot go to stdout and to serial.socket at once",
                               "building the QEMU command line for " + spec_.name);
+        if (options_.serial_fd && (options_.serial_stdio || !spec_.serial.socket.empty()))
+            return make_error(Errc::invalid_spec,
+                              "the console cannot go to qshim and to stdout or serial.socket at "
+                              "once",
+                              "building the QEMU command line for " + spec_.name);
         if (spec_.cpu.model == "host" && accel == spec::Accel::tcg)
             return make_error(Errc::invalid_spec,
                               "cpu.model host needs KVM, but the accelerator is tcg",
@@ -231,7 +236,13 @@ class ArgvBuilder {
 
     void serial() {
         const auto& s = spec_.serial;
-        if (options_.serial_stdio) {
+        if (options_.serial_fd) {
+            std::string chardev = fmt::format("socket,id=serial0,fd={}",
+                                              inherit(*options_.serial_fd, "serial console"));
+            if (!s.log.empty())
+                chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
+            arg("-chardev", chardev);
+        } else if (options_.serial_stdio) {
             // signal=off: a ^C typed at qshim's terminal is qshim's to handle, not QEMU's.
             std::string chardev = "stdio,id=serial0,signal=off";
             if (!s.log.empty())

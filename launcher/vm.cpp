@@ -199,6 +199,31 @@ void Vm::Impl::remove_sockets() {
     launcher::detail::remove_stale_socket(options_.command.qmp_socket);
 }
 
+Result<std::size_t> Vm::Impl::attach_console(std::function<void(std::string_view)> on_output,
+                                             std::function<void()> on_end) {
+    if (!console_)
+        return make_error(Errc::unsupported,
+                          spec_.serial.socket.empty()
+                              ? "qshim does not hold this VM's console (it was started without "
+                                "own_console)"
+                              : "the console is served on serial.socket " + spec_.serial.socket +
+                                    "; connect there",
+                          "attaching to the serial console");
+    return console_->attach(std::move(on_output), std::move(on_end));
+}
+
+void Vm::Impl::detach_console(std::size_t id) {
+    if (console_) console_->detach(id);
+}
+
+boost::asio::awaitable<Result<void>> Vm::Impl::write_console(std::string bytes) {
+    if (!console_)
+        co_return make_error(Errc::unsupported, "qshim does not hold this VM's console",
+                             "writing to the serial console");
+    auto console = console_;
+    co_return co_await console->write(std::move(bytes));
+}
+
 std::string Vm::Impl::state_dir() const {
     return options_.command.state_dir.empty() ? launcher::default_state_dir(spec_)
                                               : options_.command.state_dir;
@@ -241,6 +266,14 @@ std::size_t Vm::subscribe(std::function<void(const nlohmann::json&)> sink) {
     return impl_->subscribe(std::move(sink));
 }
 void Vm::unsubscribe(std::size_t id) { impl_->unsubscribe(id); }
+Result<std::size_t> Vm::attach_console(std::function<void(std::string_view)> on_output,
+                                       std::function<void()> on_end) {
+    return impl_->attach_console(std::move(on_output), std::move(on_end));
+}
+void Vm::detach_console(std::size_t id) { impl_->detach_console(id); }
+boost::asio::awaitable<Result<void>> Vm::write_console(std::string bytes) {
+    return holding(impl_, impl_->write_console(std::move(bytes)));
+}
 boost::asio::awaitable<Result<topology::Device>> Vm::add_disk(spec::Disk disk) {
     return holding(impl_, impl_->hotplug().add_disk(std::move(disk)));
 }

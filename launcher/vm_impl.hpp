@@ -9,6 +9,7 @@
 #include <qshim/vm.hpp>
 
 #include "common/async_event.hpp"
+#include "launcher/console.hpp"
 #include "launcher/cpu_placement.hpp"
 #include "launcher/hotplug.hpp"
 #include "launcher/lifecycle.hpp"
@@ -56,6 +57,11 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
 
     std::size_t subscribe(std::function<void(const nlohmann::json&)> sink);
     void unsubscribe(std::size_t id) { subscribers_.erase(id); }
+
+    Result<std::size_t> attach_console(std::function<void(std::string_view)> on_output,
+                                       std::function<void()> on_end);
+    void detach_console(std::size_t id);
+    boost::asio::awaitable<Result<void>> write_console(std::string bytes);
 
   private:
     using Phase = launcher::detail::Phase;
@@ -142,6 +148,8 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     std::size_t last_subscriber_ = 0;
     std::deque<std::string> stderr_tail_;
     launcher::detail::RunFiles run_files_;  // seed, overlays: removed when the VM ends
+    // The serial console, when qshim holds it (VmOptions::own_console); set at spawn.
+    std::shared_ptr<launcher::detail::ConsoleRelay> console_;
     // CPU placement (vm_placement.cpp): what was planned in which cpuset, and QEMU's threads.
     cgroups::Limits limits_;
     cgroups::HostTopology host_;

@@ -99,8 +99,19 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!devnull) co_return fail_early(errno_message("/dev/null"), context);
 
+    // The serial console qshim holds: a socketpair of its own, QEMU's end inherited like QMP's.
+    UniqueFd console_ours, console_theirs;
+    if (options_.own_console) {
+        int console_pair[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console_pair) != 0)
+            co_return fail_early(errno_message("socketpair"), context);
+        console_ours = UniqueFd(console_pair[0]);
+        console_theirs = UniqueFd(console_pair[1]);
+    }
+
     launcher::CommandOptions command = options_.command;
     command.state_dir = state_dir();
+    if (console_theirs) command.serial_fd = console_theirs.get();
     command.qmp_fd = theirs.get();
     command.paused = true;  // nothing runs before qshim has checked the plan
     command.incoming = !options_.incoming.empty();
@@ -139,6 +150,11 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     apply(Input::spawned);
     theirs.reset();
     err_write.reset();
+    console_theirs.reset();
+    if (console_ours) {
+        console_ = std::make_shared<launcher::detail::ConsoleRelay>(ex_);
+        console_->start(console_ours.release());
+    }
     log::write("launcher", log::Level::info, fmt::format("QEMU started, pid {}", child_.pid));
     emit("qemu-started", {{"pid", child_.pid},
                           {"argv", argv_},

@@ -59,6 +59,7 @@ void Vm::Impl::on_exit(int status) {
     qmp_.close();
     remove_sockets();
     run_files_.remove();
+    if (console_) console_->close();
     json data{{"pid", child_.pid}, {"reason", to_string(reason)}};
     if (WIFEXITED(status)) data["code"] = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) {

@@ -42,6 +42,10 @@ QSHIM_API const char* to_string(VmExit::Reason reason);
 struct VmOptions {
     launcher::CommandOptions command;  // qemu binary and accel override; QMP and -S are set by Vm
     bool console_to_stdout = false;    // the guest's serial console on qshim's stdout
+    // qshim holds the serial console itself (attach_console): for an interactive console, here
+    // or through the API. Not with console_to_stdout or the spec's serial.socket (which give the
+    // console to another reader); serial.log still logs it.
+    bool own_console = false;
     std::chrono::milliseconds start_timeout{30'000};    // QEMU to greet and negotiate QMP
     std::chrono::milliseconds quit_timeout{5'000};      // after `quit` or SIGTERM, before SIGKILL
     std::chrono::milliseconds command_timeout{30'000};  // every QMP command qshim sends
@@ -211,6 +215,16 @@ class QSHIM_API Vm {
     const nlohmann::json& qemu_version() const;  // from the QMP greeting
     // QEMU's threads and their CPUs, read now; empty lists before QEMU runs and after it ended.
     VmCpus cpus() const;
+
+    // The serial console, with VmOptions::own_console: `on_output` gets what the guest writes from
+    // now on, `on_end` runs once when the console ends (QEMU exited). One client at a time:
+    // Errc::state while another is attached or once the VM ended; Errc::unsupported without
+    // own_console. Neither callback runs after detach_console.
+    Result<std::size_t> attach_console(std::function<void(std::string_view)> on_output,
+                                       std::function<void()> on_end);
+    void detach_console(std::size_t id);
+    // Bytes for the guest, as typed on its serial port.
+    boost::asio::awaitable<Result<void>> write_console(std::string bytes);
 
     // Lifecycle events as they happen (besides VmOptions::on_event); returns an id for unsubscribe.
     std::size_t subscribe(std::function<void(const nlohmann::json&)> sink);

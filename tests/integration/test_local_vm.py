@@ -45,7 +45,7 @@ def uefi_variable_store():
                                                  firmware={"type": "uefi"}))
             (run.tmp / "console.log").unlink(missing_ok=True)
             run.run(spec, "--state-dir", state)
-            run.console.wait_for(r"QSHIM-GUEST: firmware efi", timeout=120)
+            run.console.wait_for(r"QSHIM-GUEST: firmware efi secureboot=0", timeout=120)
             previous = "none" if value == "first" else "first"
             run.console.wait_for(rf"QSHIM-GUEST: efivar old={previous}\n", timeout=30)
             if value == "first":
@@ -63,6 +63,20 @@ def uefi_variable_store():
         stop(run)
         assert not (run.tmp / ".qshim").exists(), "a BIOS VM without seed or overlays needs no state"
         print("ok BIOS by default, and no state directory made for it")
+
+
+def secure_boot():
+    """secureBoot: OVMF's secure-boot build with Microsoft's keys: the guest sees secure boot on."""
+    with QshimRun() as run:
+        spec = write_spec(run.tmp, base_spec(run.tmp, "secure", "",
+                                             firmware={"type": "uefi", "secureBoot": True}))
+        run.run(spec)
+        run.console.wait_for(r"QSHIM-GUEST: firmware efi secureboot=1", timeout=120)
+        run.console.wait_ready(timeout=60)
+        stop(run)
+        state = run.tmp / ".qshim" / "secure"
+        assert sorted(os.listdir(state)) == ["efi-vars-secboot.fd"], sorted(os.listdir(state))
+        print("ok secure boot: the guest's SecureBoot variable is 1, its store efi-vars-secboot.fd")
 
 
 def seed_ephemeral_forward():
@@ -156,7 +170,7 @@ def port_in_use():
 
 
 def main():
-    tests = [uefi_variable_store, seed_ephemeral_forward, port_in_use]
+    tests = [uefi_variable_store, secure_boot, seed_ephemeral_forward, port_in_use]
     for t in tests:
         t()
     return 0

@@ -39,6 +39,7 @@ TEST_CASE("every endpoint routes with its method") {
         {"POST", "/v1/vm/migrate", Endpoint::migrate},
         {"GET", "/v1/vm/migration", Endpoint::migration},
         {"DELETE", "/v1/vm/migration", Endpoint::cancel_migration},
+        {"GET", "/v1/vm/console", Endpoint::console},
         {"GET", "/v1/events", Endpoint::events},
     };
     for (const auto& c : cases) {

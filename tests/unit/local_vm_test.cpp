@@ -299,3 +299,32 @@ TEST_CASE("the seed's place in topology v1 moves nothing that was there") {
     CHECK(seed->serial == "cidata");
     CHECK(b->devices.size() == a->devices.size() + 1);
 }
+
+TEST_CASE("command line: the console on a socket qshim holds, logged as before") {
+    launcher::CommandOptions o;
+    o.qmp_fd = 40;
+    o.serial_fd = 41;
+    auto s = must_parse("name: a\nserial: {log: /logs/a.log}\n");
+    auto t = topology::plan(s);
+    REQUIRE(t.ok());
+    auto command = launcher::build_command(s, *t, o);
+    REQUIRE(command.ok());
+    // Inherited in the order argv names them: QMP's fd 3, the console's 4.
+    CHECK(value_of(command->argv, "-chardev") == "socket,id=qmp,fd=3");
+    auto argv = command->argv;
+    auto console = std::find(argv.begin(), argv.end(),
+                             "socket,id=serial0,fd=4,logfile=/logs/a.log,logappend=on");
+    CHECK(console != argv.end());
+    REQUIRE(command->fds.size() == 2);
+    CHECK(command->fds[1].source == 41);
+    CHECK(command->fds[1].target == 4);
+    // The console has one owner: not qshim and stdout, not qshim and serial.socket.
+    o.serial_stdio = true;
+    CHECK(launcher::build_command(s, *t, o).error().code == Errc::invalid_spec);
+    o.serial_stdio = false;
+    auto sock = must_parse("name: a\nserial: {socket: /run/a.sock}\n");
+    auto st = topology::plan(sock);
+    REQUIRE(st.ok());
+    CHECK_THAT(launcher::build_command(sock, *st, o).error().message,
+               Contains("cannot go to qshim and to stdout or serial.socket"));
+}
