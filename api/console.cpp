@@ -2,6 +2,7 @@
 #include "api/console.hpp"
 
 #include <fmt/format.h>
+#include <poll.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -28,6 +29,12 @@ constexpr auto token = asio::as_tuple(asio::use_awaitable);
 // for a reader that does not keep up; the guest never waits for one).
 constexpr std::size_t max_pending = 256 * 1024;
 constexpr const char* protocol = "qshim-console";
+
+// Whether the peer of a unix stream socket closed altogether (not just its sending side).
+bool hung_up(int fd) {
+    pollfd p{fd, POLLRDHUP, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
 
 asio::awaitable<void> answer(ApiStream& stream, Response resp, unsigned version,
                              std::chrono::milliseconds timeout) {
@@ -84,18 +91,21 @@ asio::awaitable<void> serve_console(ServerContext& ctx, ApiStream& stream,
         co_return;
     }
     // Whatever ends this (an exception too), the Vm lets go of the callbacks into this frame.
+    // After stop() (`ending`) the Vm is never touched again: its owner may free it once the
+    // server is stopped, while this coroutine still waits for a write.
     struct Detach {
         Vm& vm;
         std::size_t id;
         std::function<void()>& hook;
+        bool& ending;
         ~Detach() {
             hook = nullptr;
-            vm.detach_console(id);
+            if (!ending) vm.detach_console(id);
         }
-    } detach{ctx.vm, *attached, end_hook};
+    } detach{ctx.vm, *attached, end_hook, ending};
     end_hook = [&] {
-        ending = true;
         ctx.vm.detach_console(*attached);  // at once: stop() may free the Vm next
+        ending = true;
         wake.cancel();
     };
 
@@ -110,11 +120,13 @@ asio::awaitable<void> serve_console(ServerContext& ctx, ApiStream& stream,
     log::write("api", log::Level::debug, "console attached");
 
     // Keys the client sent along with the request.
-    if (buffer.size() > 0) {
+    if (buffer.size() > 0 && !ending) {
         std::string first(static_cast<const char*>(buffer.data().data()), buffer.size());
         buffer.consume(buffer.size());
         if (!co_await ctx.vm.write_console(std::move(first))) co_return;
     }
+    bool input_open = true;  // the client may half-close: its input ends, our output goes on
+    asio::steady_timer check(co_await asio::this_coro::executor);
     for (;;) {
         if (!pending.empty()) {
             std::string data;
@@ -130,12 +142,27 @@ asio::awaitable<void> serve_console(ServerContext& ctx, ApiStream& stream,
         if (ended || ending || ctx.stopped) break;
         // Waiting for the guest or the user: no deadline (a console may sit idle for hours).
         stream.expires_never();
+        if (!input_open) {
+            // The client half-closed (its input ended). One that then goes away altogether
+            // hangs up: checked each second, since the epoll edge for it may already have gone
+            // to the read that saw the end of input.
+            check.expires_after(std::chrono::seconds(1));
+            co_await (wake.async_wait(token) || check.async_wait(token));
+            if (hung_up(stream.socket().native_handle())) break;
+            continue;
+        }
         auto woke = co_await (wake.async_wait(token) ||
                               stream.socket().async_wait(asio::socket_base::wait_read, token));
         if (woke.index() != 1) continue;
         char keys[4096];
         auto [rec, rn] = co_await stream.async_read_some(asio::buffer(keys), token);
-        if (rec) break;  // the client left
+        if (rec == asio::error::eof) {
+            if (hung_up(stream.socket().native_handle())) break;  // gone, not half-closed
+            input_open = false;
+            continue;
+        }
+        if (rec) break;
+        if (ending || ctx.stopped) break;
         if (!co_await ctx.vm.write_console(std::string(keys, rn))) break;
     }
     log::write("api", log::Level::debug, "console detached");

@@ -23,9 +23,12 @@ namespace {
 
 using qshim::detail::UniqueFd;
 
-bool write_all(int fd, std::string_view data) {
+// To a socket with MSG_NOSIGNAL: a server that went away is an error here, not a SIGPIPE that
+// would end ctl with the terminal still raw.
+bool write_all(int fd, std::string_view data, bool socket = false) {
     while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
+        ssize_t n = socket ? ::send(fd, data.data(), data.size(), MSG_NOSIGNAL)
+                           : ::write(fd, data.data(), data.size());
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;
         data.remove_prefix(static_cast<size_t>(n));
@@ -106,7 +109,7 @@ int run_ctl_console(const std::string& socket_path) {
         "Upgrade: qshim-console\r\n\r\n";
     std::string rest;
     std::optional<std::string> head;
-    if (write_all(fd.get(), request)) head = read_head(fd.get(), rest);
+    if (write_all(fd.get(), request, true)) head = read_head(fd.get(), rest);
     if (!head) {
         fmt::print(stderr, "qshim ctl: {}: the connection broke before an answer\n", socket_path);
         return 3;
@@ -119,14 +122,15 @@ int run_ctl_console(const std::string& socket_path) {
     fmt::print(stderr, "[qshim: the VM's console; Ctrl-] detaches]{}",
                terminal.raw() ? "\r\n" : "\n");
     write_all(STDOUT_FILENO, rest);
-    pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {fd.get(), POLLIN, 0}};
+    // The socket first: once input has ended, only it is polled.
+    pollfd fds[2] = {{fd.get(), POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
     bool input_open = true;
     char buffer[4096];
     for (;;) {
         int ready = poll(fds, input_open ? 2 : 1, -1);
         if (ready < 0 && errno == EINTR) continue;
         if (ready < 0) break;
-        if (fds[1].revents) {
+        if (fds[0].revents) {
             ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) {
@@ -136,7 +140,7 @@ int run_ctl_console(const std::string& socket_path) {
             }
             write_all(STDOUT_FILENO, std::string_view(buffer, static_cast<size_t>(n)));
         }
-        if (input_open && fds[0].revents) {
+        if (input_open && fds[1].revents) {
             ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) {
@@ -147,7 +151,11 @@ int run_ctl_console(const std::string& socket_path) {
             }
             std::string_view keys(buffer, static_cast<size_t>(n));
             size_t escape = keys.find(console_escape);
-            write_all(fd.get(), keys.substr(0, escape));
+            if (!write_all(fd.get(), keys.substr(0, escape), true)) {
+                fmt::print(stderr, "{}[qshim: the console ended]{}", terminal.raw() ? "\r\n" : "\n",
+                           terminal.raw() ? "\r\n" : "\n");
+                return 0;
+            }
             if (escape != std::string_view::npos) {
                 fmt::print(stderr, "{}[qshim: detached]{}", terminal.raw() ? "\r\n" : "\n",
                            terminal.raw() ? "\r\n" : "\n");

@@ -30,10 +30,12 @@ const char* const context = "preparing the VM's state directory";
 
 Error fail(std::string message) { return make_error(Errc::launch, std::move(message), context); }
 
-// Gives a file qshim made to QEMU's ids, when QEMU runs as others.
+// Gives a file qshim made to QEMU's ids, when QEMU runs as others. Through an fd opened without
+// following symlinks: never chown what a path might have been swapped for.
 Result<void> hand_over(const std::string& path, const QemuIdentity& qemu) {
     if (!qemu.other_than_qshim) return {};
-    if (chown(path.c_str(), qemu.ids.uid, qemu.ids.gid) != 0)
+    UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd || fchown(fd.get(), qemu.ids.uid, qemu.ids.gid) != 0)
         return fail(fmt::format("{}: cannot give it to {}: {}", path, describe(qemu),
                                 std::strerror(errno)));
     return {};
@@ -109,10 +111,13 @@ Result<void> make_dir(const std::string& dir, const QemuIdentity& qemu) {
     auto parent = fs::path(dir).parent_path();
     if (!parent.empty() && !fs::is_directory(parent, ec) && !fs::create_directories(parent, ec))
         return fail(fmt::format("{}: cannot create it: {}", parent.string(), ec.message()));
-    // 0700: the variable store and the seed (which may hold credentials) are the VM's alone.
-    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    // qshim's, not QEMU's: QEMU opens the files qshim made (given to its uid) and creates
+    // nothing here, so a QEMU taken over cannot plant a symlink where qshim (perhaps root)
+    // writes next. 0711 lets QEMU's other uid reach its files; 0700 when it is qshim's own. The
+    // seed may hold credentials: its file is 0600.
+    if (mkdir(dir.c_str(), qemu.other_than_qshim ? 0711 : 0700) != 0 && errno != EEXIST)
         return fail(fmt::format("{}: cannot create it: {}", dir, std::strerror(errno)));
-    return hand_over(dir, qemu);
+    return {};
 }
 
 Result<void> make_efi_vars(const spec::VmSpec& spec, const StateInput& in) {
@@ -150,15 +155,41 @@ std::string overlay_path(const std::string& state_dir, std::string_view disk_nam
 RunFiles& RunFiles::operator=(RunFiles&& other) noexcept {
     if (this != &other) {
         remove();
-        paths_ = std::move(other.paths_);
-        other.paths_.clear();
+        files_ = std::move(other.files_);
+        other.files_.clear();
     }
     return *this;
 }
 
+void RunFiles::add(const std::string& path) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0) files_.push_back({path, st.st_dev, st.st_ino});
+}
+
 void RunFiles::remove() {
-    for (const auto& p : paths_) unlink(p.c_str());
-    paths_.clear();
+    for (const auto& f : files_) {
+        struct stat st {};
+        if (lstat(f.path.c_str(), &st) == 0 && st.st_dev == f.dev && st.st_ino == f.ino)
+            unlink(f.path.c_str());
+    }
+    files_.clear();
+}
+
+std::vector<std::string> RunFiles::paths() const {
+    std::vector<std::string> out;
+    for (const auto& f : files_) out.push_back(f.path);
+    return out;
+}
+
+std::string unmigratable_disks(const spec::VmSpec& spec) {
+    for (size_t i = 0; i < spec.disks.size(); ++i)
+        if (spec.disks[i].ephemeral)
+            return fmt::format(
+                "disks[{}] ({}) is ephemeral: its overlay holds the guest's writes "
+                "on this host and does not migrate; a VM with ephemeral disks "
+                "cannot be live-migrated",
+                i, spec.disks[i].name);
+    return {};
 }
 
 bool needs_state(const spec::VmSpec& spec) {
@@ -211,7 +242,10 @@ Result<RunFiles> prepare_state(const spec::VmSpec& spec, const StateInput& in) {
         auto ok = run_tool({in.qemu_img, "create", "-q", "-f", "qcow2", "-F",
                             spec::to_string(d.format), "-b", d.path, path},
                            fmt::format("disks[{}] ({}): creating its overlay {}", i, d.name, path));
-        if (!ok) return std::move(ok).error();
+        if (!ok) {
+            unlink(path.c_str());  // whatever qemu-img left half made
+            return std::move(ok).error();
+        }
         run.add(path);
         if (auto handed = hand_over(path, in.qemu); !handed) return std::move(handed).error();
     }

@@ -2,6 +2,8 @@
 // makes and removes (the cloud-init seed, ephemeral disks' overlays). docs/local.md.
 #pragma once
 
+#include <sys/types.h>
+
 #include <qshim/error.hpp>
 #include <qshim/spec.hpp>
 #include <string>
@@ -24,23 +26,35 @@ std::string efi_vars_path(const std::string& state_dir, bool secure_boot);
 std::string seed_path(const std::string& state_dir);
 std::string overlay_path(const std::string& state_dir, std::string_view disk_name);
 
-// The files one run made, removed when the VM ends (and by every failure before it runs).
+// The files one run made, removed when the VM ends (and by every failure before it runs). A
+// file is removed only while it is still the one this run made (same device, inode and ctime):
+// another run of the same spec (a migration target on this host) may have replaced it since.
 class RunFiles {
   public:
     RunFiles() = default;
-    RunFiles(RunFiles&& other) noexcept : paths_(std::move(other.paths_)) { other.paths_.clear(); }
+    RunFiles(RunFiles&& other) noexcept : files_(std::move(other.files_)) { other.files_.clear(); }
     RunFiles& operator=(RunFiles&& other) noexcept;
     RunFiles(const RunFiles&) = delete;
     RunFiles& operator=(const RunFiles&) = delete;
     ~RunFiles() { remove(); }
 
-    void add(std::string path) { paths_.push_back(std::move(path)); }
+    // Records the file now at `path` (nothing when there is none).
+    void add(const std::string& path);
     void remove();
-    const std::vector<std::string>& paths() const { return paths_; }
+    std::vector<std::string> paths() const;
 
   private:
-    std::vector<std::string> paths_;
+    struct File {
+        std::string path;
+        dev_t dev;
+        ino_t ino;
+    };
+    std::vector<File> files_;
 };
+
+// Why the spec's disks cannot move with a live migration (ephemeral disks: their overlays stay on
+// this host); empty when they can.
+std::string unmigratable_disks(const spec::VmSpec& spec);
 
 struct StateInput {
     std::string dir;           // the state directory; created (0700) when missing

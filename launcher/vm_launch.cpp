@@ -73,6 +73,10 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
         end_without_qemu("not started");
         co_return std::move(ok).error();
     }
+    // A target would make an empty overlay of its own: the guest's writes live in the source's.
+    if (!options_.incoming.empty())
+        if (auto why = launcher::detail::unmigratable_disks(spec_); !why.empty())
+            co_return fail_early(why, context);
     // The state directory's files (UEFI variables, seed, overlays): removed again, with every
     // file this run made, by whatever ends the VM (on_exit, end_without_qemu, ~Impl).
     if (launcher::detail::needs_state(spec_)) {

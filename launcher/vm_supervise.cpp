@@ -59,7 +59,8 @@ void Vm::Impl::on_exit(int status) {
     qmp_.close();
     remove_sockets();
     run_files_.remove();
-    if (console_) console_->close();
+    // The console ends by itself once its reader has drained what QEMU wrote last (QEMU's end
+    // of the socketpair closed with it).
     json data{{"pid", child_.pid}, {"reason", to_string(reason)}};
     if (WIFEXITED(status)) data["code"] = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) {

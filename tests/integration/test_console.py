@@ -151,12 +151,30 @@ def ctl_console_through_the_api():
         again.stdin.write(b"second-client\n")
         again.stdin.flush()
         read_until(again.stdout, b"QSHIM-GUEST: echo second-client", timeout=30)
+        again.stdin.write(b"\x1d")
+        again.stdin.flush()
+        assert again.wait(30) == 0, again.stderr.read()
+        print("ok after a detach another client attaches")
+        # Without the upgrade the API says how to ask (and this round trip orders us after the
+        # server has seen the last client go).
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(str(sock))
+            c.sendall(b"GET /v1/vm/console HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            answer = c.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 426"), answer
+        # Piped input that runs out: the client half-closes, and the guest's answer still comes.
+        piped = subprocess.Popen([qshim_bin(), "ctl", "--api-socket", str(sock), "console"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        piped.stdin.write(b"piped-then-closed\n")
+        piped.stdin.close()
+        read_until(piped.stdout, b"QSHIM-GUEST: echo piped-then-closed", timeout=30)
+        print("ok input that ends (a pipe) still gets the guest's answer")
         run.proc.send_signal(signal.SIGTERM)
         assert run.wait_exit(30) == 0
         # The VM ended: the attached client is told and exits.
-        assert again.wait(30) == 0, again.stderr.read()
-        assert b"the console ended" in again.stderr.read()
-        print("ok after a detach another client attaches; the VM's end ends its console")
+        assert piped.wait(30) == 0, piped.stderr.read()
+        assert b"the console ended" in piped.stderr.read()
+        print("ok the VM's end ends the attached client")
 
 
 def main():

@@ -6,7 +6,7 @@ import signal
 import socket
 import sys
 
-from qshim_cli import guest_boot, qshim_bin, write_spec  # noqa: F401
+from qshim_cli import guest_boot, qshim, write_spec
 from qshim_guest import give_to_qemu, guest_dir
 from qshim_run import QshimRun, wait_until
 
@@ -103,9 +103,15 @@ def seed_ephemeral_forward():
             interfaces=[{"name": "net0", "backend": {
                 "type": "user", "restrict": True,
                 "portForwards": [{"hostPort": host_port, "guestPort": 2200}]}}]))
-        run.run(spec)
+        run.run(spec, "--api-socket", run.tmp / "api.sock")
         state = run.tmp / ".qshim" / "cloud"
-        seed = run.console.wait_for(r"QSHIM-GUEST: seed end", timeout=120)
+        # The seed's last line, printed after its files.
+        seed = run.console.wait_for(r"QSHIM-GUEST: seed (read-only|writable)", timeout=120)
+        if os.geteuid() == 0:
+            # qshim's, not QEMU's: a QEMU taken over cannot plant links where root writes.
+            st = os.stat(state)
+            assert st.st_uid == 0 and st.st_mode & 0o777 == 0o711, oct(st.st_mode)
+            assert os.stat(state / "cidata.iso").st_uid == 107
         assert seed
         text = run.console.text()
         for line in ("QSHIM-GUEST: seed meta-data: custom-key: 42",
@@ -118,6 +124,10 @@ def seed_ephemeral_forward():
         print("ok the guest mounted the cidata seed and read qshim's meta-data and the user-data")
         run.console.wait_for(r"QSHIM-GUEST: scribbled root", timeout=30)
         assert (state / "root.overlay.qcow2").is_file() and (state / "cidata.iso").is_file()
+        refused = qshim("ctl", "--api-socket", run.tmp / "api.sock", "migrate",
+                        f"unix:{run.tmp / 'nowhere.sock'}", check=1)
+        assert "disks[0] (root) is ephemeral" in refused.stderr, refused.stderr
+        print("ok a VM with an ephemeral disk refuses to migrate")
         run.console.wait_for(r"QSHIM-GUEST: dhcp 10\.0\.2\.15/24", timeout=60)
         run.console.wait_for(r"QSHIM-GUEST: listening 2200", timeout=30)
         greeting = b""
@@ -169,8 +179,25 @@ def port_in_use():
         print("ok a taken host port is reported before QEMU starts")
 
 
+def incoming_ephemeral():
+    """A migration target with an ephemeral disk is refused before anything starts."""
+    with QshimRun() as run:
+        image = run.tmp / "base.raw"
+        image.write_bytes(bytes(1 << 20))
+        spec = write_spec(run.tmp, base_spec(
+            run.tmp, "target", "",
+            disks=[{"name": "root", "path": str(image), "format": "raw", "ephemeral": True}]))
+        run.run(spec, "--incoming", f"unix:{run.tmp / 'in.sock'}")
+        code = run.wait_exit(30)
+        assert code == 3, f"exit {code}: {run.stderr_text()}"
+        assert "disks[0] (root) is ephemeral" in run.stderr_text(), run.stderr_text()
+        assert not run.event("qemu-started") and not (run.tmp / ".qshim").exists()
+        print("ok run --incoming refuses a spec with an ephemeral disk, nothing made")
+
+
 def main():
-    tests = [uefi_variable_store, secure_boot, seed_ephemeral_forward, port_in_use]
+    tests = [uefi_variable_store, secure_boot, seed_ephemeral_forward, port_in_use,
+             incoming_ephemeral]
     for t in tests:
         t()
     return 0

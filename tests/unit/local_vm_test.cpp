@@ -328,3 +328,31 @@ TEST_CASE("command line: the console on a socket qshim holds, logged as before")
     CHECK_THAT(launcher::build_command(sock, *st, o).error().message,
                Contains("cannot go to qshim and to stdout or serial.socket"));
 }
+
+TEST_CASE("run files: only the file this run made is removed") {
+    TempDir tmp;
+    std::string seed = tmp.write("cidata.iso", "ours");
+    RunFiles run;
+    run.add(seed);
+    run.add((tmp.path / "never-made").string());  // nothing there: nothing recorded
+    CHECK(run.paths() == std::vector<std::string>{seed});
+    // Another run of the spec (a migration target here) replaced it, as qshim writes files:
+    // a new file renamed over the old one, which its QEMU still holds open. It stays.
+    std::ifstream held(seed);
+    fs::rename(tmp.write("cidata.iso.tmp", "theirs"), seed);
+    run.remove();
+    CHECK(read(seed) == "theirs");
+    RunFiles mine;
+    mine.add(seed);
+    mine.remove();
+    CHECK_FALSE(fs::exists(seed));
+}
+
+TEST_CASE("ephemeral disks do not migrate") {
+    CHECK(unmigratable_disks(must_parse("name: a\ndisks: [{name: d, path: /i, format: raw}]\n"))
+              .empty());
+    CHECK_THAT(unmigratable_disks(must_parse(
+                   "name: a\ndisks: [{name: d, path: /i, format: raw}, {name: e, path: /j, "
+                   "format: qcow2, ephemeral: true}]\n")),
+               Contains("disks[1] (e) is ephemeral") && Contains("cannot be live-migrated"));
+}
