@@ -113,12 +113,30 @@ def read_until(stream, text, timeout):
 def ctl_console_through_the_api():
     """ctl console attaches through the API: input reaches the guest, one client at a time, Ctrl-]
     detaches and leaves the VM running; a plain GET is told to upgrade."""
+    clients = []
+
+    def client(sock):
+        """`qshim ctl console`, killed at the end of the test whatever happens."""
+        c = subprocess.Popen([qshim_bin(), "ctl", "--api-socket", str(sock), "console"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        clients.append(c)
+        return c
+
+    try:
+        ctl_console_steps(client)
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+
+
+def ctl_console_steps(client):
     with QshimRun() as run:
         sock = run.tmp / "api.sock"
         run.run(spec_for(run.tmp, "ctl-console"), "--api-socket", sock)
         run.console.wait_for(r"QSHIM-GUEST: ready", timeout=90)
-        first = subprocess.Popen([qshim_bin(), "ctl", "--api-socket", str(sock), "console"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = client(sock)
         try:
             first.stdin.write(b"through-the-api\n")
             first.stdin.flush()
@@ -146,8 +164,7 @@ def ctl_console_through_the_api():
             answer = c.recv(4096).decode()
         assert answer.startswith("HTTP/1.1 426"), answer
         # Once the first detached, another client may attach.
-        again = subprocess.Popen([qshim_bin(), "ctl", "--api-socket", str(sock), "console"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        again = client(sock)
         again.stdin.write(b"second-client\n")
         again.stdin.flush()
         read_until(again.stdout, b"QSHIM-GUEST: echo second-client", timeout=30)
@@ -163,8 +180,7 @@ def ctl_console_through_the_api():
             answer = c.recv(4096).decode()
         assert answer.startswith("HTTP/1.1 426"), answer
         # Piped input that runs out: the client half-closes, and the guest's answer still comes.
-        piped = subprocess.Popen([qshim_bin(), "ctl", "--api-socket", str(sock), "console"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        piped = client(sock)
         piped.stdin.write(b"piped-then-closed\n")
         piped.stdin.close()
         read_until(piped.stdout, b"QSHIM-GUEST: echo piped-then-closed", timeout=30)
