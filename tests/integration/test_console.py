@@ -93,6 +93,15 @@ def run_console_on_a_terminal():
             os.close(slave)
 
 
+def plain_get_is_told_to_upgrade(sock):
+    """GET /v1/vm/console without the upgrade: 426, saying how to ask."""
+    with socket.socket(socket.AF_UNIX) as c:
+        c.connect(str(sock))
+        c.sendall(b"GET /v1/vm/console HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = c.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 426"), answer
+
+
 def read_until(stream, text, timeout):
     """Reads a pipe (in a thread) until text appears; returns all read."""
     got, done = [b""], threading.Event()
@@ -158,11 +167,7 @@ def ctl_console_steps(client):
         # The log still has everything, typed lines included.
         run.console.wait_for(r"QSHIM-GUEST: echo through-the-api", timeout=5)
         # Without the upgrade the API says how to ask.
-        with socket.socket(socket.AF_UNIX) as c:
-            c.connect(str(sock))
-            c.sendall(b"GET /v1/vm/console HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            answer = c.recv(4096).decode()
-        assert answer.startswith("HTTP/1.1 426"), answer
+        plain_get_is_told_to_upgrade(sock)
         # Once the first detached, another client may attach.
         again = client(sock)
         again.stdin.write(b"second-client\n")
@@ -172,13 +177,8 @@ def ctl_console_steps(client):
         again.stdin.flush()
         assert again.wait(30) == 0, again.stderr.read()
         print("ok after a detach another client attaches")
-        # Without the upgrade the API says how to ask (and this round trip orders us after the
-        # server has seen the last client go).
-        with socket.socket(socket.AF_UNIX) as c:
-            c.connect(str(sock))
-            c.sendall(b"GET /v1/vm/console HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            answer = c.recv(4096).decode()
-        assert answer.startswith("HTTP/1.1 426"), answer
+        # Again, and this round trip orders us after the server has seen the last client go.
+        plain_get_is_told_to_upgrade(sock)
         # Piped input that runs out: the client half-closes, and the guest's answer still comes.
         piped = client(sock)
         piped.stdin.write(b"piped-then-closed\n")
