@@ -237,11 +237,11 @@ class ArgvBuilder {
     void serial() {
         const auto& s = spec_.serial;
         if (options_.serial_fd) {
-            std::string chardev = fmt::format("socket,id=serial0,fd={}",
-                                              inherit(*options_.serial_fd, "serial console"));
-            if (!s.log.empty())
-                chardev += fmt::format(",logfile={},logappend=on", qemu_opts_escape(s.log));
-            arg("-chardev", chardev);
+            // No logfile: the socket's holder writes serial.log. QEMU 7.2 logs a byte again when
+            // the socket is full (char.c logs the whole buffer on any error, EAGAIN included,
+            // then the UART retries it), so its log of a lagging reader repeats characters.
+            arg("-chardev", fmt::format("socket,id=serial0,fd={}",
+                                        inherit(*options_.serial_fd, "serial console")));
         } else if (options_.serial_stdio) {
             // signal=off: a ^C typed at qshim's terminal is qshim's to handle, not QEMU's.
             std::string chardev = "stdio,id=serial0,signal=off";

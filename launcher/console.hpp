@@ -1,7 +1,8 @@
 // The guest's serial console when qshim holds it (VmOptions::own_console): QEMU's serial0 is one
 // end of a socketpair and this relay the other. It reads for as long as QEMU runs, so output that
 // nobody reads is dropped rather than stalling the guest on a full socket, and hands it to the
-// one client attached (qshim run --console on a terminal, or the API's console).
+// one client attached (qshim run --console on a terminal, or the API's console). It also writes
+// serial.log: every byte QEMU sent, exactly once.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -14,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/unique_fd.hpp"
+
 namespace qshim::launcher::detail {
 
 class ConsoleRelay : public std::enable_shared_from_this<ConsoleRelay> {
@@ -23,8 +26,9 @@ class ConsoleRelay : public std::enable_shared_from_this<ConsoleRelay> {
 
     explicit ConsoleRelay(boost::asio::any_io_executor ex) : socket_(ex) {}
 
-    // Takes qshim's end of the socketpair and starts reading it.
-    void start(int fd);
+    // Takes qshim's end of the socketpair and starts reading it; everything read is appended
+    // to `log` too, when it is open.
+    void start(int fd, qshim::detail::UniqueFd log);
     // QEMU is gone: the attached client's `on_end` runs, and nobody may attach again.
     void close();
 
@@ -39,7 +43,10 @@ class ConsoleRelay : public std::enable_shared_from_this<ConsoleRelay> {
   private:
     static boost::asio::awaitable<void> read_loop(std::shared_ptr<ConsoleRelay> self);
 
+    void append_to_log(std::string_view bytes);
+
     boost::asio::local::stream_protocol::socket socket_;
+    qshim::detail::UniqueFd log_;
     bool open_ = false;
     bool ended_ = false;
     std::size_t client_ = 0;  // 0: none attached

@@ -17,6 +17,9 @@ struct PreflightInput {
     std::optional<spec::Accel> accel;  // overrides machine.accel (CommandOptions::accel)
     std::string kvm = "/dev/kvm";
     std::string firmware_dir = "/usr/share/OVMF";  // CommandOptions::firmware_dir
+    // serial.log is written by qshim's console relay (VmOptions::own_console), not by QEMU: only
+    // its folder is checked here, and qshim opens it itself before QEMU starts.
+    bool serial_log_by_qshim = false;
 };
 
 // Every file the spec names exists and can be opened by QEMU's uid as needed; every socket or

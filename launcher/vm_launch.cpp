@@ -57,6 +57,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     launcher::detail::PreflightInput checks{qemu, options_.command.qmp_socket,
                                             options_.command.accel};
     checks.firmware_dir = options_.command.firmware_dir;
+    checks.serial_log_by_qshim = options_.own_console;
     if (auto ok = launcher::detail::preflight(spec_, checks, warnings); !ok) {
         emit("error", {{"message", ok.error().what()}});
         end_without_qemu("not started");
@@ -104,13 +105,22 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     if (!devnull) co_return fail_early(errno_message("/dev/null"), context);
 
     // The serial console qshim holds: a socketpair of its own, QEMU's end inherited like QMP's.
-    UniqueFd console_ours, console_theirs;
+    UniqueFd console_ours, console_theirs, console_log;
     if (options_.own_console) {
         int console_pair[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console_pair) != 0)
             co_return fail_early(errno_message("socketpair"), context);
         console_ours = UniqueFd(console_pair[0]);
         console_theirs = UniqueFd(console_pair[1]);
+        if (!spec_.serial.log.empty()) {
+            console_log =
+                UniqueFd(open(spec_.serial.log.c_str(),
+                              O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
+            if (!console_log)
+                co_return fail_early(
+                    fmt::format("serial.log: {}: {}", spec_.serial.log, std::strerror(errno)),
+                    context);
+        }
     }
 
     launcher::CommandOptions command = options_.command;
@@ -157,7 +167,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     console_theirs.reset();
     if (console_ours) {
         console_ = std::make_shared<launcher::detail::ConsoleRelay>(ex_);
-        console_->start(console_ours.release());
+        console_->start(console_ours.release(), std::move(console_log));
     }
     log::write("launcher", log::Level::info, fmt::format("QEMU started, pid {}", child_.pid));
     emit("qemu-started", {{"pid", child_.pid},

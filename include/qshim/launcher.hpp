@@ -22,8 +22,9 @@ struct CommandOptions {
     bool serial_stdio = false;         // the serial console on QEMU's stdout (logged too if
                                        // serial.log is set); excludes serial.socket
     std::optional<int> serial_fd;      // the serial console on this connected socket (the
-                                       // caller's fd, inherited like qmp_fd; logged too if
-                                       // serial.log is set); excludes serial_stdio, serial.socket
+                                       // caller's fd, inherited like qmp_fd; QEMU does not
+                                       // write serial.log then: the caller does); excludes
+                                       // serial_stdio, serial.socket
     // The VM's state directory (UEFI variables, cloud-init seed, ephemeral overlays); empty:
     // default_state_dir(spec). Only read when the spec needs one (needs_state_dir).
     std::string state_dir;

@@ -44,7 +44,7 @@ struct VmOptions {
     bool console_to_stdout = false;    // the guest's serial console on qshim's stdout
     // qshim holds the serial console itself (attach_console): for an interactive console, here
     // or through the API. Not with console_to_stdout or the spec's serial.socket (which give the
-    // console to another reader); serial.log still logs it.
+    // console to another reader); serial.log still logs it, written by qshim.
     bool own_console = false;
     std::chrono::milliseconds start_timeout{30'000};    // QEMU to greet and negotiate QMP
     std::chrono::milliseconds quit_timeout{5'000};      // after `quit` or SIGTERM, before SIGKILL

@@ -300,7 +300,7 @@ TEST_CASE("the seed's place in topology v1 moves nothing that was there") {
     CHECK(b->devices.size() == a->devices.size() + 1);
 }
 
-TEST_CASE("command line: the console on a socket qshim holds, logged as before") {
+TEST_CASE("command line: the console on a socket qshim holds, which logs it itself") {
     launcher::CommandOptions o;
     o.qmp_fd = 40;
     o.serial_fd = 41;
@@ -312,9 +312,10 @@ TEST_CASE("command line: the console on a socket qshim holds, logged as before")
     // Inherited in the order argv names them: QMP's fd 3, the console's 4.
     CHECK(value_of(command->argv, "-chardev") == "socket,id=qmp,fd=3");
     auto argv = command->argv;
-    auto console = std::find(argv.begin(), argv.end(),
-                             "socket,id=serial0,fd=4,logfile=/logs/a.log,logappend=on");
+    // QEMU's log of a socket repeats bytes the socket refused once (QEMU-NOTES): not used.
+    auto console = std::find(argv.begin(), argv.end(), "socket,id=serial0,fd=4");
     CHECK(console != argv.end());
+    for (const auto& a : argv) CHECK(a.find("logfile") == std::string::npos);
     REQUIRE(command->fds.size() == 2);
     CHECK(command->fds[1].source == 41);
     CHECK(command->fds[1].target == 4);
