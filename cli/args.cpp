@@ -38,6 +38,7 @@ Args::Args(const std::vector<std::string>& argv, std::set<std::string> with_valu
                 value = argv[++i];
             }
             values_[name] = value;
+            all_[name].push_back(value);
         } else {
             error_ = "unknown option " + name;
             return;
@@ -49,6 +50,11 @@ std::optional<std::string> Args::get(const std::string& name) const {
     auto it = values_.find(name);
     if (it == values_.end()) return std::nullopt;
     return it->second;
+}
+
+std::vector<std::string> Args::all(const std::string& name) const {
+    auto it = all_.find(name);
+    return it == all_.end() ? std::vector<std::string>{} : it->second;
 }
 
 }  // namespace qshim::cli

@@ -19,11 +19,13 @@ class Args {
     bool ok() const { return error_.empty(); }
     const std::string& error() const { return error_; }
     bool has(const std::string& name) const { return values_.count(name) > 0; }
-    std::optional<std::string> get(const std::string& name) const;
+    std::optional<std::string> get(const std::string& name) const;  // the last one given
+    std::vector<std::string> all(const std::string& name) const;    // each one, in order
     const std::vector<std::string>& positional() const { return positional_; }
 
   private:
     std::map<std::string, std::string> values_;
+    std::map<std::string, std::vector<std::string>> all_;
     std::vector<std::string> positional_;
     std::string error_;
 };

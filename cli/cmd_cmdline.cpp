@@ -27,6 +27,8 @@ Options:
   --state-dir DIR        the VM's state directory (default SPEC's folder/.qshim/NAME),
                          where the UEFI variables, seed and overlays are named
   --paused               start with vCPUs stopped (-S)
+  --volume-root KIND=DIR for a KubeVirt manifest: where its volumes are
+                         (qshim convert --help), once per KIND
   -h, --help             show this help
 
 Exit status: 0 success, 2 invalid spec or usage.
@@ -39,7 +41,8 @@ int cmd_cmdline(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--accel", "--qemu", "--qmp-socket", "--state-dir"}, {"--paused"});
+    Args args(argv, {"--accel", "--qemu", "--qmp-socket", "--state-dir", volume_root_option},
+              {"--paused"});
     if (!args.ok()) return usage_error("cmdline", args.error());
     if (args.positional().size() != 1)
         return usage_error("cmdline", "expected exactly one SPEC file");
@@ -58,7 +61,9 @@ int cmd_cmdline(const std::vector<std::string>& argv) {
     if (auto s = args.get("--qmp-socket")) options.qmp_socket = *s;
     if (auto dir = args.get("--state-dir")) options.state_dir = *dir;
     options.paused = args.has("--paused");
-    auto planned = plan_or_report(args.positional()[0]);
+    auto load = load_options("cmdline", args);
+    if (!load) return exit_invalid;
+    auto planned = plan_or_report(args.positional()[0], *load);
     if (!planned) return exit_invalid;
     if (planned->spec.numa.automatic) {
         // numa.guestNodes auto depends on the host: show what would run here, now.

@@ -26,6 +26,9 @@ KubeVirt's formula).
 Options:
   --boot-size SIZE the size of boot.kernel + boot.initrd (such as 16Mi), for
                    planning where those files are not; default: read them
+  --volume-root KIND=DIR
+                   for a KubeVirt manifest: where its volumes are
+                   (qshim convert --help), once per KIND
   -h, --help       show this help
 
 Example:
@@ -42,15 +45,17 @@ int cmd_plan(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--format", "--boot-size"}, {"--json"});
+    Args args(argv, {"--format", "--boot-size", volume_root_option}, {"--json"});
     if (!args.ok()) return usage_error("plan", args.error());
+    auto options = load_options("plan", args);
+    if (!options) return exit_invalid;
     if (args.positional().size() != 1) return usage_error("plan", "expected exactly one SPEC file");
     std::string format = args.has("--json") ? "json" : args.get("--format").value_or("text");
     if (args.has("--json") && args.has("--format"))
         return usage_error("plan", "--json and --format exclude each other");
     if (format != "text" && format != "json" && format != "k8s")
         return usage_error("plan", "--format must be k8s (or use --json)");
-    auto planned = plan_or_report(args.positional()[0]);
+    auto planned = plan_or_report(args.positional()[0], *options);
     if (!planned) return exit_invalid;
     launcher::PlanInputs inputs;
     if (auto size = args.get("--boot-size")) {

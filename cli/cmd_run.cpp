@@ -81,6 +81,9 @@ Options:
                        (default 30); a QEMU that does not answer fails the
                        change with a timeout (API 504), and a stop goes on
   -v, --verbose        debug logging (or QSHIM_LOG=qmp:debug,*:info)
+  --volume-root KIND=DIR
+                       for a KubeVirt manifest: where its volumes are
+                       (qshim convert --help), once per KIND
   -h, --help           show this help
 
 Exit status:
@@ -148,7 +151,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     }
     Args args(argv,
               {"--events", "--accel", "--qemu", "--qmp-socket", "--qmp-timeout", "--api-socket",
-               "--incoming", "--tls-dir", "--state-dir"},
+               volume_root_option, "--incoming", "--tls-dir", "--state-dir"},
               {"--console", "--verbose", "-v"});
     if (!args.ok()) return usage_error("run", args.error());
     if (args.positional().size() != 1) return usage_error("run", "expected exactly one SPEC file");
@@ -203,7 +206,9 @@ int cmd_run(const std::vector<std::string>& argv) {
                    std::strerror(errno));
         return exit_invalid;
     }
-    auto planned = plan_or_report(args.positional()[0]);
+    auto load = load_options("run", args);
+    if (!load) return exit_invalid;
+    auto planned = plan_or_report(args.positional()[0], *load);
     if (!planned) return exit_invalid;  // nothing has been started
     // With the API, qshim holds the console for `qshim ctl console`, unless the spec hands it to
     // whoever connects to serial.socket.

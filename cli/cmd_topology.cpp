@@ -39,16 +39,20 @@ regenerated from its spec keeps its guest ABI (disk and NIC addresses).
 Options:
   --format json|yaml   output format for SPEC (default json); text or json
                        for --fingerprint (default text)
+  --volume-root KIND=DIR
+                       for a KubeVirt manifest: where its volumes are
+                       (qshim convert --help), once per KIND
   -h, --help           show this help
 
 Exit status: 0 success (for --diff: guest ABI unchanged), 1 --diff found
 changes, 2 invalid spec or usage.
 )";
 
-int diff(const std::string& old_path, const std::string& new_path) {
-    auto before = plan_or_report(old_path);
+int diff(const std::string& old_path, const std::string& new_path,
+         const spec::LoadOptions& options) {
+    auto before = plan_or_report(old_path, options);
     if (!before) return exit_invalid;
-    auto after = plan_or_report(new_path);
+    auto after = plan_or_report(new_path, options);
     if (!after) return exit_invalid;
     bool breaks = false;
     for (const auto& change : topology::diff(before->topology, after->topology)) {
@@ -59,8 +63,9 @@ int diff(const std::string& old_path, const std::string& new_path) {
     return breaks ? exit_changed : exit_ok;
 }
 
-int print_fingerprint(const std::string& path, const std::string& format) {
-    auto planned = plan_or_report(path);
+int print_fingerprint(const std::string& path, const std::string& format,
+                      const spec::LoadOptions& options) {
+    auto planned = plan_or_report(path, options);
     if (!planned) return exit_invalid;
     auto fp = topology::fingerprint(planned->spec, planned->topology);
     if (format == "json") {
@@ -83,8 +88,10 @@ int cmd_topology(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--format"}, {"--resolve", "--diff", "--fingerprint"});
+    Args args(argv, {"--format", volume_root_option}, {"--resolve", "--diff", "--fingerprint"});
     if (!args.ok()) return usage_error("topology", args.error());
+    auto options = load_options("topology", args);
+    if (!options) return exit_invalid;
     const auto& pos = args.positional();
     if (args.has("--resolve") + args.has("--diff") + args.has("--fingerprint") > 1)
         return usage_error("topology", "--resolve, --diff and --fingerprint exclude each other");
@@ -93,17 +100,17 @@ int cmd_topology(const std::vector<std::string>& argv) {
         std::string format = args.get("--format").value_or("text");
         if (format != "text" && format != "json")
             return usage_error("topology", "--format must be text or json with --fingerprint");
-        return print_fingerprint(pos[0], format);
+        return print_fingerprint(pos[0], format, *options);
     }
     if (args.has("--diff")) {
         if (pos.size() != 2) return usage_error("topology", "--diff takes two specs: OLD NEW");
-        return diff(pos[0], pos[1]);
+        return diff(pos[0], pos[1], *options);
     }
     if (pos.size() != 1) return usage_error("topology", "expected exactly one SPEC file");
     std::string format = args.get("--format").value_or("json");
     if (format != "json" && format != "yaml")
         return usage_error("topology", "--format must be json or yaml");
-    auto planned = plan_or_report(pos[0]);
+    auto planned = plan_or_report(pos[0], *options);
     if (!planned) return exit_invalid;
     if (args.has("--resolve")) {
         if (args.has("--format")) return usage_error("topology", "--resolve always prints YAML");

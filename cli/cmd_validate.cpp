@@ -24,6 +24,9 @@ part of the spec, read and checked now.
 Options:
   --format yaml|json   read SPEC as this format (default: by extension, then
                        by content)
+  --volume-root KIND=DIR
+                       for a KubeVirt manifest: where its volumes are
+                       (qshim convert --help), once per KIND
   -h, --help           show this help
 
 Exit status: 0 valid, 2 invalid or unreadable.
@@ -37,11 +40,13 @@ int cmd_validate(const std::vector<std::string>& argv) {
         fmt::print("{}", help);
         return exit_ok;
     }
-    Args args(argv, {"--format"}, {});
+    Args args(argv, {"--format", volume_root_option}, {});
     if (!args.ok()) return usage_error("validate", args.error());
     if (args.positional().size() != 1)
         return usage_error("validate", "expected exactly one SPEC file");
-    spec::LoadOptions options;
+    auto loaded_options = load_options("validate", args);
+    if (!loaded_options) return exit_invalid;
+    spec::LoadOptions options = *loaded_options;
     if (auto f = args.get("--format")) {
         if (*f == "yaml")
             options.format = spec::Format::yaml;

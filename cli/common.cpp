@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 namespace qshim::cli {
 
@@ -22,8 +24,9 @@ int usage_error(const std::string& command, const std::string& message) {
     return exit_invalid;
 }
 
-std::optional<spec::VmSpec> load_or_report(const std::string& path) {
-    auto loaded = spec::load_spec(path);
+std::optional<spec::VmSpec> load_or_report(const std::string& path,
+                                           const spec::LoadOptions& options) {
+    auto loaded = spec::load_spec(path, options);
     if (!loaded) {
         print_error(loaded.error());
         return std::nullopt;
@@ -31,8 +34,8 @@ std::optional<spec::VmSpec> load_or_report(const std::string& path) {
     return std::move(loaded).value();
 }
 
-std::optional<Planned> plan_or_report(const std::string& path) {
-    auto spec = load_or_report(path);
+std::optional<Planned> plan_or_report(const std::string& path, const spec::LoadOptions& options) {
+    auto spec = load_or_report(path, options);
     if (!spec) return std::nullopt;
     auto topo = topology::plan(*spec);
     if (!topo) {
@@ -40,6 +43,46 @@ std::optional<Planned> plan_or_report(const std::string& path) {
         return std::nullopt;
     }
     return Planned{std::move(*spec), std::move(topo).value()};
+}
+
+const char* const volume_root_help =
+    R"(  --volume-root KIND=DIR
+                       for a KubeVirt manifest: find its volumes in DIR instead
+                       of virt-launcher's folder (docs/kubevirt.md). KIND is
+                       container-disks, vmi-disks, block, secrets or
+                       kernel-boot; repeat for each.
+)";
+
+std::optional<spec::LoadOptions> load_options(const std::string& command, const Args& args) {
+    spec::LoadOptions options;
+    auto& roots = options.volume_roots;
+    const std::pair<const char*, std::string*> kinds[] = {
+        {"container-disks", &roots.container_disks},
+        {"vmi-disks", &roots.vmi_disks},
+        {"block", &roots.block_devices},
+        {"secrets", &roots.secrets},
+        {"kernel-boot", &roots.kernel_boot},
+    };
+    for (const auto& value : args.all(volume_root_option)) {
+        auto eq = value.find('=');
+        std::string kind = value.substr(0, eq);
+        auto it = std::find_if(std::begin(kinds), std::end(kinds),
+                               [&](const auto& k) { return kind == k.first; });
+        if (eq == std::string::npos || eq + 1 == value.size() || it == std::end(kinds)) {
+            usage_error(command, fmt::format("--volume-root {}: expected KIND=DIR, KIND one of "
+                                             "container-disks, vmi-disks, block, secrets, "
+                                             "kernel-boot",
+                                             value));
+            return std::nullopt;
+        }
+        // Relative folders are the caller's working directory's, as any path on a command line.
+        std::error_code ec;
+        std::string dir =
+            std::filesystem::absolute(value.substr(eq + 1), ec).lexically_normal().string();
+        while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+        *it->second = dir;
+    }
+    return options;
 }
 
 bool wants_help(const std::vector<std::string>& args) {

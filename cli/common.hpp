@@ -22,8 +22,17 @@ struct Planned {
     spec::VmSpec spec;
     topology::Topology topology;
 };
-std::optional<spec::VmSpec> load_or_report(const std::string& path);
-std::optional<Planned> plan_or_report(const std::string& path);
+std::optional<spec::VmSpec> load_or_report(const std::string& path,
+                                           const spec::LoadOptions& options = {});
+std::optional<Planned> plan_or_report(const std::string& path,
+                                      const spec::LoadOptions& options = {});
+
+// The options every command that reads a spec takes: --volume-root KIND=DIR (for KubeVirt
+// manifests), as many as given. nullopt after a usage error was printed.
+inline const char* const volume_root_option = "--volume-root";
+std::optional<spec::LoadOptions> load_options(const std::string& command, const Args& args);
+// The help text for --volume-root, as each command's help shows it.
+extern const char* const volume_root_help;
 
 // Prints the text, or the error that kept it from being written; the command's exit code.
 int print_or_report(const Result<std::string>& text);
@@ -37,5 +46,6 @@ int cmd_cmdline(const std::vector<std::string>& args);
 int cmd_plan(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_ctl(const std::vector<std::string>& args);
+int cmd_convert(const std::vector<std::string>& args);
 
 }  // namespace qshim::cli

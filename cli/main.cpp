@@ -28,6 +28,8 @@ Commands:
   run SPEC             start the VM and supervise it until it ends
   run --incoming ADDR  receive it from a live migration instead (ctl migrate)
   ctl COMMAND          manage a running VM through its API socket (run --api-socket)
+  convert MANIFEST     print the spec a KubeVirt VirtualMachineInstance becomes
+                       (every command above takes the manifest itself too)
 
 Run 'qshim COMMAND --help' for a command's options and examples.
 
@@ -45,7 +47,7 @@ Exit status: 0 success, 1 ABI changed (topology --diff), 2 invalid spec or
 usage, 3 launch failure, 4 QEMU crashed, 5 forced stop, 6 QMP lost,
 7 migrated away, 70 internal error.
 Documentation: docs/ (spec.md, topology.md, cli.md, api.md, events.md, plan.md,
-migration.md).
+migration.md, kubevirt.md).
 )";
 
 // A closed stdin, stdout or stderr would be taken by the next fd qshim opens (a socket, the QMP
@@ -78,8 +80,9 @@ int main(int argc, char** argv) {
         return exit_ok;
     }
     static const std::map<std::string, Command> commands = {
-        {"validate", cmd_validate}, {"topology", cmd_topology}, {"cmdline", cmd_cmdline},
-        {"plan", cmd_plan},         {"run", cmd_run},           {"ctl", cmd_ctl},
+        {"validate", cmd_validate}, {"convert", cmd_convert}, {"topology", cmd_topology},
+        {"cmdline", cmd_cmdline},   {"plan", cmd_plan},       {"run", cmd_run},
+        {"ctl", cmd_ctl},
     };
     auto it = commands.find(args[0]);
     if (it == commands.end()) {

@@ -181,10 +181,10 @@ void Fields::require(std::string_view key) {
     if (!map_.find(key)) diags_.add(map_, path_of(key), "is required");
 }
 
-void Fields::finish() {
+void Fields::finish(std::string_view unread) {
     for (const auto& [key, value] : map_.entries) {
         if (std::find(known_.begin(), known_.end(), key.value) != known_.end()) continue;
-        std::string reason = "unknown field";
+        std::string reason(unread);
         const std::string* best = nullptr;
         size_t best_distance = 3;  // suggest only close matches: a typo, not a different field
         for (const auto& k : known_) {

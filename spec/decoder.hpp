@@ -51,7 +51,8 @@ class Fields {
 
     // Reports a missing required field at the map's position.
     void require(std::string_view key);
-    void finish();
+    // Reports every key no reader asked for, with `reason` and a close known name if any.
+    void finish(std::string_view reason = "unknown field");
 
     Diagnostics& diags() { return diags_; }
 

@@ -12,6 +12,7 @@
 #include "spec/cloud_init.hpp"
 #include "spec/decoder.hpp"
 #include "spec/document.hpp"
+#include "spec/kubevirt.hpp"
 #include "spec/values.hpp"
 
 namespace qshim::spec {
@@ -779,18 +780,29 @@ Result<VmSpec> parse_spec(std::string_view text, const std::string& filename,
                         .lexically_normal()
                         .string();
     Diagnostics diags(filename);
-    SpecReader(diags, spec).read(*doc);
+    std::optional<detail::Converted> converted;
+    const bool manifest = detail::is_manifest(*doc);
+    if (manifest) {
+        // A KubeVirt manifest: converted to a spec, whose problems are then the manifest's.
+        converted = detail::convert_manifest(diags, *doc, options.volume_roots);
+        if (converted) SpecReader(diags, spec).read(converted->spec);
+    } else {
+        SpecReader(diags, spec).read(*doc);
+    }
     if (!diags.empty()) {
-        Error e = make_error(Errc::invalid_spec, "the spec is invalid", context);
+        Error e = make_error(Errc::invalid_spec,
+                             manifest ? "the manifest is invalid" : "the spec is invalid", context);
         e.diagnostics = diags.take();
+        if (converted)
+            for (auto& d : e.diagnostics) d.path = detail::manifest_path(*converted, d.path);
         // The reader visits fields in schema order and checks cross-field rules last; users read
         // the list top to bottom alongside the file.
         std::stable_sort(e.diagnostics.begin(), e.diagnostics.end(),
                          [](const Diagnostic& a, const Diagnostic& b) {
                              return std::pair(a.line, a.column) < std::pair(b.line, b.column);
                          });
-        e.message = fmt::format("the spec has {} problem{}", e.diagnostics.size(),
-                                e.diagnostics.size() == 1 ? "" : "s");
+        e.message = fmt::format("the {} has {} problem{}", manifest ? "manifest" : "spec",
+                                e.diagnostics.size(), e.diagnostics.size() == 1 ? "" : "s");
         return e;
     }
     return spec;
@@ -833,6 +845,13 @@ Result<Disk> parse_disk(std::string_view json, const VmSpec& vm) {
 Result<Interface> parse_interface(std::string_view json, const VmSpec& vm) {
     return parse_device<Interface>(json, vm, "interface",
                                    [](SpecReader& r, const Node& n) { r.read_interface(n); });
+}
+
+bool is_kubevirt_manifest(std::string_view text) {
+    if (text.size() > max_spec_bytes) return false;
+    auto doc = looks_like_json(text, "") ? detail::parse_json_document(text, "")
+                                         : detail::parse_yaml_document(text, "");
+    return doc && detail::is_manifest(*doc);
 }
 
 Result<VmSpec> load_spec(const std::string& path, const LoadOptions& options) {

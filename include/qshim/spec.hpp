@@ -260,9 +260,31 @@ inline constexpr size_t max_spec_bytes = 1 << 20;
 
 enum class Format { automatic, yaml, json };
 
+// Where a KubeVirt manifest's volumes are inside the VM's pod: KubeVirt's virt-launcher paths
+// (docs/kubevirt.md). Each can be moved, to run a manifest outside a pod.
+struct VolumeRoots {
+    // containerDisk: the image of volume N (its index in spec.volumes) is disk_N.img here.
+    std::string container_disks = "/var/run/kubevirt/container-disks";
+    // persistentVolumeClaim, dataVolume: a filesystem volume's image is VOLUME/disk.img here.
+    std::string vmi_disks = "/var/run/kubevirt-private/vmi-disks";
+    // persistentVolumeClaim, dataVolume: a block volume is the device VOLUME here (taken when it
+    // exists).
+    std::string block_devices = "/dev";
+    // cloudInitNoCloud's secretRef and networkDataSecretRef: the secret's keys are files in
+    // VOLUME/ here.
+    std::string secrets = "/var/run/kubevirt-private/secret";
+    // firmware.kernelBoot: the kernel and initrd, by their file names.
+    std::string kernel_boot = "/var/run/kubevirt/container-disks/kernel-boot-volume";
+};
+
 struct LoadOptions {
     Format format = Format::automatic;  // automatic: by extension, then by content
+    VolumeRoots volume_roots;           // for KubeVirt manifests
 };
+
+// Whether spec text is a KubeVirt manifest (it has apiVersion or kind) rather than a qshim spec.
+// load_spec and parse_spec take both; a manifest is converted to a spec as docs/kubevirt.md says.
+QSHIM_API bool is_kubevirt_manifest(std::string_view text);
 
 // Reads and validates a spec file. On failure the Error (code invalid_spec or io) lists every
 // problem found in Error::diagnostics.

@@ -52,6 +52,17 @@ void spec_topology_launcher() {
     check(s.ok(), "parse_spec");
     if (!s) return;
     check(!spec::load_spec("/nonexistent/api.yaml").ok(), "load_spec of a missing file fails");
+    check(spec::is_kubevirt_manifest("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\n") &&
+              !spec::is_kubevirt_manifest("name: vm\n"),
+          "is_kubevirt_manifest");
+    spec::LoadOptions kubevirt;
+    kubevirt.volume_roots.container_disks = "/images";
+    auto vmi = spec::parse_spec(
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: k}\n"
+        "spec:\n  domain:\n    memory: {guest: 64Mi}\n    devices:\n      disks: [{name: r}]\n"
+        "  volumes: [{name: r, containerDisk: {image: x}}]\n",
+        "/tmp/vmi.yaml", kubevirt);
+    check(vmi.ok() && vmi->disks.at(0).path == "/images/disk_0.img", "parse_spec of a manifest");
     check(spec::parse_disk(R"({"name": "e", "path": "/e.img", "format": "raw"})", *s).ok(),
           "parse_disk");
     check(spec::parse_interface(R"({"name": "m", "backend": {"type": "user"}})", *s).ok(),

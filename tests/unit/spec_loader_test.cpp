@@ -223,7 +223,7 @@ TEST_CASE("the full example reads every field", "[spec][loader]") {
 
 TEST_CASE("the same spec in JSON loads to an equal VmSpec", "[spec][loader]") {
     CHECK(dump(loaded(full_json, "/srv/vms/full.json")) ==
-          dump(loaded(full_yaml, "/srv/vms/full.json", {Format::yaml})));
+          dump(loaded(full_yaml, "/srv/vms/full.json", {Format::yaml, {}})));
 }
 
 TEST_CASE("defaults fill every field left out", "[spec][loader]") {
@@ -345,9 +345,9 @@ TEST_CASE("the format comes from the extension, then the content", "[spec][loade
     CHECK(parse_spec("name: vm\n", "vm").ok());
 
     SECTION("an explicit format beats the extension") {
-        CHECK_FALSE(parse_spec(lax, "vm.yaml", {Format::json}).ok());
-        CHECK(parse_spec(lax, "vm.json", {Format::yaml}).ok());
-        auto r = parse_spec("name: vm\n", "vm.yaml", {Format::json});
+        CHECK_FALSE(parse_spec(lax, "vm.yaml", {Format::json, {}}).ok());
+        CHECK(parse_spec(lax, "vm.json", {Format::yaml, {}}).ok());
+        auto r = parse_spec("name: vm\n", "vm.yaml", {Format::json, {}});
         REQUIRE_FALSE(r.ok());
         CHECK_THAT(r.error().diagnostics.at(0).reason, Catch::StartsWith("malformed JSON"));
     }
@@ -355,7 +355,7 @@ TEST_CASE("the format comes from the extension, then the content", "[spec][loade
         TempDir dir;
         CHECK(load_spec(dir.write("a.yaml", lax).string()).ok());
         CHECK_FALSE(load_spec(dir.write("a.json", lax).string()).ok());
-        CHECK(load_spec(dir.write("a.json", lax).string(), {Format::yaml}).ok());
+        CHECK(load_spec(dir.write("a.json", lax).string(), {Format::yaml, {}}).ok());
     }
 }
 

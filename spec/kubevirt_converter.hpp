@@ -1,0 +1,103 @@
+// The manifest-to-spec converter's state, shared by its two halves: kubevirt.cpp (the document,
+// CPU, memory, firmware) and kubevirt_devices.cpp (disks with their volumes, interfaces with their
+// networks).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <qshim/spec.hpp>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "spec/decoder.hpp"
+#include "spec/kubevirt.hpp"
+
+namespace qshim::spec::detail::kubevirt {
+
+// Why a field is refused: KubeVirt has it, qshim does not (docs/kubevirt.md lists them).
+inline constexpr std::string_view unsupported = "not supported by qshim";
+
+// Spec nodes made from manifest nodes: each takes the position of the node it came from.
+Node text(std::string value, const Node& at);
+Node number(uint64_t value, const Node& at);
+Node boolean(bool value, const Node& at);
+Node map(const Node& at);
+Node sequence(const Node& at);
+void put(Node& map, std::string key, Node value);
+
+// A Kubernetes quantity ("2Gi", "512M", "1024") in bytes; nullopt when it is not a whole one.
+std::optional<uint64_t> parse_quantity(std::string_view text);
+
+class Converter {
+  public:
+    Converter(Diagnostics& diags, const VolumeRoots& roots) : diags_(diags), roots_(roots) {}
+
+    std::optional<Converted> run(const Node& root);
+
+  private:
+    // kubevirt.cpp
+    void vm_spec(const Node& spec, const std::string& path);
+    void vmi_spec(const Node& spec, const std::string& path);
+    void domain(const Node& domain, const std::string& path);
+    void cpu(const Node& cpu, const std::string& path);
+    void memory(const Node* memory, const Node* resources, const std::string& path,
+                const Node& domain);
+    void firmware(const Node& firmware, const std::string& path);
+    void features(const Node& features, const std::string& path);
+    // A field that only a `false` (or `{}` for "disabled" maps) keeps: true is refused.
+    void refuse_true(Fields& f, std::string_view key, std::string_view why);
+
+    // kubevirt_devices.cpp
+    void devices(const Node& devices, const std::string& path);
+    void read_volumes(const Node& volumes, const std::string& path);
+    void read_networks(const Node& networks, const std::string& path);
+    void disk(const Node& disk, const std::string& path);
+    bool volume_source(size_t volume, Node& out, bool cdrom);
+    void cloud_init(const Node& source, const std::string& path, const std::string& disk_path);
+    void interface(const Node& iface, const std::string& path);
+    void unused_volumes_and_networks();
+
+    bool expect(const Node& n, Node::Kind kind, const std::string& path) {
+        return expect_kind(diags_, n, kind, path);
+    }
+    void origin(std::string spec_path, std::string manifest_path) {
+        out_.origins.emplace_back(std::move(spec_path), std::move(manifest_path));
+    }
+
+    struct Volume {
+        std::string name;
+        const Node* node = nullptr;
+        std::string path;  // "spec.volumes[3]"
+        bool used = false;
+    };
+    struct Network {
+        std::string name;
+        const Node* node = nullptr;
+        std::string path;
+        bool used = false;
+    };
+
+    Diagnostics& diags_;
+    const VolumeRoots& roots_;
+    Converted out_;
+    const Node* root_ = nullptr;
+    std::vector<Volume> volumes_;
+    std::vector<Network> networks_;
+    Node disks_, interfaces_;
+    bool iothreads_shared_ = false;
+    unsigned dedicated_iothreads_ = 0;
+    bool cloud_init_seen_ = false;
+    bool rng_ = false;
+    bool balloon_ = true;        // autoattachMemBalloon defaults to true
+    bool pod_interface_ = true;  // autoattachPodInterface defaults to true
+    const Node* devices_node_ = nullptr;
+    Node no_devices_;  // stands in for a domain without devices
+    Node no_cpu_;      // and one without cpu
+    // resources' cpu (the limit, else the request) when it is whole: the vCPU count KubeVirt
+    // gives a VM that sets no CPU topology.
+    std::optional<uint64_t> resource_cpus_;
+};
+
+}  // namespace qshim::spec::detail::kubevirt

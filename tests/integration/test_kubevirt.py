@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""A KubeVirt VirtualMachineInstance runs as-is: its volumes are mapped (--volume-root) onto the
+test guest's kernel and onto scratch images, and the guest sees every disk and NIC where
+`qshim topology vmi.yaml` puts it."""
+import json
+import signal
+import sys
+
+from qshim_cli import qshim, qshim_bin
+from qshim_guest import QemuProcess, give_to_qemu, guest_dir
+
+MANIFEST = """\
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: kv-guest
+  labels:
+    app: test
+spec:
+  terminationGracePeriodSeconds: 10
+  domain:
+    cpu:
+      model: qemu64
+    resources:
+      requests:
+        memory: 256Mi
+    firmware:
+      kernelBoot:
+        kernelArgs: console=ttyS0 panic=-1
+        container:
+          image: registry.example.com/test-guest:1
+          kernelPath: /boot/vmlinuz
+          initrdPath: /boot/initramfs.cpio.gz
+    devices:
+      rng: {}
+      disks:
+        - name: root
+          serial: KV-ROOT
+          disk:
+            bus: virtio
+        - name: data
+          serial: KV-DATA
+          disk:
+            bus: virtio
+        - name: logs
+          serial: KV-LOGS
+          disk:
+            bus: scsi
+        - name: cloudinit
+          disk:
+            bus: virtio
+      interfaces:
+        - name: default
+          macAddress: 02-00-00-00-4b-56
+          masquerade: {}
+  networks:
+    - name: default
+      pod: {}
+  volumes:
+    - name: root
+      containerDisk:
+        image: registry.example.com/root:1
+    - name: data
+      persistentVolumeClaim:
+        claimName: data-pvc
+    - name: logs
+      hostDisk:
+        path: HOSTDISK
+        type: Disk
+    - name: cloudinit
+      cloudInitNoCloud:
+        userData: |
+          #cloud-config
+          hostname: kv-guest
+"""
+
+
+def image(path, size=1 << 20):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def main():
+    with QemuProcess() as proc:
+        tmp = proc.tmp
+        # The pod's folders, as virt-launcher lays them out, here under tmp.
+        image(tmp / "container-disks" / "disk_0.img")      # volume 0: the container disk
+        image(tmp / "vmi-disks" / "data" / "disk.img")      # a filesystem PVC
+        logs = image(tmp / "host" / "logs.img")
+        manifest = tmp / "vmi.yaml"
+        manifest.write_text(MANIFEST.replace("HOSTDISK", str(logs)))
+        give_to_qemu(tmp)
+        roots = ["--volume-root", f"container-disks={tmp / 'container-disks'}",
+                 "--volume-root", f"vmi-disks={tmp / 'vmi-disks'}",
+                 "--volume-root", f"kernel-boot={guest_dir()}"]
+
+        # Usage and input errors: each says what is wrong, exit 2, nothing started.
+        bad = qshim("convert", "--volume-root", "images", manifest, check=2).stderr
+        assert "--volume-root images: expected KIND=DIR" in bad, bad
+        bad = qshim("run", "--volume-root", "tapes=/x", manifest, check=2).stderr
+        assert "KIND one of container-disks" in bad, bad
+        native = tmp / "native.yaml"
+        native.write_text("name: plain\n")
+        bad = qshim("convert", native, check=2).stderr
+        assert "is a qshim spec already" in bad, bad
+        refused = tmp / "refused.yaml"
+        refused.write_text(MANIFEST.replace("      rng: {}", "      rng: {}\n      tpm: {}"))
+        bad = qshim("run", "--accel", "tcg", *roots, refused, check=2).stderr
+        assert "refused.yaml:24:7: spec.domain.devices.tpm: not supported by qshim" in bad, bad
+
+        converted = qshim("convert", *roots, manifest, check=0).stdout
+        assert "ephemeral: true" in converted, converted  # the container disk, under an overlay
+        qshim("validate", *roots, manifest, check=0)
+        topology = json.loads(qshim("topology", *roots, manifest, check=0).stdout)
+        where = {d["name"]: d["address"] for d in topology["devices"]}
+
+        proc.start([qshim_bin(), "run", "--accel", "tcg", "--console", *roots, manifest])
+        report = proc.console.wait_report(
+            lambda r: r.disk_by_serial("KV-ROOT") and r.disk_by_serial("KV-DATA") and
+            r.disk_by_serial("KV-LOGS") and r.disk_by_serial("cidata") and
+            r.nic_by_mac("02:00:00:00:4b:56"), timeout=180)
+        for name, serial in (("root", "KV-ROOT"), ("data", "KV-DATA"), ("cloud-init", "cidata")):
+            seen = report.disk_by_serial(serial)["pci"]
+            assert seen == where[name], f"{name}: guest sees {seen}, topology says {where[name]}"
+        # A scsi disk sits on the controller: its PCI function is the controller's.
+        scsi = next(d for d in topology["devices"] if d["driver"] == "virtio-scsi-pci")
+        assert report.disk_by_serial("KV-LOGS")["pci"] == scsi["address"], report
+        nic = report.nic_by_mac("02:00:00:00:4b:56")["pci"]
+        assert nic == where["default"], f"NIC: guest sees {nic}, topology says {where['default']}"
+        print(f"ok: the VMI's disks and NIC are where qshim topology says: {where}")
+
+        proc.proc.send_signal(signal.SIGTERM)
+        code = proc.wait_exit(60)
+        assert code == 0, f"qshim exit {code}\n{(tmp / 'stderr.log').read_text()}"
+        # The container disk was never written: the guest's writes went to the overlay, now gone.
+        assert (tmp / "container-disks" / "disk_0.img").stat().st_size == 1 << 20
+        print("ok: kubevirt VMI runs as-is")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
