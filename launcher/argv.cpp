@@ -304,12 +304,17 @@ class ArgvBuilder {
     }
 
     void disk(const Device& d, const spec::Disk& disk) {
-        if (disk.ephemeral)
+        if (disk.ephemeral) {
             for (const auto& node :
                  detail::ephemeral_blockdevs(disk, detail::overlay_path(state_dir(), disk.name)))
                 json("-blockdev", node);
-        else
+        } else if (disk.blank()) {
+            spec::Disk made = disk;  // the image qshim makes in the state directory
+            made.path = detail::blank_path(state_dir(), disk.name);
+            for (const auto& node : detail::disk_blockdevs(made)) json("-blockdev", node);
+        } else {
             for (const auto& node : detail::disk_blockdevs(disk)) json("-blockdev", node);
+        }
         json("-device", detail::disk_device(d, disk));
     }
 

@@ -152,6 +152,10 @@ std::string overlay_path(const std::string& state_dir, std::string_view disk_nam
     return fmt::format("{}/{}.overlay.qcow2", state_dir, disk_name);
 }
 
+std::string blank_path(const std::string& state_dir, std::string_view disk_name) {
+    return fmt::format("{}/{}.blank.qcow2", state_dir, disk_name);
+}
+
 RunFiles& RunFiles::operator=(RunFiles&& other) noexcept {
     if (this != &other) {
         remove();
@@ -183,19 +187,19 @@ std::vector<std::string> RunFiles::paths() const {
 
 std::string unmigratable_disks(const spec::VmSpec& spec) {
     for (size_t i = 0; i < spec.disks.size(); ++i)
-        if (spec.disks[i].ephemeral)
+        if (spec.disks[i].ephemeral || spec.disks[i].blank())
             return fmt::format(
-                "disks[{}] ({}) is ephemeral: its overlay holds the guest's writes "
-                "on this host and does not migrate; a VM with ephemeral disks "
-                "cannot be live-migrated",
-                i, spec.disks[i].name);
+                "disks[{}] ({}) is {}: its {} holds the guest's writes on this host and does "
+                "not migrate; a VM with ephemeral or blank disks cannot be live-migrated",
+                i, spec.disks[i].name, spec.disks[i].blank() ? "blank" : "ephemeral",
+                spec.disks[i].blank() ? "image" : "overlay");
     return {};
 }
 
 bool needs_state(const spec::VmSpec& spec) {
     if (spec.firmware.type == spec::FirmwareType::uefi || spec.cloud_init) return true;
     for (const auto& d : spec.disks)
-        if (d.ephemeral) return true;
+        if (d.ephemeral || d.blank()) return true;
     return false;
 }
 
@@ -244,6 +248,21 @@ Result<RunFiles> prepare_state(const spec::VmSpec& spec, const StateInput& in) {
                            fmt::format("disks[{}] ({}): creating its overlay {}", i, d.name, path));
         if (!ok) {
             unlink(path.c_str());  // whatever qemu-img left half made
+            return std::move(ok).error();
+        }
+        run.add(path);
+        if (auto handed = hand_over(path, in.qemu); !handed) return std::move(handed).error();
+    }
+    for (size_t i = 0; i < spec.disks.size(); ++i) {
+        const auto& d = spec.disks[i];
+        if (!d.blank()) continue;
+        std::string path = blank_path(in.dir, d.name);
+        unlink(path.c_str());  // a previous run's, killed before it could clean up
+        auto ok = run_tool(
+            {in.qemu_img, "create", "-q", "-f", "qcow2", path, std::to_string(d.capacity_bytes)},
+            fmt::format("disks[{}] ({}): creating the blank disk {}", i, d.name, path));
+        if (!ok) {
+            unlink(path.c_str());
             return std::move(ok).error();
         }
         run.add(path);

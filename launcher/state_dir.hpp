@@ -25,6 +25,7 @@ OvmfFiles ovmf_files(bool secure_boot, const std::string& firmware_dir);
 std::string efi_vars_path(const std::string& state_dir, bool secure_boot);
 std::string seed_path(const std::string& state_dir);
 std::string overlay_path(const std::string& state_dir, std::string_view disk_name);
+std::string blank_path(const std::string& state_dir, std::string_view disk_name);
 
 // The files one run made, removed when the VM ends (and by every failure before it runs). A
 // file is removed only while it is still the one this run made (same device, inode and ctime):
@@ -52,8 +53,8 @@ class RunFiles {
     std::vector<File> files_;
 };
 
-// Why the spec's disks cannot move with a live migration (ephemeral disks: their overlays stay on
-// this host); empty when they can.
+// Why the spec's disks cannot move with a live migration (ephemeral and blank disks: their
+// images stay on this host); empty when they can.
 std::string unmigratable_disks(const spec::VmSpec& spec);
 
 struct StateInput {
@@ -65,7 +66,8 @@ struct StateInput {
 
 // Makes what the spec needs before QEMU starts: the directory; with UEFI, the variable store
 // (copied from OVMF's template once, then kept); with cloudInit, the seed image; for each
-// ephemeral disk, its overlay (qemu-img, the backing format explicit). Nothing is made when a
+// ephemeral disk, its overlay (qemu-img, the backing format explicit); for each blank disk, an
+// empty qcow2 of its capacity. Nothing is made when a
 // source is missing (OVMF not installed, an ephemeral disk's image absent): Errc::launch naming
 // the field and what to install. On any failure the run's files made so far are removed.
 Result<RunFiles> prepare_state(const spec::VmSpec& spec, const StateInput& input);

@@ -16,10 +16,17 @@ void optional_string(Json& j, const char* key, const std::string& value) {
 }
 
 Json disk_json(const Disk& d) {
-    Json j{
-        {"name", d.name},          {"path", d.path_as_written},     {"format", to_string(d.format)},
-        {"bus", to_string(d.bus)}, {"device", to_string(d.device)}, {"readOnly", d.read_only},
-        {"serial", d.serial}};
+    Json j{{"name", d.name}};
+    if (d.blank()) {
+        j["capacity"] = d.capacity_text;
+    } else {
+        j["path"] = d.path_as_written;
+        j["format"] = to_string(d.format);
+    }
+    j["bus"] = to_string(d.bus);
+    j["device"] = to_string(d.device);
+    j["readOnly"] = d.read_only;
+    j["serial"] = d.serial;
     if (d.boot_order) j["bootOrder"] = *d.boot_order;
     if (d.pci_address) j["pciAddress"] = to_string(*d.pci_address);
     if (d.iothread) j["iothread"] = *d.iothread;

@@ -18,8 +18,8 @@ namespace qshim::spec::detail::kubevirt {
 namespace {
 
 // The volume sources qshim maps; any other (configMap, emptyDisk, ...) is refused by name.
-constexpr const char* disk_sources[] = {"containerDisk", "persistentVolumeClaim", "dataVolume",
-                                        "hostDisk", "ephemeral"};
+constexpr const char* disk_sources[] = {
+    "containerDisk", "persistentVolumeClaim", "dataVolume", "hostDisk", "ephemeral", "emptyDisk"};
 constexpr const char* cloud_init_source = "cloudInitNoCloud";
 // An interface's bindings, the ones qshim refuses too: without any, KubeVirt has nothing to do.
 constexpr const char* bindings[] = {"masquerade", "bridge", "sriov",        "slirp",
@@ -318,6 +318,23 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
                                               : "must be Disk or DiskOrCreate");
         sf.get("capacity");
         refuse_true(sf, "shared", "qshim does not share images between VMs");
+    } else if (kind == "emptyDisk") {
+        // A blank disk for this run: KubeVirt's is a qcow2 of the capacity, rounded down to
+        // whole MiB, gone with the VMI; qshim's blank disk is the same.
+        sf.require("capacity");
+        if (const Node* c = sf.get("capacity")) {
+            auto bytes = c->kind == Node::Kind::scalar ? parse_quantity(c->value) : std::nullopt;
+            if (!bytes || *bytes < (1u << 20))
+                diags_.add(*c, p + ".capacity", "must be a quantity of at least 1Mi, such as 2Gi");
+            else
+                put(out, "capacity", text(fmt::format("{}Mi", *bytes >> 20), *c));
+        }
+        sf.finish(unsupported);
+        if (cdrom) {
+            diags_.add(*source, p, "a blank cdrom holds nothing");
+            return false;
+        }
+        return true;
     } else {  // ephemeral: a claim under a throw-away overlay
         sf.require("persistentVolumeClaim");
         if (const Node* c = sf.get("persistentVolumeClaim");

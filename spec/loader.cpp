@@ -78,6 +78,10 @@ class SpecReader {
             diags_.add(*root.find("ephemeral"), "ephemeral",
                        "an ephemeral disk's overlay is made when the VM starts; hot-plug the "
                        "image read-only, or as a disk of its own");
+        if (d.blank())
+            diags_.add(*root.find("capacity"), "capacity",
+                       "a blank disk is made when the VM starts; hot-plug an image (qemu-img "
+                       "create makes a blank one)");
         if (!d.iothread) return;
         const Node& at = *root.find("iothread");
         if (*d.iothread >= spec_.iothreads)
@@ -360,10 +364,24 @@ class SpecReader {
         Fields f(diags_, n, p);
         Disk d;
         device_name(f, d.name, p);
-        f.require("path");
-        path(f, "path", d.path, d.path_as_written);
-        f.require("format");
-        f.choice("format", d.format, {{"raw", DiskFormat::raw}, {"qcow2", DiskFormat::qcow2}});
+        if (const Node* c = f.get("capacity")) {
+            // A blank disk: qshim makes (and names) the image.
+            for (const char* key : {"path", "format"})
+                if (f.get(key))
+                    diags_.add(*f.get(key), at(p, key),
+                               "a blank disk (capacity) has no image to name: give path and "
+                               "format, or capacity");
+            if (auto bytes = mebibytes(f, "capacity", 1ull << 20, 64ull << 40)) {
+                d.capacity_bytes = *bytes;
+                d.capacity_text = c->value;
+            }
+            d.format = DiskFormat::qcow2;
+        } else {
+            f.require("path");
+            path(f, "path", d.path, d.path_as_written);
+            f.require("format");
+            f.choice("format", d.format, {{"raw", DiskFormat::raw}, {"qcow2", DiskFormat::qcow2}});
+        }
         f.choice("bus", d.bus,
                  {{"virtio", DiskBus::virtio}, {"scsi", DiskBus::scsi}, {"sata", DiskBus::sata}});
         if (f.choice("device", d.device,
@@ -402,6 +420,13 @@ class SpecReader {
         if (f.boolean("ephemeral", d.ephemeral) && d.ephemeral && d.device == DiskDevice::cdrom)
             diags_.add(*f.get("ephemeral"), at(p, "ephemeral"),
                        "a cdrom is read-only already; ephemeral applies to disks");
+        if (d.blank() && (d.ephemeral || d.read_only))
+            diags_.add(*f.get("capacity"), at(p, "capacity"),
+                       d.device == DiskDevice::cdrom
+                           ? "a blank cdrom holds nothing; a blank disk is a disk"
+                           : fmt::format("a blank disk is already thrown away when the VM ends, "
+                                         "and is for writing: not {}",
+                                         d.ephemeral ? "ephemeral" : "readOnly"));
         d.pci_address = pci(f, "pciAddress");
         if (d.pci_address && d.bus != DiskBus::virtio)
             diags_.add(

@@ -139,6 +139,12 @@ struct Disk {
     // Opened read-only under a qcow2 overlay in the state directory that is deleted when the VM
     // ends: the guest's writes never reach `path` (KubeVirt's containerDisk).
     bool ephemeral = false;
+    // Non-zero: a blank disk of this many bytes, a qcow2 qshim makes in the state directory at
+    // each start and deletes when the VM ends (KubeVirt's emptyDisk); `path` is then empty and
+    // `format` qcow2.
+    uint64_t capacity_bytes = 0;
+    std::string capacity_text;  // as written
+    bool blank() const { return capacity_bytes != 0; }
 };
 
 // A host port of a user network forwarded into the guest (QEMU's hostfwd).

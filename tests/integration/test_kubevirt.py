@@ -46,6 +46,10 @@ spec:
           serial: KV-LOGS
           disk:
             bus: scsi
+        - name: scratch
+          serial: KV-SCRATCH
+          disk:
+            bus: virtio
         - name: cloudinit
           disk:
             bus: virtio
@@ -67,6 +71,9 @@ spec:
       hostDisk:
         path: HOSTDISK
         type: Disk
+    - name: scratch
+      emptyDisk:
+        capacity: 64Mi
     - name: cloudinit
       cloudInitNoCloud:
         userData: |
@@ -112,6 +119,7 @@ def main():
 
         converted = qshim("convert", *roots, manifest, check=0).stdout
         assert "ephemeral: true" in converted, converted  # the container disk, under an overlay
+        assert 'capacity: "64Mi"' in converted, converted  # the emptyDisk
         qshim("validate", *roots, manifest, check=0)
         topology = json.loads(qshim("topology", *roots, manifest, check=0).stdout)
         where = {d["name"]: d["address"] for d in topology["devices"]}
@@ -119,9 +127,13 @@ def main():
         proc.start([qshim_bin(), "run", "--accel", "tcg", "--console", *roots, manifest])
         report = proc.console.wait_report(
             lambda r: r.disk_by_serial("KV-ROOT") and r.disk_by_serial("KV-DATA") and
-            r.disk_by_serial("KV-LOGS") and r.disk_by_serial("cidata") and
+            r.disk_by_serial("KV-LOGS") and r.disk_by_serial("KV-SCRATCH") and
+            r.disk_by_serial("cidata") and
             r.nic_by_mac("02:00:00:00:4b:56"), timeout=180)
-        for name, serial in (("root", "KV-ROOT"), ("data", "KV-DATA"), ("cloud-init", "cidata")):
+        blank = tmp / ".qshim" / "kv-guest" / "scratch.blank.qcow2"  # the emptyDisk, this run's
+        assert blank.is_file(), sorted(p.name for p in (tmp / ".qshim" / "kv-guest").iterdir())
+        for name, serial in (("root", "KV-ROOT"), ("data", "KV-DATA"), ("scratch", "KV-SCRATCH"),
+                             ("cloud-init", "cidata")):
             seen = report.disk_by_serial(serial)["pci"]
             assert seen == where[name], f"{name}: guest sees {seen}, topology says {where[name]}"
         # A scsi disk sits on the controller: its PCI function is the controller's.
@@ -134,8 +146,10 @@ def main():
         proc.proc.send_signal(signal.SIGTERM)
         code = proc.wait_exit(60)
         assert code == 0, f"qshim exit {code}\n{(tmp / 'stderr.log').read_text()}"
-        # The container disk was never written: the guest's writes went to the overlay, now gone.
+        # The container disk was never written: the guest's writes went to the overlay, now gone,
+        # and the emptyDisk is gone with the VM.
         assert (tmp / "container-disks" / "disk_0.img").stat().st_size == 1 << 20
+        assert not blank.exists() and not list((tmp / ".qshim" / "kv-guest").glob("*.qcow2"))
         print("ok: kubevirt VMI runs as-is")
 
 

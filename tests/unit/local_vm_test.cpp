@@ -349,6 +349,35 @@ TEST_CASE("run files: only the file this run made is removed") {
     CHECK_FALSE(fs::exists(seed));
 }
 
+TEST_CASE("prepare_state: a blank disk is an empty qcow2 of its capacity, gone after the run") {
+    TempDir tmp;
+    auto s = must_parse("name: a\ndisks: [{name: scratch, capacity: 64Mi}]\n");
+    CHECK(launcher::needs_state_dir(s));
+    StateInput in{(tmp.path / "state").string(), (tmp.path / "ovmf").string(), "qemu-img", me()};
+    const std::string blank = blank_path(in.dir, "scratch");
+    {
+        auto run = prepare_state(s, in);
+        REQUIRE(run.ok());
+        REQUIRE(fs::exists(blank));
+        std::string header = read(blank);
+        REQUIRE(header.size() > 32);
+        CHECK(header.substr(0, 4) == "QFI\xfb");
+        // The virtual size, big-endian at offset 24 of the qcow2 header.
+        uint64_t size = 0;
+        for (int i = 24; i < 32; ++i) size = size << 8 | static_cast<unsigned char>(header[i]);
+        CHECK(size == 64ull << 20);
+        // The command line opens it, as qcow2, from the state directory.
+        launcher::CommandOptions o;
+        o.state_dir = in.dir;
+        auto nodes = json_args(argv_for(s, o), "-blockdev");
+        const auto* file = node(nodes, launcher::file_node_name("scratch"));
+        REQUIRE(file);
+        CHECK((*file)["filename"] == blank);
+        CHECK((*node(nodes, launcher::format_node_name("scratch")))["driver"] == "qcow2");
+    }
+    CHECK_FALSE(fs::exists(blank));
+}
+
 TEST_CASE("ephemeral disks do not migrate") {
     CHECK(unmigratable_disks(must_parse("name: a\ndisks: [{name: d, path: /i, format: raw}]\n"))
               .empty());
@@ -356,4 +385,6 @@ TEST_CASE("ephemeral disks do not migrate") {
                    "name: a\ndisks: [{name: d, path: /i, format: raw}, {name: e, path: /j, "
                    "format: qcow2, ephemeral: true}]\n")),
                Contains("disks[1] (e) is ephemeral") && Contains("cannot be live-migrated"));
+    CHECK_THAT(unmigratable_disks(must_parse("name: a\ndisks: [{name: s, capacity: 1Gi}]\n")),
+               Contains("disks[0] (s) is blank"));
 }

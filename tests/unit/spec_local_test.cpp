@@ -210,3 +210,37 @@ TEST_CASE("bad cloudInit input names the field and the reason") {
                Contains("cloudInit: the seed's files hold more than 1048576 bytes"));
     CHECK_THAT(one("name: a\ncloudInit: {vendorData: x}\n"), Contains("cloudInit.vendorData"));
 }
+
+TEST_CASE("blank disks: a capacity instead of an image, for one run") {
+    auto s = must_parse("name: a\ndisks: [{name: scratch, capacity: 2Gi, bus: scsi}]\n");
+    REQUIRE(s.disks.size() == 1);
+    CHECK(s.disks[0].blank());
+    CHECK(s.disks[0].capacity_bytes == 2ull << 30);
+    CHECK(s.disks[0].path.empty());
+    CHECK(s.disks[0].format == DiskFormat::qcow2);
+    // Written back as it was given.
+    auto yaml = to_yaml(s);
+    REQUIRE(yaml.ok());
+    CHECK_THAT(*yaml, Contains("capacity: \"2Gi\"") && !Contains("path:"));
+
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, capacity: 1Gi, path: /i}]\n"),
+               Contains("disks[0].path: a blank disk (capacity) has no image to name"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, capacity: 512Ki}]\n"),
+               Contains("disks[0].capacity: must be a whole number of MiB"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, capacity: 100Ti}]\n"),
+               Contains("disks[0].capacity: must be from 1Mi to 64Ti"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, capacity: 1Gi, ephemeral: true}]\n"),
+               Contains("disks[0].capacity: a blank disk is already thrown away") &&
+                   Contains("not ephemeral"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, capacity: 1Gi, readOnly: true}]\n"),
+               Contains("not readOnly"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, capacity: 1Gi, bus: sata, device: cdrom}]\n"),
+               Contains("a blank cdrom holds nothing"));
+    CHECK_THAT(problems("name: a\ndisks: [{name: d}]\n").at(0),
+               Contains("disks[0].path: is required"));
+    // Hot-plugged disks cannot be blank: the image is made at start.
+    auto hot = parse_disk(R"({"name": "d", "capacity": "1Gi"})", s);
+    REQUIRE_FALSE(hot.ok());
+    CHECK_THAT(to_string(hot.error().diagnostics.at(0)),
+               Contains("capacity: a blank disk is made"));
+}
