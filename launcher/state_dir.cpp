@@ -228,9 +228,7 @@ Result<RunFiles> prepare_state(const spec::VmSpec& spec, const StateInput& in) {
 
     RunFiles run;
     if (spec.cloud_init) {
-        auto files = seed_files(*spec.cloud_init, spec.name);
-        if (!files) return std::move(files).error();
-        auto image = seed_image(*files);
+        auto image = seed_image(*spec.cloud_init, spec.name);
         if (!image) return std::move(image).error();
         std::string path = seed_path(in.dir);
         if (auto ok = write_file(path, *image, 0600); !ok) return std::move(ok).error();

@@ -107,6 +107,8 @@ bool is_text(std::string_view text) {
 CloudInit read_cloud_init(Diagnostics& diags, const Node& map, const std::string& base_dir) {
     Fields f(diags, map, "cloudInit");
     CloudInit c;
+    f.choice("datasource", c.datasource,
+             {{"noCloud", Datasource::no_cloud}, {"configDrive", Datasource::config_drive}});
     struct Entry {
         const char* key;
         SeedFile* file;

@@ -101,6 +101,7 @@ Json spec_json(const VmSpec& s) {
     }
     if (const auto& c = s.cloud_init) {
         Json seed = Json::object();
+        seed["datasource"] = to_string(c->datasource);
         auto file = [&seed](const char* key, const SeedFile& f) {
             if (!f.present) return;
             if (f.file_as_written.empty())

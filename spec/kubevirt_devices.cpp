@@ -20,7 +20,12 @@ namespace {
 // The volume sources qshim maps; any other (configMap, emptyDisk, ...) is refused by name.
 constexpr const char* disk_sources[] = {
     "containerDisk", "persistentVolumeClaim", "dataVolume", "hostDisk", "ephemeral", "emptyDisk"};
-constexpr const char* cloud_init_source = "cloudInitNoCloud";
+// The cloud-init sources, each qshim's seed for that datasource.
+constexpr const char* no_cloud = "cloudInitNoCloud";
+constexpr const char* config_drive = "cloudInitConfigDrive";
+const char* cloud_init_source(const Node& volume) {
+    return volume.find(no_cloud) ? no_cloud : volume.find(config_drive) ? config_drive : nullptr;
+}
 // An interface's bindings, the ones qshim refuses too: without any, KubeVirt has nothing to do.
 constexpr const char* bindings[] = {"masquerade", "bridge", "sriov",        "slirp",
                                     "macvtap",    "passt",  "passtBinding", "binding"};
@@ -199,7 +204,7 @@ void Converter::disk(const Node& node, const std::string& path) {
         f.finish(unsupported);
         return;
     }
-    if (volume->node->find(cloud_init_source)) {
+    if (cloud_init_source(*volume->node)) {
         // The seed is qshim's own virtio disk at a fixed address (docs/topology.md).
         for (const char* k : {"bootOrder", "serial"})
             if (f.get(k))
@@ -280,7 +285,8 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
             source = s;
             kind = k;
         }
-    f.get(cloud_init_source);
+    f.get(no_cloud);
+    f.get(config_drive);
     f.finish(unsupported);
     if (!source) {
         // finish() has named the source qshim does not take, if there was one.
@@ -358,7 +364,8 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
 
 void Converter::cloud_init(const Node& volume, const std::string& volume_path,
                            const std::string& disk_path) {
-    const std::string p = volume_path + "." + cloud_init_source;
+    const char* kind = cloud_init_source(volume);
+    const std::string p = volume_path + "." + kind;
     if (cloud_init_seen_) {
         diags_.add(
             volume, volume_path,
@@ -366,11 +373,12 @@ void Converter::cloud_init(const Node& volume, const std::string& volume_path,
         return;
     }
     cloud_init_seen_ = true;
-    const Node& source = *volume.find(cloud_init_source);
+    const Node& source = *volume.find(kind);
     if (!expect(source, Node::Kind::map, p)) return;
     const std::string volume_name = volume.find("name")->value;
     Fields f(diags_, source, p);
     Node out = map(source);
+    put(out, "datasource", text(kind == no_cloud ? "noCloud" : "configDrive", source));
     // Each of user data and network data: inline, base64, or a secret's key (a file in the pod).
     struct Part {
         const char* plain;
@@ -421,7 +429,8 @@ void Converter::cloud_init(const Node& volume, const std::string& volume_path,
         }
     }
     f.finish(unsupported);
-    if (out.entries.empty()) diags_.add(source, p, "needs user data or network data");
+    if (out.entries.size() <= 1)  // the datasource alone
+        diags_.add(source, p, "needs user data or network data");
     put(out_.spec, "cloudInit", std::move(out));
     origin("cloudInit", p);
 }

@@ -148,6 +148,9 @@ const char* to_string(SeccompMode v) {
 
 const char* to_string(FirmwareType v) { return v == FirmwareType::uefi ? "uefi" : "bios"; }
 const char* to_string(Protocol v) { return v == Protocol::udp ? "udp" : "tcp"; }
+const char* to_string(Datasource v) {
+    return v == Datasource::config_drive ? "configDrive" : "noCloud";
+}
 
 namespace detail {
 

@@ -207,10 +207,18 @@ struct SeedFile {
     bool present = false;
 };
 
-// cloudInit: the NoCloud datasource's seed (a "cidata" ISO image qshim writes at each start).
+// Which cloud-init datasource the seed is for: NoCloud (an ISO labelled "cidata" with user-data,
+// meta-data, network-config) or ConfigDrive (OpenStack's "config-2" layout).
+enum class Datasource { no_cloud, config_drive };
+QSHIM_API const char* to_string(Datasource v);
+
+// cloudInit: the seed image qshim writes at each start.
 struct CloudInit {
+    Datasource datasource = Datasource::no_cloud;
     SeedFile user_data;
     SeedFile meta_data;  // a YAML map; qshim adds instance-id and local-hostname when absent
+    // A YAML map: cloud-init's network config for NoCloud, OpenStack's network_data (JSON) for
+    // ConfigDrive.
     SeedFile network_config;
 };
 

@@ -89,7 +89,63 @@ def image(path, size=1 << 20):
     return path
 
 
+CONFIG_DRIVE = """\
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: kv-drive
+spec:
+  domain:
+    cpu:
+      model: qemu64
+    memory:
+      guest: 256Mi
+    firmware:
+      kernelBoot:
+        kernelArgs: console=ttyS0 panic=-1 qshim.seed
+        container:
+          image: registry.example.com/test-guest:1
+          kernelPath: /boot/vmlinuz
+          initrdPath: /boot/initramfs.cpio.gz
+    devices:
+      disks:
+        - name: drive
+          disk: {}
+  volumes:
+    - name: drive
+      cloudInitConfigDrive:
+        userData: |
+          #cloud-config
+          drive-marker: 42
+        networkDataBase64: eyJsaW5rcyI6IFtdfQo=
+"""
+
+
+def config_drive():
+    """cloudInitConfigDrive: the guest finds OpenStack's files on a volume labelled config-2."""
+    with QemuProcess() as proc:
+        manifest = proc.tmp / "drive.yaml"
+        manifest.write_text(CONFIG_DRIVE)
+        give_to_qemu(proc.tmp)
+        proc.start([qshim_bin(), "run", "--accel", "tcg", "--console",
+                    "--volume-root", f"kernel-boot={guest_dir()}", manifest])
+        proc.console.wait_for(r"QSHIM-GUEST: seed end", timeout=120)
+        text = proc.console.text()
+        for line in ("seed openstack/latest/user_data: drive-marker: 42",
+                     'seed openstack/latest/network_data.json: {"links":[]}',
+                     "seed label config-2 /dev/vd"):
+            assert f"QSHIM-GUEST: {line}" in text, f"{line!r} not on the console:\n{text[-3000:]}"
+        meta = next(l for l in text.splitlines() if "seed openstack/latest/meta_data.json:" in l)
+        assert '"hostname":"kv-drive"' in meta and '"uuid":"qshim-kv-drive-' in meta, meta
+        assert "seed label cidata" not in text, text[-2000:]
+        proc.console.wait_ready(timeout=60)  # acpid runs: the power button is heard
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.wait_exit(60) == 0, (proc.tmp / "stderr.log").read_text()
+        print("ok: a config drive, labelled config-2, in OpenStack's layout")
+
+
 def main():
+    config_drive()
     with QemuProcess() as proc:
         tmp = proc.tmp
         # The pod's folders, as virt-launcher lays them out, here under tmp.

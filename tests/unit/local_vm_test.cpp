@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "launcher/cloud_init_seed.hpp"
+#include "launcher/iso_image.hpp"
 #include "launcher/state_dir.hpp"
 #include "spec_test_util.hpp"
 
@@ -106,7 +107,7 @@ TEST_CASE("seed files: meta-data gains an instance-id that follows the content")
 TEST_CASE("seed image: an ISO 9660 volume 'cidata' holding the files, the same bytes each time") {
     std::map<std::string, std::string> files{{"user-data", "#cloud-config\nunique-marker-123\n"},
                                              {"meta-data", "instance-id: x\n"}};
-    auto image = seed_image(files);
+    auto image = iso_image("cidata", files);
     REQUIRE(image.ok());
     REQUIRE(image->size() % 2048 == 0);
     REQUIRE(image->size() > 17 * 2048);
@@ -123,11 +124,51 @@ TEST_CASE("seed image: an ISO 9660 volume 'cidata' holding the files, the same b
     // Rock Ridge keeps the real names (NM entries), lower case with a dash.
     CHECK(iso.find("user-data") != std::string::npos);
     CHECK(iso.find("meta-data") != std::string::npos);
-    auto again = seed_image(files);
+    auto again = iso_image("cidata", files);
     REQUIRE(again.ok());
     CHECK(*again == *image);
     files["user-data"] += "x";
-    CHECK(*seed_image(files) != *image);
+    CHECK(*iso_image("cidata", files) != *image);
+}
+
+TEST_CASE("config drive: OpenStack's layout under the label config-2") {
+    spec::CloudInit c;
+    c.datasource = spec::Datasource::config_drive;
+    c.user_data = {"#cloud-config\nmarker: config-drive\n", "", true};
+    c.meta_data = {"local-hostname: web\navailability_zone: az1\npublic_keys: {k: ssh-ed25519 A}\n",
+                   "", true};
+    c.network_config = {"links: [{id: eth0, type: phy}]\n", "", true};
+    auto files = seed_files(c, "vm1");
+    REQUIRE(files.ok());
+    CHECK(files->size() == 3);
+    CHECK(files->at("openstack/latest/user_data") == c.user_data.text);
+    auto meta = nlohmann::json::parse(files->at("openstack/latest/meta_data.json"));
+    CHECK(meta["hostname"] == "web");
+    CHECK_THAT(meta["uuid"].get<std::string>(), Contains("qshim-vm1-"));  // the instance id
+    CHECK(meta["availability_zone"] == "az1");
+    CHECK(meta["public_keys"]["k"] == "ssh-ed25519 A");
+    auto network = nlohmann::json::parse(files->at("openstack/latest/network_data.json"));
+    CHECK(network["links"][0]["id"] == "eth0");
+    CHECK(std::string(seed_label(c)) == "config-2");
+
+    auto image = seed_image(c, "vm1");
+    REQUIRE(image.ok());
+    const std::string& iso = *image;
+    // ISO 9660's own volume id has no '-' (d-characters); Joliet's keeps it, and is what blkid
+    // reports as the label (as with KubeVirt's xorrisofs -volid config-2).
+    CHECK(iso.substr(16 * 2048 + 40, 8) == "CONFIG_2");
+    CHECK(iso.substr(17 * 2048 + 40, 16) == std::string("\0c\0o\0n\0f\0i\0g\0-\0"
+                                                        "2",
+                                                        16));
+    // The folders and files by their Rock Ridge names.
+    for (const char* name :
+         {"openstack", "latest", "meta_data.json", "user_data", "network_data.json"})
+        CHECK(iso.find(name) != std::string::npos);
+    CHECK(iso.find("marker: config-drive") != std::string::npos);
+    // A NoCloud seed of the same input is another image, labelled cidata.
+    c.datasource = spec::Datasource::no_cloud;
+    CHECK(std::string(seed_label(c)) == "cidata");
+    CHECK(seed_image(c, "vm1")->substr(16 * 2048 + 40, 6) == "CIDATA");
 }
 
 TEST_CASE("prepare_state: the variable store is copied once and kept; run files go") {

@@ -244,3 +244,16 @@ TEST_CASE("blank disks: a capacity instead of an image, for one run") {
     CHECK_THAT(to_string(hot.error().diagnostics.at(0)),
                Contains("capacity: a blank disk is made"));
 }
+
+TEST_CASE("cloudInit: the datasource is NoCloud unless it says configDrive") {
+    auto s = must_parse("name: a\ncloudInit: {userData: x}\n");
+    REQUIRE(s.cloud_init);
+    CHECK(s.cloud_init->datasource == Datasource::no_cloud);
+    auto d = must_parse("name: a\ncloudInit: {datasource: configDrive, userData: x}\n");
+    CHECK(d.cloud_init->datasource == Datasource::config_drive);
+    auto yaml = to_yaml(d);
+    REQUIRE(yaml.ok());
+    CHECK_THAT(*yaml, Contains("datasource: \"configDrive\""));
+    CHECK_THAT(problem("name: a\ncloudInit: {datasource: openstack}\n"),
+               Contains("cloudInit.datasource: must be one of noCloud, configDrive"));
+}
