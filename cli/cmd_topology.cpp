@@ -30,8 +30,9 @@ regenerated from its spec keeps its guest ABI (disk and NIC addresses).
   --fingerprint SPEC
                     print the VM's guest ABI as facts, one per line, after its
                     digest: topology version, machine type, CPU model and shape,
-                    memory size, guest NUMA nodes, and every controller's and
-                    device's address, model, serial and MAC. Host-side settings
+                    memory size, SMBIOS uuid and serial, guest NUMA nodes, and
+                    every controller's and device's address, model, serial and
+                    MAC. Host-side settings
                     (paths, backends, pinning) are not part of it. Two qshim
                     compare it before a migration moves any RAM; equal digests
                     mean the same guest (docs/migration.md).

@@ -86,6 +86,7 @@ class ArgvBuilder {
         // QEMU's own seccomp deny-list, as libvirt sets it by default.
         arg("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
         firmware();
+        smbios();
         if (options_.paused) arg("-S");
         if (options_.incoming) arg("-incoming", "defer");
         qmp();
@@ -206,6 +207,13 @@ class ArgvBuilder {
 
     // OVMF's code read-only and the VM's own copy of the variable store, as pflash block nodes
     // (fw.code, fw.vars: no disk's node can take these names; theirs are one letter, '.', name).
+    // What the guest reads as its system's identity (DMI type 1).
+    void smbios() {
+        if (!spec_.firmware.uuid.empty()) arg("-uuid", spec_.firmware.uuid);
+        if (!spec_.firmware.serial.empty())
+            arg("-smbios", "type=1,serial=" + spec_.firmware.serial);
+    }
+
     void firmware() {
         if (spec_.firmware.type != spec::FirmwareType::uefi) return;
         const bool secure = spec_.firmware.secure_boot;

@@ -92,6 +92,8 @@ Json spec_json(const VmSpec& s) {
     }
     j["iothreads"] = s.iothreads;
     j["firmware"] = {{"type", to_string(s.firmware.type)}, {"secureBoot", s.firmware.secure_boot}};
+    optional_string(j["firmware"], "uuid", s.firmware.uuid);
+    optional_string(j["firmware"], "serial", s.firmware.serial);
     if (!s.boot.kernel.empty()) {
         Json boot = Json::object();
         optional_string(boot, "kernel", s.boot.kernel_as_written);

@@ -387,6 +387,11 @@ void Converter::firmware(const Node& fw, const std::string& path) {
             diags_.add(*b, path + ".bootloader", "give bios or efi, not both");
         bf.finish(unsupported);
     }
+    // SMBIOS identity: KubeVirt gives every VMI a uuid, so `kubectl get -o yaml` always has one.
+    if (const Node* u = f.get("uuid")) put(out, "uuid", *u);
+    if (const Node* s = f.get("serial")) put(out, "serial", *s);
+    origin("firmware.uuid", path + ".uuid");
+    origin("firmware.serial", path + ".serial");
     if (const Node* k = f.get("kernelBoot");
         k && expect(*k, Node::Kind::map, path + ".kernelBoot")) {
         Fields kf(diags_, *k, path + ".kernelBoot");

@@ -326,6 +326,19 @@ class SpecReader {
             spec_.firmware.type != FirmwareType::uefi)
             diags_.add(*f.get("secureBoot"), "firmware.secureBoot",
                        "needs firmware.type: uefi (SeaBIOS has no secure boot)");
+        if (f.string("uuid", spec_.firmware.uuid)) {
+            auto& u = spec_.firmware.uuid;
+            std::transform(u.begin(), u.end(), u.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            if (!detail::is_uuid(u))
+                diags_.add(*f.get("uuid"), "firmware.uuid",
+                           "must be a UUID: 32 hex digits as 8-4-4-4-12");
+        }
+        // Reaches QEMU inside -smbios's option list: the serial charset keeps ',' and '=' out.
+        if (f.string("serial", spec_.firmware.serial) &&
+            !detail::is_safe_serial(spec_.firmware.serial))
+            diags_.add(*f.get("serial"), "firmware.serial",
+                       "must be 1 to 20 characters from A-Z a-z 0-9 . _ + : -");
         f.finish();
     }
 

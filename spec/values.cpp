@@ -154,6 +154,16 @@ const char* to_string(Datasource v) {
 
 namespace detail {
 
+bool is_uuid(std::string_view s) {
+    if (s.size() != 36) return false;
+    for (size_t i = 0; i < s.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        const char c = s[i];
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+
 bool is_dns_label(std::string_view s) {
     // RFC 1123 label: lower-case letters, digits and '-', not at either end, 1 to 63 long.
     if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;

@@ -14,6 +14,8 @@ std::optional<MacAddress> parse_mac(std::string_view s);
 std::optional<uint64_t> parse_quantity(std::string_view s);
 // Characters QEMU and the guest accept in a disk serial without surprises.
 bool is_safe_serial(std::string_view s);
+// 8-4-4-4-12 lower-case hex digits.
+bool is_uuid(std::string_view s);
 // QEMU -cpu model names; no ',' so a model cannot smuggle in CPU flags.
 bool is_cpu_model(std::string_view s);
 bool is_versioned_q35(std::string_view s);

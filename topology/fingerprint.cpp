@@ -51,6 +51,9 @@ Fingerprint fingerprint(const spec::VmSpec& spec, const Topology& topology) {
     fact("cpu.cores", std::to_string(spec.cpu.cores));
     fact("cpu.threads", std::to_string(spec.cpu.threads));
     fact("memory.size", std::to_string(spec.memory.size_bytes));
+    // The guest reads them (licensing, cloud-init's instance id on some datasources).
+    if (!spec.firmware.uuid.empty()) fact("firmware.uuid", spec.firmware.uuid);
+    if (!spec.firmware.serial.empty()) fact("firmware.serial", spec.firmware.serial);
     // numa auto is resolved at launch; the live spec a target is given holds the nodes.
     if (spec.numa.automatic && spec.numa.nodes.empty()) fact("numa", "auto");
     for (size_t i = 0; i < spec.numa.nodes.size(); ++i) {

@@ -112,6 +112,10 @@ struct Numa {
 struct Firmware {
     FirmwareType type = FirmwareType::bios;
     bool secure_boot = false;  // OVMF's secure-boot build with Microsoft's keys, and SMM
+    // The SMBIOS system UUID (lower-case 8-4-4-4-12 hex) and serial number the guest reads
+    // (/sys/class/dmi/id/product_uuid, product_serial); empty: QEMU's (an all-zero UUID).
+    std::string uuid;
+    std::string serial;
 };
 
 struct Boot {

@@ -25,6 +25,8 @@ spec:
       requests:
         memory: 256Mi
     firmware:
+      uuid: 6A1B2C3D-0000-4000-8000-00000000CAFE
+      serial: KV-SERIAL-7
       kernelBoot:
         kernelArgs: console=ttyS0 panic=-1
         container:
@@ -171,7 +173,7 @@ def main():
         refused = tmp / "refused.yaml"
         refused.write_text(MANIFEST.replace("      rng: {}", "      rng: {}\n      tpm: {}"))
         bad = qshim("run", "--accel", "tcg", *roots, refused, check=2).stderr
-        assert "refused.yaml:24:7: spec.domain.devices.tpm: not supported by qshim" in bad, bad
+        assert "refused.yaml:26:7: spec.domain.devices.tpm: not supported by qshim" in bad, bad
 
         converted = qshim("convert", *roots, manifest, check=0).stdout
         assert "ephemeral: true" in converted, converted  # the container disk, under an overlay
@@ -198,6 +200,9 @@ def main():
         nic = report.nic_by_mac("02:00:00:00:4b:56")["pci"]
         assert nic == where["default"], f"NIC: guest sees {nic}, topology says {where['default']}"
         print(f"ok: the VMI's disks and NIC are where qshim topology says: {where}")
+        # firmware.uuid and serial are the guest's SMBIOS identity.
+        proc.console.wait_for(
+            r"QSHIM-GUEST: dmi uuid=6a1b2c3d-0000-4000-8000-00000000cafe serial=KV-SERIAL-7\n", 5)
 
         proc.proc.send_signal(signal.SIGTERM)
         code = proc.wait_exit(60)

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <qshim/fingerprint.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/topology.hpp>
 #include <sstream>
@@ -273,6 +274,21 @@ TEST_CASE("command line: UEFI firmware as pflash block nodes") {
 
     auto bios = argv_for(must_parse("name: a\n"), o);
     CHECK_THAT(value_of(bios, "-machine"), !Contains("pflash"));
+}
+
+TEST_CASE("command line: the SMBIOS uuid and serial, only when the spec sets them") {
+    auto argv = argv_for(must_parse(
+        "name: a\nfirmware: {uuid: 5d307ca9-b3ef-428c-8861-06e72d69f223, serial: SN-1}\n"));
+    CHECK(value_of(argv, "-uuid") == "5d307ca9-b3ef-428c-8861-06e72d69f223");
+    CHECK(value_of(argv, "-smbios") == "type=1,serial=SN-1");
+    auto plain = argv_for(must_parse("name: a\n"));
+    CHECK(std::find(plain.begin(), plain.end(), "-uuid") == plain.end());
+    CHECK(std::find(plain.begin(), plain.end(), "-smbios") == plain.end());
+    // Guest ABI: a target with another uuid is another guest.
+    auto with = must_parse("name: a\nfirmware: {uuid: 5d307ca9-b3ef-428c-8861-06e72d69f223}\n");
+    auto without = must_parse("name: a\n");
+    auto fp = [](const spec::VmSpec& s) { return topology::fingerprint(s, *topology::plan(s)); };
+    CHECK(fp(with).digest != fp(without).digest);
 }
 
 TEST_CASE("command line: the seed, overlays and forwards; the state directory's default") {

@@ -257,3 +257,20 @@ TEST_CASE("cloudInit: the datasource is NoCloud unless it says configDrive") {
     CHECK_THAT(problem("name: a\ncloudInit: {datasource: openstack}\n"),
                Contains("cloudInit.datasource: must be one of noCloud, configDrive"));
 }
+
+TEST_CASE("firmware: the SMBIOS uuid and serial the guest reads") {
+    auto s = must_parse(
+        "name: a\nfirmware: {uuid: 5D307CA9-B3EF-428C-8861-06E72D69F223, serial: SN-1}\n");
+    CHECK(s.firmware.uuid == "5d307ca9-b3ef-428c-8861-06e72d69f223");  // lower case
+    CHECK(s.firmware.serial == "SN-1");
+    auto yaml = to_yaml(s);
+    REQUIRE(yaml.ok());
+    CHECK_THAT(*yaml, Contains("uuid: \"5d307ca9-b3ef-428c-8861-06e72d69f223\""));
+    CHECK_THAT(problem("name: a\nfirmware: {uuid: 5d307ca9b3ef428c886106e72d69f223}\n"),
+               Contains("firmware.uuid: must be a UUID"));
+    CHECK_THAT(problem("name: a\nfirmware: {uuid: 5d307ca9-b3ef-428c-8861-06e72d69f22g}\n"),
+               Contains("firmware.uuid: must be a UUID"));
+    // A serial reaches QEMU inside an option list: no ',' or '='.
+    CHECK_THAT(problem("name: a\nfirmware: {serial: \"a,type=2\"}\n"),
+               Contains("firmware.serial: must be 1 to 20 characters"));
+}
