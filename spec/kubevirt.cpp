@@ -190,6 +190,10 @@ void Converter::vmi_spec(const Node& spec, const std::string& path) {
     if (const Node* n = f.get("networks");
         n && expect(*n, Node::Kind::sequence, path + ".networks"))
         read_networks(*n, path + ".networks");
+    // Set by KubeVirt's webhook in every stored object; qshim runs x86-64 guests.
+    if (const Node* a = f.get("architecture"); a && a->value != "amd64")
+        diags_.add(*a, path + ".architecture",
+                   fmt::format("{}: {} (qshim runs amd64 guests)", a->value, unsupported));
     if (const Node* g = f.get("terminationGracePeriodSeconds")) {
         Node lifecycle = map(*g);
         put(lifecycle, "gracePeriodSeconds", *g);
