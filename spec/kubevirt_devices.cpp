@@ -12,6 +12,7 @@
 
 #include "common/unique_fd.hpp"
 #include "spec/kubevirt_converter.hpp"
+#include "spec/values.hpp"
 
 namespace qshim::spec::detail::kubevirt {
 
@@ -103,6 +104,14 @@ void Converter::read_volumes(const Node& volumes, const std::string& path) {
         const Node* name = v.find("name");
         if (!name || name->kind != Node::Kind::scalar || name->value.empty()) {
             diags_.add(v, p + ".name", "required: a disk names its volume");
+            continue;
+        }
+        // As Kubernetes requires; it also names folders and devices in the pod (VOLUME/disk.img,
+        // /dev/VOLUME), so nothing like ".." may reach a path.
+        if (!is_dns_label(name->value)) {
+            diags_.add(*name, p + ".name",
+                       "must be a DNS label: lowercase letters, digits and '-', at most 63 "
+                       "characters");
             continue;
         }
         for (const auto& other : volumes_)

@@ -111,7 +111,7 @@ bool same_command(const std::optional<launcher::CommandLine>& a,
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view input(reinterpret_cast<const char*>(data), size);
     const auto format = !input.empty() && input[0] == '{' ? spec::Format::json : spec::Format::yaml;
-    auto loaded = spec::parse_spec(input, file, {format});
+    auto loaded = spec::parse_spec(input, file, {format, {}});
     if (!loaded) return 0;
 
     auto planned = topology::plan(*loaded);
@@ -135,7 +135,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& i : resolved.interfaces)
         if (!i.pci_address) broken("resolve left an interface unpinned", i.name);
     const std::string resolved_yaml = yaml_of(resolved);
-    auto reloaded = spec::parse_spec(resolved_yaml, file, {spec::Format::yaml});
+    auto reloaded = spec::parse_spec(resolved_yaml, file, {spec::Format::yaml, {}});
     if (!reloaded)
         broken("the resolved spec does not load",
                resolved_yaml + "\n" + reloaded.error().what() +

@@ -31,13 +31,13 @@ void check_rejection(const Error& e, const std::string& file) {
 
 void run(std::string_view text, spec::Format format) {
     const std::string file = "/fuzz/vm.spec";
-    auto loaded = spec::parse_spec(text, file, {format});
+    auto loaded = spec::parse_spec(text, file, {format, {}});
     if (!loaded) {
         check_rejection(loaded.error(), file);
         return;
     }
     std::string yaml = spec::to_yaml(*loaded).value();  // a loaded spec is valid UTF-8
-    auto again = spec::parse_spec(yaml, file, {spec::Format::yaml});
+    auto again = spec::parse_spec(yaml, file, {spec::Format::yaml, {}});
     if (!again)
         broken("to_yaml output does not load",
                yaml + "\n" + to_string(again.error().diagnostics.at(0)));
@@ -45,7 +45,7 @@ void run(std::string_view text, spec::Format format) {
         broken("to_yaml is not a fixed point", yaml + "\n---\n" + spec::to_yaml(*again).value());
     // The JSON rendering (what GET /v1/vm shows) is the same spec.
     std::string json = spec::to_json(*loaded).value();
-    auto from_json = spec::parse_spec(json, file, {spec::Format::json});
+    auto from_json = spec::parse_spec(json, file, {spec::Format::json, {}});
     if (!from_json)
         broken("to_json output does not load",
                json + "\n" + to_string(from_json.error().diagnostics.at(0)));

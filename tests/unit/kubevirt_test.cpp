@@ -200,6 +200,15 @@ TEST_CASE("kubevirt: cloud-init data in base64 is decoded, and refused when it i
                Contains("spec.volumes[0].cloudInitNoCloud.userDataBase64: is not base64"));
 }
 
+TEST_CASE("kubevirt: a volume name never reaches a path unless it is a DNS label") {
+    std::string m = minimal;
+    for (size_t at; (at = m.find("name: root")) != std::string::npos;)
+        m.replace(at, 10, "name: ../../etc");
+    auto s = convert(m);
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(errors_of(s.error()), Contains("spec.volumes[0].name: must be a DNS label"));
+}
+
 TEST_CASE("kubevirt: hostile manifests are refused, never crash") {
     for (const char* text : {
              "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\n",
