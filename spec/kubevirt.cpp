@@ -251,6 +251,19 @@ void Converter::domain(const Node& domain, const std::string& path) {
         firmware(*fw, path + ".firmware");
     if (const Node* fe = f.get("features"); fe && expect(*fe, Node::Kind::map, path + ".features"))
         features(*fe, path + ".features");
+    // The guest's RTC: QEMU's runs on UTC, which is what `utc: {}` asks for.
+    if (const Node* c = f.get("clock"); c && expect(*c, Node::Kind::map, path + ".clock")) {
+        Fields cf(diags_, *c, path + ".clock");
+        if (const Node* utc = cf.get("utc");
+            utc && expect(*utc, Node::Kind::map, path + ".clock.utc")) {
+            Fields uf(diags_, *utc, path + ".clock.utc");
+            if (const Node* off = uf.get("offsetSeconds"); off && off->value != "0")
+                diags_.add(*off, path + ".clock.utc.offsetSeconds",
+                           fmt::format("an offset: {} (the clock is UTC)", unsupported));
+            uf.finish(unsupported);
+        }
+        cf.finish(unsupported);  // timezone, timer
+    }
     if (const Node* d = f.get("devices"); d && expect(*d, Node::Kind::map, path + ".devices"))
         devices(*d, path + ".devices");
     else if (!d) {
