@@ -66,25 +66,20 @@ class Converter {
         out_.origins.emplace_back(std::move(spec_path), std::move(manifest_path));
     }
 
-    struct Volume {
+    // A volume or network: what disks and interfaces name.
+    struct Named {
         std::string name;
         const Node* node = nullptr;
         std::string path;  // "spec.volumes[3]"
         bool used = false;
     };
-    struct Network {
-        std::string name;
-        const Node* node = nullptr;
-        std::string path;
-        bool used = false;
-    };
+    static Named* find(std::vector<Named>& list, const std::string& name);
 
     Diagnostics& diags_;
     const VolumeRoots& roots_;
     Converted out_;
     const Node* root_ = nullptr;
-    std::vector<Volume> volumes_;
-    std::vector<Network> networks_;
+    std::vector<Named> volumes_, networks_;
     Node disks_, interfaces_;
     bool iothreads_shared_ = false;
     unsigned dedicated_iothreads_ = 0;

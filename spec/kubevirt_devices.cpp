@@ -96,6 +96,12 @@ std::string normal_mac(std::string mac) {
 
 }  // namespace
 
+Converter::Named* Converter::find(std::vector<Named>& list, const std::string& name) {
+    for (auto& n : list)
+        if (n.name == name) return &n;
+    return nullptr;
+}
+
 void Converter::read_volumes(const Node& volumes, const std::string& path) {
     for (size_t i = 0; i < volumes.items.size(); ++i) {
         const Node& v = volumes.items[i];
@@ -189,16 +195,15 @@ void Converter::disk(const Node& node, const std::string& path) {
         f.finish(unsupported);
         return;
     }
-    auto volume = std::find_if(volumes_.begin(), volumes_.end(),
-                               [&](const Volume& v) { return v.name == name; });
-    if (volume == volumes_.end()) {
+    Named* volume = find(volumes_, name);
+    if (!volume) {
         diags_.add(*node.find("name"), path + ".name",
                    fmt::format("no volume named {} in spec.volumes", name));
         for (const auto& e : node.entries) f.get(e.key.value);  // nothing more to say of them
         return;
     }
     volume->used = true;
-    const size_t volume_index = static_cast<size_t>(volume - volumes_.begin());
+    const size_t volume_index = static_cast<size_t>(volume - volumes_.data());
 
     const Node* target = nullptr;
     std::string kind = "disk";
@@ -282,7 +287,7 @@ void Converter::disk(const Node& node, const std::string& path) {
 }
 
 bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
-    const Volume& volume = volumes_[index];
+    const Named& volume = volumes_[index];
     const Node& v = *volume.node;
     Fields f(diags_, v, volume.path);
     f.get("name");
@@ -453,9 +458,8 @@ void Converter::interface(const Node& node, const std::string& path) {
         f.finish(unsupported);
         return;
     }
-    auto network = std::find_if(networks_.begin(), networks_.end(),
-                                [&](const Network& n) { return n.name == name; });
-    if (network == networks_.end())
+    Named* network = find(networks_, name);
+    if (!network)
         diags_.add(*node.find("name"), path + ".name",
                    fmt::format("no network named {} in spec.networks", name));
     else

@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
+#include "golden_file.hpp"
 #include "launcher/console.hpp"
 
 using namespace qshim;
@@ -21,13 +21,6 @@ using qshim::launcher::detail::ConsoleRelay;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 // 1 MiB of varied bytes: far more than a socket buffer holds, so the writer meets EAGAIN.
 std::string blob() {
@@ -85,7 +78,7 @@ TEST_CASE("console relay: the log and the client get every byte once, through a 
     CHECK(ended);
     CHECK(seen.size() == sent.size());
     CHECK(seen == sent);
-    const std::string logged = read_file(log_path);
+    const std::string logged = qshim::test::read_file(log_path);
     CHECK(logged.size() == earlier.size() + sent.size());
     CHECK(logged == earlier + sent);
     fs::remove_all(dir);

@@ -9,28 +9,18 @@
 #include <qshim/topology.hpp>
 #include <sstream>
 
+#include "golden_file.hpp"
+
 using namespace qshim;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string read(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
+// A difference is a guest-ABI (or command-line) change.
 void check_golden(const fs::path& file, const std::string& actual) {
-    if (std::getenv("QSHIM_UPDATE_GOLDEN")) {
-        std::ofstream(file, std::ios::binary) << actual;
-        return;
-    }
-    INFO("golden file " << file.string()
-                        << " differs; if the change is deliberate, it changes guest ABI:"
-                           " see docs/topology.md before running with QSHIM_UPDATE_GOLDEN=1");
-    REQUIRE(fs::exists(file));
-    CHECK(read(file) == actual);
+    test::check_golden(file, actual,
+                       "if the change is deliberate, it changes guest ABI: see docs/topology.md "
+                       "first");
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <qshim/topology.hpp>
 #include <sstream>
 
+#include "golden_file.hpp"
+
 using namespace qshim;
 using Catch::Contains;
 namespace fs = std::filesystem;
@@ -20,23 +22,8 @@ namespace {
 
 const fs::path corpus = fs::path(QSHIM_SOURCE_ROOT) / "tests" / "kubevirt";
 
-std::string read(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 void check_golden(const fs::path& file, const std::string& actual) {
-    if (std::getenv("QSHIM_UPDATE_GOLDEN")) {
-        std::ofstream(file, std::ios::binary) << actual;
-        return;
-    }
-    INFO("golden file " << file.string()
-                        << " differs; after a deliberate change to the mapping (docs/kubevirt.md), "
-                           "rewrite it with QSHIM_UPDATE_GOLDEN=1");
-    REQUIRE(fs::exists(file));
-    CHECK(read(file) == actual);
+    test::check_golden(file, actual, "after a deliberate change to the mapping (docs/kubevirt.md)");
 }
 
 std::vector<fs::path> manifests(const fs::path& dir) {
@@ -104,7 +91,7 @@ TEST_CASE("kubevirt: the refused corpus names every unsupported field") {
         SECTION(path.filename().string()) {
             // Named relative to the corpus, so the messages do not depend on the checkout.
             auto name = "refused/" + path.filename().string();
-            auto s = spec::parse_spec(read(path), name);
+            auto s = spec::parse_spec(test::read_file(path), name);
             REQUIRE_FALSE(s.ok());
             CHECK(s.error().code == Errc::invalid_spec);
             REQUIRE_FALSE(s.error().diagnostics.empty());
