@@ -58,7 +58,8 @@ class ArgvBuilder {
                               "building the QEMU command line for " + spec_.name);
         // One backend for all of RAM when it needs properties -m cannot express.
         const bool ram_backend =
-            spec_.numa.nodes.empty() && (spec_.memory.hugepage_bytes || spec_.memory.prealloc);
+            spec_.numa.nodes.empty() &&
+            (spec_.memory.hugepage_bytes || spec_.memory.prealloc || detail::shares_memory(spec_));
         const bool uefi = spec_.firmware.type == spec::FirmwareType::uefi;
         arg("-machine",
             fmt::format("{},usb=off,dump-guest-core=off{}{}{}", topo_.machine,
@@ -154,9 +155,13 @@ class ArgvBuilder {
     // needed in the pod), preallocated when asked, bound to host nodes when given.
     Json memory_backend(const std::string& id, uint64_t bytes, const spec::HostSet* host_nodes) {
         const auto& m = spec_.memory;
-        Json j{{"qom-type", m.hugepage_bytes ? "memory-backend-memfd" : "memory-backend-ram"},
+        const bool shared = detail::shares_memory(spec_);
+        Json j{{"qom-type",
+                m.hugepage_bytes || shared ? "memory-backend-memfd" : "memory-backend-ram"},
                {"id", id},
                {"size", bytes}};
+        // A vhost-user server maps guest RAM to reach the virtqueues: an fd QEMU can pass it.
+        if (shared) j["share"] = true;
         if (m.hugepage_bytes) {
             j["hugetlb"] = true;
             j["hugetlbsize"] = m.hugepage_bytes;
@@ -312,6 +317,18 @@ class ArgvBuilder {
     }
 
     void disk(const Device& d, const spec::Disk& disk) {
+        if (disk.vhost_user()) {
+            const std::string socket = disk.storage_daemon
+                                           ? detail::storage_daemon_socket(state_dir(), disk.name)
+                                           : disk.vhost_user_socket;
+            // -chardev has no JSON form in QEMU 7.2: the path is escaped for its key=value.
+            arg("-chardev",
+                fmt::format("socket,id={},path={}", detail::vhost_user_chardev(disk.name),
+                            qemu_opts_escape(socket)));
+            Json j = detail::disk_device(d, disk);
+            if (disk.storage_daemon) j["num-queues"] = detail::vhost_user_queues(spec_);
+            return json("-device", j);
+        }
         if (disk.ephemeral) {
             for (const auto& node :
                  detail::ephemeral_blockdevs(disk, detail::overlay_path(state_dir(), disk.name)))

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <qshim/launcher.hpp>
 
 namespace qshim::launcher::detail {
@@ -53,7 +54,28 @@ std::array<Json, 4> ephemeral_blockdevs(const spec::Disk& disk, const std::strin
                  {"read-only", disk.read_only}}};
 }
 
+std::string vhost_user_chardev(std::string_view disk_name) {
+    return fmt::format("vu.{}", disk_name);
+}
+
+bool shares_memory(const spec::VmSpec& spec) {
+    for (const auto& d : spec.disks)
+        if (d.vhost_user()) return true;
+    return false;
+}
+
+unsigned vhost_user_queues(const spec::VmSpec& spec) {
+    return std::min(spec.cpu.count(), max_vhost_user_queues);
+}
+
 Json disk_device(const topology::Device& d, const spec::Disk& disk) {
+    if (disk.vhost_user()) {
+        // The server holds the image: no drive, and the serial is its to answer.
+        Json j{{"driver", d.driver}, {"id", d.id}, {"chardev", vhost_user_chardev(disk.name)}};
+        pci_placement(j, d);
+        if (disk.boot_order) j["bootindex"] = *disk.boot_order;
+        return j;
+    }
     Json j{{"driver", d.driver}, {"id", d.id}, {"drive", format_node_name(disk.name)}};
     switch (disk.bus) {
         case spec::DiskBus::virtio:

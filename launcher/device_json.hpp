@@ -20,6 +20,15 @@ std::array<Json, 2> disk_blockdevs(const spec::Disk& disk);
 // (file, qcow2 with the image's format node as its backing). The top node has the name
 // disk_blockdevs gives the format node, so the device is the same.
 std::array<Json, 4> ephemeral_blockdevs(const spec::Disk& disk, const std::string& overlay);
+// The chardev a vhost-user disk's device connects through: "vu.<disk>" (a disk name has no '.',
+// so it never meets another chardev id).
+std::string vhost_user_chardev(std::string_view disk_name);
+// Whether guest RAM must be shareable (memfd, share=on): a vhost-user server maps it.
+bool shares_memory(const spec::VmSpec& spec);
+// The queues of a storageDaemon disk, on both sides of its socket: one per vCPU, as QEMU's
+// own virtio-blk-pci has by default, up to this many.
+constexpr unsigned max_vhost_user_queues = 8;
+unsigned vhost_user_queues(const spec::VmSpec& spec);
 // -device / device_add arguments for a disk placed at `d`.
 Json disk_device(const topology::Device& d, const spec::Disk& disk);
 // -netdev / netdev_add arguments. `fd`: the number QEMU knows an inherited tap fd by (the

@@ -20,6 +20,7 @@
 
 #include "common/unique_fd.hpp"
 #include "common/unix_socket.hpp"
+#include "launcher/process.hpp"
 #include "launcher/state_dir.hpp"
 
 namespace qshim::launcher::detail {
@@ -156,8 +157,33 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
     };
     if (!spec.boot.kernel.empty()) file("boot.kernel", spec.boot.kernel, R_OK);
     if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, R_OK);
+    bool storage_daemon_checked = false;
     for (size_t i = 0; i < spec.disks.size(); ++i) {
         const auto& d = spec.disks[i];
+        if (d.storage_daemon && !storage_daemon_checked) {
+            storage_daemon_checked = true;
+            const std::string program = find_program(input.storage_daemon_binary);
+            if (program.empty() || access(program.c_str(), X_OK) != 0)
+                problems.push_back(
+                    fmt::format("disks[{}] ({}).storageDaemon: {}: not found (install Debian's "
+                                "qemu-system-common)",
+                                i, d.name, input.storage_daemon_binary));
+        }
+        if (!d.vhost_user_socket.empty()) {
+            // QEMU connects to the server's socket: it must be one, and QEMU may write to it.
+            struct stat st {};
+            const std::string field = fmt::format("disks[{}] ({}).backend.socket", i, d.name);
+            if (lstat(d.vhost_user_socket.c_str(), &st) != 0)
+                problems.push_back(
+                    fmt::format("{}: {}: no such socket (is the vhost-user-blk server running?)",
+                                field, d.vhost_user_socket));
+            else if (!S_ISSOCK(st.st_mode))
+                problems.push_back(
+                    fmt::format("{}: {}: not a unix socket", field, d.vhost_user_socket));
+            else
+                needs.push_back({field, d.vhost_user_socket, W_OK, mode_words(W_OK)});
+            continue;
+        }
         if (d.blank()) continue;  // qshim makes it, in the state directory
         // An ephemeral disk's image is only read: the guest writes to its overlay.
         file(fmt::format("disks[{}] ({})", i, d.name), d.path,

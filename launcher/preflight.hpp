@@ -20,6 +20,7 @@ struct PreflightInput {
     // serial.log is written by qshim's console relay (VmOptions::own_console), not by QEMU: only
     // its folder is checked here, and qshim opens it itself before QEMU starts.
     bool serial_log_by_qshim = false;
+    std::string storage_daemon_binary = "qemu-storage-daemon";  // CommandOptions'
 };
 
 // Every file the spec names exists and can be opened by QEMU's uid as needed; every socket or

@@ -139,29 +139,27 @@ Result<int> exit_fd_without_pidfd(pid_t pid) {
     return fds[0];
 }
 
+std::string find_program(const std::string& name) {
+    if (name.find('/') != std::string::npos) return name;
+    const char* path = std::getenv("PATH");
+    std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+    size_t start = 0;
+    while (start <= dirs.size()) {
+        size_t end = dirs.find(':', start);
+        if (end == std::string::npos) end = dirs.size();
+        std::string candidate = dirs.substr(start, end - start) + "/" + name;
+        if (access(candidate.c_str(), X_OK) == 0) return candidate;
+        start = end + 1;
+    }
+    return {};
+}
+
 Result<Child> spawn(const SpawnPlan& plan) {
     const std::string context = plan.argv.empty() ? "spawning" : "spawning " + plan.argv[0];
     if (plan.argv.empty()) return make_error(Errc::internal, "empty argv", context);
     // execve does not search PATH; resolve it now, while we may still allocate.
-    std::string binary = plan.argv[0];
-    if (binary.find('/') == std::string::npos) {
-        const char* path = std::getenv("PATH");
-        std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-        std::string found;
-        size_t start = 0;
-        while (start <= dirs.size()) {
-            size_t end = dirs.find(':', start);
-            if (end == std::string::npos) end = dirs.size();
-            std::string candidate = dirs.substr(start, end - start) + "/" + binary;
-            if (access(candidate.c_str(), X_OK) == 0) {
-                found = candidate;
-                break;
-            }
-            start = end + 1;
-        }
-        if (found.empty()) return make_error(Errc::launch, "not found in PATH", context);
-        binary = found;
-    }
+    std::string binary = find_program(plan.argv[0]);
+    if (binary.empty()) return make_error(Errc::launch, "not found in PATH", context);
     std::vector<char*> argv;
     argv.push_back(binary.data());
     for (size_t i = 1; i < plan.argv.size(); ++i)

@@ -36,6 +36,10 @@ struct Child {
 // else by pid (safe: an unreaped child's pid cannot be reused). A reaped child: -1, ESRCH.
 int signal_child(const Child& child, int signal);
 
+// `name` as execve needs it: a name without '/' searched in PATH (empty when absent there); a
+// path as it is.
+std::string find_program(const std::string& name);
+
 // Forks and execs. Nothing is allocated between fork and exec: the pointer arrays are built
 // first. The child dies with SIGKILL if the parent dies (PR_SET_PDEATHSIG), so no QEMU outlives
 // qshim. Linux ties that signal to the *thread* that forked: spawn from a thread that lives as

@@ -156,6 +156,14 @@ std::string blank_path(const std::string& state_dir, std::string_view disk_name)
     return fmt::format("{}/{}.blank.qcow2", state_dir, disk_name);
 }
 
+std::string storage_daemon_dir(const std::string& state_dir, std::string_view disk_name) {
+    return fmt::format("{}/{}.qsd", state_dir, disk_name);
+}
+
+std::string storage_daemon_socket(const std::string& state_dir, std::string_view disk_name) {
+    return storage_daemon_dir(state_dir, disk_name) + "/vhost-user-blk.sock";
+}
+
 RunFiles& RunFiles::operator=(RunFiles&& other) noexcept {
     if (this != &other) {
         remove();
@@ -187,6 +195,12 @@ std::vector<std::string> RunFiles::paths() const {
 
 std::string unmigratable_disks(const spec::VmSpec& spec) {
     for (size_t i = 0; i < spec.disks.size(); ++i)
+        if (spec.disks[i].vhost_user())
+            return fmt::format(
+                "disks[{}] ({}) is served over vhost-user-blk: qshim does not live-migrate "
+                "vhost-user devices yet (their server holds the image and its lock)",
+                i, spec.disks[i].name);
+    for (size_t i = 0; i < spec.disks.size(); ++i)
         if (spec.disks[i].ephemeral || spec.disks[i].blank())
             return fmt::format(
                 "disks[{}] ({}) is {}: its {} holds the guest's writes on this host and does "
@@ -199,7 +213,7 @@ std::string unmigratable_disks(const spec::VmSpec& spec) {
 bool needs_state(const spec::VmSpec& spec) {
     if (spec.firmware.type == spec::FirmwareType::uefi || spec.cloud_init) return true;
     for (const auto& d : spec.disks)
-        if (d.ephemeral || d.blank()) return true;
+        if (d.ephemeral || d.blank() || d.storage_daemon) return true;
     return false;
 }
 

@@ -26,6 +26,10 @@ std::string efi_vars_path(const std::string& state_dir, bool secure_boot);
 std::string seed_path(const std::string& state_dir);
 std::string overlay_path(const std::string& state_dir, std::string_view disk_name);
 std::string blank_path(const std::string& state_dir, std::string_view disk_name);
+// A storageDaemon disk's qemu-storage-daemon: its own folder (the helper's uid may create
+// files there, not in the state directory), and its vhost-user-blk socket in it.
+std::string storage_daemon_dir(const std::string& state_dir, std::string_view disk_name);
+std::string storage_daemon_socket(const std::string& state_dir, std::string_view disk_name);
 
 // The files one run made, removed when the VM ends (and by every failure before it runs). A
 // file is removed only while it is still the one this run made (same device, inode and ctime):
@@ -54,7 +58,7 @@ class RunFiles {
 };
 
 // Why the spec's disks cannot move with a live migration (ephemeral and blank disks: their
-// images stay on this host); empty when they can.
+// images stay on this host; vhost-user disks: not done yet); empty when they can.
 std::string unmigratable_disks(const spec::VmSpec& spec);
 
 struct StateInput {

@@ -90,6 +90,7 @@ Vm::Impl::Impl(asio::any_io_executor ex, spec::VmSpec spec, topology::Topology t
 void Vm::Impl::abandon() {
     options_.on_event = nullptr;
     subscribers_.clear();
+    kill_helpers();
     if (child_.pid > 0 && phase_ != Phase::exited)
         launcher::detail::signal_child(child_, SIGKILL);
     else if (phase_ == Phase::created)

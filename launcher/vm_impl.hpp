@@ -11,6 +11,7 @@
 #include "common/async_event.hpp"
 #include "launcher/console.hpp"
 #include "launcher/cpu_placement.hpp"
+#include "launcher/helper.hpp"
 #include "launcher/hotplug.hpp"
 #include "launcher/lifecycle.hpp"
 #include "launcher/migration.hpp"
@@ -106,6 +107,15 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     boost::asio::awaitable<Result<void>> receive_migration();
     boost::asio::awaitable<void> confirm_incoming(bool running, std::string reason);
 
+    // vm_helpers.cpp
+    boost::asio::awaitable<Result<void>> start_helpers(
+        const launcher::detail::SandboxPlan& sandbox);
+    void on_helper_exit(const launcher::detail::Helper& helper, int status);
+    // The end of every exit path: stops the helpers, then sets exited_.
+    void finish_exit();
+    static boost::asio::awaitable<void> stop_helpers(std::shared_ptr<Impl> self);
+    void kill_helpers();
+
     // vm_supervise.cpp
     static boost::asio::awaitable<void> watch_exit(std::shared_ptr<Impl> self);
     static boost::asio::awaitable<void> read_stderr(std::shared_ptr<Impl> self);
@@ -148,6 +158,8 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     std::size_t last_subscriber_ = 0;
     std::deque<std::string> stderr_tail_;
     launcher::detail::RunFiles run_files_;  // seed, overlays: removed when the VM ends
+    // Helper processes serving devices (qemu-storage-daemon), in the order they started.
+    std::vector<std::shared_ptr<launcher::detail::Helper>> helpers_;
     // The serial console, when qshim holds it (VmOptions::own_console); set at spawn.
     std::shared_ptr<launcher::detail::ConsoleRelay> console_;
     // CPU placement (vm_placement.cpp): what was planned in which cpuset, and QEMU's threads.

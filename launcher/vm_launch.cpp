@@ -58,6 +58,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
                                             options_.command.accel};
     checks.firmware_dir = options_.command.firmware_dir;
     checks.serial_log_by_qshim = options_.own_console;
+    checks.storage_daemon_binary = options_.command.storage_daemon_binary;
     if (auto ok = launcher::detail::preflight(spec_, checks, warnings); !ok) {
         emit("error", {{"message", ok.error().what()}});
         end_without_qemu("not started");
@@ -88,6 +89,14 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
         run_files_ = std::move(*prepared);
     }
     remove_sockets();
+    // The processes that serve devices listen before QEMU connects to them; one that cannot
+    // start starts nothing (and the ones before it are stopped again).
+    if (auto ok = co_await start_helpers(*sandbox); !ok) {
+        emit("error", {{"message", ok.error().what()}});
+        end_without_qemu("not started");
+        co_await exited_.wait();
+        co_return make_error(Errc::launch, ok.error().message, context);
+    }
     // A migration target listens before QEMU exists: an address that cannot be served starts
     // nothing.
     if (!options_.incoming.empty())

@@ -72,7 +72,7 @@ void Vm::Impl::on_exit(int status) {
                fmt::format("QEMU {} ({}, phase {})", exit_.description, to_string(reason),
                            to_string(ended_in)));
     emit("exited", data);
-    exited_.set();
+    finish_exit();
 }
 
 void Vm::Impl::end_without_qemu(const std::string& description) {
@@ -80,7 +80,7 @@ void Vm::Impl::end_without_qemu(const std::string& description) {
     apply(Input::exited);
     exit_ = {launcher::detail::exit_reason(ended_in), 0, description};
     run_files_.remove();
-    exited_.set();
+    finish_exit();
 }
 
 asio::awaitable<void> Vm::Impl::read_stderr(std::shared_ptr<Impl> self) {

@@ -19,6 +19,8 @@ Json disk_json(const Disk& d) {
     Json j{{"name", d.name}};
     if (d.blank()) {
         j["capacity"] = d.capacity_text;
+    } else if (!d.vhost_user_socket.empty()) {
+        j["backend"] = Json{{"type", "vhostUser"}, {"socket", d.vhost_user_socket_as_written}};
     } else {
         j["path"] = d.path_as_written;
         j["format"] = to_string(d.format);
@@ -26,7 +28,8 @@ Json disk_json(const Disk& d) {
     j["bus"] = to_string(d.bus);
     j["device"] = to_string(d.device);
     j["readOnly"] = d.read_only;
-    j["serial"] = d.serial;
+    if (!d.vhost_user()) j["serial"] = d.serial;
+    if (d.storage_daemon) j["storageDaemon"] = true;
     if (d.boot_order) j["bootOrder"] = *d.boot_order;
     if (d.pci_address) j["pciAddress"] = to_string(*d.pci_address);
     if (d.iothread) j["iothread"] = *d.iothread;

@@ -82,6 +82,12 @@ class SpecReader {
             diags_.add(*root.find("capacity"), "capacity",
                        "a blank disk is made when the VM starts; hot-plug an image (qemu-img "
                        "create makes a blank one)");
+        if (d.vhost_user()) {
+            const char* key = d.storage_daemon ? "storageDaemon" : "backend";
+            diags_.add(*root.find(key), key,
+                       "hot-plugging a disk served over vhost-user-blk is not supported yet: "
+                       "declare it in the spec");
+        }
         if (!d.iothread) return;
         const Node& at = *root.find("iothread");
         if (*d.iothread >= spec_.iothreads)
@@ -377,7 +383,15 @@ class SpecReader {
         Fields f(diags_, n, p);
         Disk d;
         device_name(f, d.name, p);
-        if (const Node* c = f.get("capacity")) {
+        if (const Node* b = f.get("backend")) {
+            // An external vhost-user-blk server: the image is its business, not QEMU's.
+            for (const char* key : {"path", "format", "capacity"})
+                if (f.get(key))
+                    diags_.add(*f.get(key), at(p, key),
+                               "a vhostUser disk's image belongs to its server: give path and "
+                               "format, or backend");
+            vhost_user_backend(*b, at(p, "backend"), d);
+        } else if (const Node* c = f.get("capacity")) {
             // A blank disk: qshim makes (and names) the image.
             for (const char* key : {"path", "format"})
                 if (f.get(key))
@@ -411,10 +425,13 @@ class SpecReader {
                 diags_.add(*f.get("readOnly"), at(p, "readOnly"), "a cdrom is always read-only");
             d.read_only = ro || d.device == DiskDevice::cdrom;
         }
+        f.boolean("storageDaemon", d.storage_daemon);
         d.serial = d.name;
         bool serial_given = f.string("serial", d.serial);
-        // Without a name (already reported) there is no default serial to complain about.
-        if ((serial_given || !d.name.empty()) && !detail::is_safe_serial(d.serial))
+        // Without a name (already reported) there is no default serial to complain about; a
+        // vhost-user disk has none (vhost_user_checks).
+        if ((serial_given || !d.name.empty()) && !d.vhost_user() &&
+            !detail::is_safe_serial(d.serial))
             diags_.add(serial_given ? *f.get("serial") : n, at(p, "serial"),
                        serial_given ? "must be 1 to 20 characters from A-Z a-z 0-9 . _ + : -"
                                     : "defaults to the name, which is longer than 20 characters "
@@ -440,6 +457,7 @@ class SpecReader {
                            : fmt::format("a blank disk is already thrown away when the VM ends, "
                                          "and is for writing: not {}",
                                          d.ephemeral ? "ephemeral" : "readOnly"));
+        if (d.vhost_user()) vhost_user_checks(f, p, d, serial_given);
         d.pci_address = pci(f, "pciAddress");
         if (d.pci_address && d.bus != DiskBus::virtio)
             diags_.add(
@@ -450,6 +468,51 @@ class SpecReader {
         f.finish();
         spec_.disks.push_back(std::move(d));
         disk_nodes_.push_back(&n);
+    }
+
+    void vhost_user_backend(const Node& n, const std::string& p, Disk& d) {
+        if (!expect(n, Node::Kind::map, p)) return;
+        Fields f(diags_, n, p);
+        f.require("type");
+        std::string type;
+        if (f.string("type", type) && type != "vhostUser")
+            diags_.add(*f.get("type"), at(p, "type"),
+                       "must be vhostUser (a disk without backend is an image QEMU opens)");
+        f.require("socket");
+        path(f, "socket", d.vhost_user_socket, d.vhost_user_socket_as_written);
+        f.finish();
+    }
+
+    // What a disk served over vhost-user-blk cannot have: QEMU only relays its queues.
+    void vhost_user_checks(Fields& f, const std::string& p, Disk& d, bool serial_given) {
+        const char* what = d.storage_daemon ? "a storageDaemon disk" : "a vhostUser disk";
+        auto refuse = [&](const char* key, const std::string& why) {
+            if (const Node* n = f.get(key)) diags_.add(*n, at(p, key), why);
+        };
+        if (d.storage_daemon && !d.vhost_user_socket.empty())
+            refuse("storageDaemon",
+                   "the storage daemon is the vhost-user server qshim runs for path; backend "
+                   "names another one: choose one");
+        if (d.bus != DiskBus::virtio)
+            refuse("bus", fmt::format("{} is a vhost-user-blk device, a virtio disk", what));
+        if (serial_given)
+            refuse("serial", fmt::format("{}'s serial is answered by its vhost-user-blk server; "
+                                         "QEMU cannot set it",
+                                         what));
+        d.serial.clear();
+        if (d.iothread)
+            refuse("iothread",
+                   fmt::format("{} does its I/O in its server, not in a QEMU IOThread", what));
+        d.iothread.reset();
+        if (d.ephemeral)
+            refuse("ephemeral", fmt::format("{} cannot be ephemeral (the overlay would be "
+                                            "QEMU's, and QEMU does not open this disk)",
+                                            what));
+        if (d.blank())
+            refuse("capacity", "a storageDaemon disk exports an image: give path and format");
+        if (!d.vhost_user_socket.empty() && d.read_only)
+            refuse("readOnly",
+                   "a vhostUser disk is read-only if its server says so; QEMU cannot make it");
     }
 
     void interface(const Node& n, const std::string& p) {

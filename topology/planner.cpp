@@ -289,7 +289,9 @@ class Planner {
             bool cdrom = d.device == spec::DiskDevice::cdrom;
             switch (d.bus) {
                 case spec::DiskBus::virtio:
-                    dev.driver = "virtio-blk-pci";
+                    // The same disks port whoever serves the blocks: a vhost-user-blk disk
+                    // is placed exactly as a virtio-blk one would be (docs/topology.md).
+                    dev.driver = d.vhost_user() ? "vhost-user-blk-pci" : "virtio-blk-pci";
                     dev.parent = port_id(disks_region, *position_of[i]);
                     dev.address = {0, uint8_t(disks_region.first_bus + *position_of[i]), 0, 0};
                     break;

@@ -29,6 +29,9 @@ struct CommandOptions {
     // default_state_dir(spec). Only read when the spec needs one (needs_state_dir).
     std::string state_dir;
     std::string firmware_dir = "/usr/share/OVMF";  // Debian's ovmf package
+    // What runs storageDaemon disks' exports (a name is searched in PATH): Debian's
+    // qemu-system-common installs it.
+    std::string storage_daemon_binary = "qemu-storage-daemon";
 };
 
 // <spec folder>/.qshim/<VM name>: next to the spec, one folder per VM.

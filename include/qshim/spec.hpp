@@ -149,6 +149,15 @@ struct Disk {
     uint64_t capacity_bytes = 0;
     std::string capacity_text;  // as written
     bool blank() const { return capacity_bytes != 0; }
+    // A disk QEMU does not open itself, served over vhost-user-blk (vhost-user-blk-pci; the guest
+    // sees a virtio disk): by an external server listening at `vhost_user_socket` (backend type
+    // vhostUser; `path` is then empty), or by a qemu-storage-daemon that qshim runs to export
+    // `path` (storage_daemon). Either way guest RAM becomes shared memory, and the serial is the
+    // server's to answer (`serial` is then empty).
+    std::string vhost_user_socket;  // resolved
+    std::string vhost_user_socket_as_written;
+    bool storage_daemon = false;
+    bool vhost_user() const { return !vhost_user_socket.empty() || storage_daemon; }
 };
 
 // A host port of a user network forwarded into the guest (QEMU's hostfwd).

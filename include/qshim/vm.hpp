@@ -49,6 +49,8 @@ struct VmOptions {
     std::chrono::milliseconds start_timeout{30'000};    // QEMU to greet and negotiate QMP
     std::chrono::milliseconds quit_timeout{5'000};      // after `quit` or SIGTERM, before SIGKILL
     std::chrono::milliseconds command_timeout{30'000};  // every QMP command qshim sends
+    // A helper process (qemu-storage-daemon) to have its socket listening, once started.
+    std::chrono::milliseconds helper_timeout{10'000};
     // Lifecycle events (docs/events.md), each a JSON object with "event" and "time".
     std::function<void(const nlohmann::json&)> on_event;
     // /proc and /sys are read under this folder (qshim's cgroup, the host's CPUs); tests point

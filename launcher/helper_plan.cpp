@@ -1,0 +1,62 @@
+// The helpers of a spec and their argv.
+#include "launcher/helper_plan.hpp"
+
+#include <fmt/format.h>
+
+#include <qshim/launcher.hpp>
+
+#include "launcher/device_json.hpp"
+#include "launcher/state_dir.hpp"
+
+namespace qshim::launcher::detail {
+
+namespace {
+
+HelperSpec storage_daemon(const spec::VmSpec& spec, const spec::Disk& disk,
+                          const std::string& state_dir, const std::string& socket,
+                          const HelperBinaries& binaries) {
+    HelperSpec h;
+    h.name = "qsd-" + disk.name;
+    h.device = fmt::format("disks[{}]", disk.name);
+    h.dir = storage_daemon_dir(state_dir, disk.name);
+    h.socket = socket;
+    h.package = "qemu-system-common";
+    h.argv = {binaries.storage_daemon};
+    // The same file and format nodes QEMU would open, so the format is never probed.
+    for (const auto& node : disk_blockdevs(disk)) {
+        h.argv.push_back("--blockdev");
+        h.argv.push_back(node.dump());
+    }
+    Json exported{{"type", "vhost-user-blk"},
+                  {"id", "export"},
+                  {"node-name", format_node_name(disk.name)},
+                  {"addr", Json{{"type", "unix"}, {"path", socket}}},
+                  {"writable", !disk.read_only},
+                  {"num-queues", vhost_user_queues(spec)}};
+    h.argv.push_back("--export");
+    h.argv.push_back(exported.dump());
+    return h;
+}
+
+}  // namespace
+
+Result<std::vector<HelperSpec>> plan_helpers(const spec::VmSpec& spec, const std::string& state_dir,
+                                             const HelperBinaries& binaries) {
+    std::vector<HelperSpec> helpers;
+    for (size_t i = 0; i < spec.disks.size(); ++i) {
+        const auto& d = spec.disks[i];
+        if (!d.storage_daemon) continue;
+        std::string socket = storage_daemon_socket(state_dir, d.name);
+        if (socket.size() > max_socket_path)
+            return make_error(Errc::launch,
+                              fmt::format("disks[{}] ({}): storageDaemon: its socket {} would be "
+                                          "{} bytes long, past the {} a unix socket can have; "
+                                          "choose a shorter --state-dir",
+                                          i, d.name, socket, socket.size(), max_socket_path),
+                              "planning the helper processes of VM " + spec.name);
+        helpers.push_back(storage_daemon(spec, d, state_dir, socket, binaries));
+    }
+    return helpers;
+}
+
+}  // namespace qshim::launcher::detail

@@ -1,0 +1,91 @@
+// The VM's helper processes (launcher/helper.hpp): started before QEMU, stopped after it.
+#include <fmt/format.h>
+#include <sys/wait.h>
+
+#include <qshim/log.hpp>
+
+#include "common/spawn.hpp"
+#include "launcher/helper_plan.hpp"
+#include "launcher/vm_impl.hpp"
+
+namespace qshim {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+// How long a helper has to exit after SIGTERM once QEMU is gone, before SIGKILL.
+constexpr auto helper_stop_grace = 3s;
+
+}  // namespace
+
+asio::awaitable<Result<void>> Vm::Impl::start_helpers(
+    const launcher::detail::SandboxPlan& sandbox) {
+    launcher::detail::HelperBinaries binaries;
+    binaries.storage_daemon = options_.command.storage_daemon_binary;
+    auto planned = launcher::detail::plan_helpers(spec_, state_dir(), binaries);
+    if (!planned) co_return std::move(planned).error();
+    std::vector<unsigned> affinity;
+    if (placement_.pinned())
+        affinity.assign(placement_.emulator.begin(), placement_.emulator.end());
+    std::weak_ptr<Impl> weak = weak_from_this();
+    for (auto& plan : *planned) {
+        auto helper = std::make_shared<launcher::detail::Helper>(ex_, std::move(plan));
+        helpers_.push_back(helper);
+        auto started = co_await helper->start(sandbox, affinity, options_.helper_timeout,
+                                              [weak, raw = helper.get()](int status) {
+                                                  if (auto self = weak.lock())
+                                                      self->on_helper_exit(*raw, status);
+                                              });
+        if (!started) co_return std::move(started).error();
+        emit("helper-started", {{"name", helper->spec().name},
+                                {"device", helper->spec().device},
+                                {"pid", helper->pid()},
+                                {"argv", helper->spec().argv}});
+    }
+    co_return Result<void>{};
+}
+
+// A helper that ends on its own takes its device with it; the VM goes on (docs/helpers.md).
+void Vm::Impl::on_helper_exit(const launcher::detail::Helper& helper, int status) {
+    json data{{"name", helper.spec().name},
+              {"device", helper.spec().device},
+              {"pid", helper.pid()},
+              {"status", helper.description()}};
+    if (WIFEXITED(status)) data["code"] = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) data["signal"] = WTERMSIG(status);
+    log::write("launcher", log::Level::error,
+               fmt::format("{} (serving {}) {}: the device no longer answers the guest",
+                           helper.spec().name, helper.spec().device, helper.description()));
+    emit("helper-exited", std::move(data));
+}
+
+// QEMU is gone (or never started): its helpers go too (those that died already still leave a
+// folder to remove), then the VM has ended.
+void Vm::Impl::finish_exit() {
+    if (helpers_.empty()) {
+        exited_.set();
+        return;
+    }
+    std::weak_ptr<Impl> weak = weak_from_this();
+    qshim::detail::spawn(ex_, stop_helpers(shared_from_this()), "stopping helper processes",
+                         [weak](const std::string&) {
+                             if (auto self = weak.lock()) self->exited_.set();
+                         });
+}
+
+asio::awaitable<void> Vm::Impl::stop_helpers(std::shared_ptr<Impl> self) {
+    // In reverse order of starting, each given its grace.
+    for (auto it = self->helpers_.rbegin(); it != self->helpers_.rend(); ++it)
+        co_await (*it)->stop(helper_stop_grace);
+    self->helpers_.clear();
+    self->exited_.set();
+}
+
+void Vm::Impl::kill_helpers() {
+    for (auto& h : helpers_) h->kill();
+}
+
+}  // namespace qshim
