@@ -136,6 +136,9 @@ class ArgvBuilder {
                 case DeviceKind::hostdev:
                     if (index < spec_.host_devices.size()) name = &spec_.host_devices[index].name;
                     break;
+                case DeviceKind::filesystem:
+                    if (index < spec_.filesystems.size()) name = &spec_.filesystems[index].name;
+                    break;
                 case DeviceKind::controller:
                 case DeviceKind::system:
                     break;
@@ -310,10 +313,25 @@ class ArgvBuilder {
                 pci_placement(j, d);
                 return json("-device", j);
             }
+            case DeviceKind::filesystem:
+                return filesystem(d, spec_.filesystems[static_cast<size_t>(d.spec_index)]);
             case DeviceKind::controller:
             case DeviceKind::system:
                 return builtin(d);
         }
+    }
+
+    // The share's virtiofsd listens on a socket in its folder (launcher/helper_plan.cpp).
+    void filesystem(const Device& d, const spec::Filesystem& fs) {
+        arg("-chardev",
+            fmt::format("socket,id={},path={}", detail::virtiofs_chardev(fs.name),
+                        qemu_opts_escape(detail::virtiofsd_socket(state_dir(), fs.name))));
+        Json j{{"driver", d.driver},
+               {"id", d.id},
+               {"chardev", detail::virtiofs_chardev(fs.name)},
+               {"tag", fs.tag}};
+        pci_placement(j, d);
+        json("-device", j);
     }
 
     void disk(const Device& d, const spec::Disk& disk) {

@@ -58,10 +58,14 @@ std::string vhost_user_chardev(std::string_view disk_name) {
     return fmt::format("vu.{}", disk_name);
 }
 
+std::string virtiofs_chardev(std::string_view filesystem_name) {
+    return fmt::format("vfs.{}", filesystem_name);
+}
+
 bool shares_memory(const spec::VmSpec& spec) {
     for (const auto& d : spec.disks)
         if (d.vhost_user()) return true;
-    return false;
+    return !spec.filesystems.empty();
 }
 
 unsigned vhost_user_queues(const spec::VmSpec& spec) {

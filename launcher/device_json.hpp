@@ -23,7 +23,10 @@ std::array<Json, 4> ephemeral_blockdevs(const spec::Disk& disk, const std::strin
 // The chardev a vhost-user disk's device connects through: "vu.<disk>" (a disk name has no '.',
 // so it never meets another chardev id).
 std::string vhost_user_chardev(std::string_view disk_name);
-// Whether guest RAM must be shareable (memfd, share=on): a vhost-user server maps it.
+// The chardev of a filesystem's vhost-user-fs-pci: "vfs.<name>".
+std::string virtiofs_chardev(std::string_view filesystem_name);
+// Whether guest RAM must be shareable (memfd, share=on): a vhost-user server (a vhost-user disk's,
+// a filesystem's virtiofsd) maps it.
 bool shares_memory(const spec::VmSpec& spec);
 // The queues of a storageDaemon disk, on both sides of its socket: one per vCPU, as QEMU's
 // own virtio-blk-pci has by default, up to this many.

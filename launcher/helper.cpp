@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +44,24 @@ std::string read_proc_net_unix() {
     std::stringstream text;
     text << in.rdbuf();
     return text.str();
+}
+
+// A listening unix socket at `path`, for `ids` to connect to (when it is not qshim's own).
+Result<UniqueFd> listen_at(const std::string& path, const SandboxPlan& sandbox) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof addr.sun_path)
+        return make_error(Errc::launch, fmt::format("{}: too long for a unix socket", path));
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(fd.get(), 1) != 0)
+        return make_error(Errc::launch, fmt::format("{}: {}", path, std::strerror(errno)));
+    // QEMU, which connects to it, runs as these ids: connecting needs write permission.
+    if (sandbox.change_ids && chown(path.c_str(), sandbox.ids.uid, sandbox.ids.gid) != 0)
+        return make_error(Errc::launch, fmt::format("{}: cannot give it to uid {}: {}", path,
+                                                    sandbox.ids.uid, std::strerror(errno)));
+    return fd;
 }
 
 // A socket file left by a helper that was killed would make the next one fail to bind.
@@ -92,9 +112,9 @@ Helper::~Helper() {
 }
 
 asio::awaitable<Result<void>> Helper::start(const SandboxPlan& sandbox,
-                                            std::vector<unsigned> affinity,
+                                            const std::vector<unsigned>& affinity,
                                             std::chrono::milliseconds timeout,
-                                            std::function<void(int status)> on_exit) {
+                                            const std::function<void(int status)>& on_exit) {
     const std::string context = fmt::format("starting {} for {}", spec_.name, spec_.device);
     if (auto made = make_dir(sandbox); !made)
         co_return make_error(Errc::launch, failure(made.error().message), context);
@@ -106,18 +126,33 @@ asio::awaitable<Result<void>> Helper::start(const SandboxPlan& sandbox,
     if (!devnull)
         co_return make_error(Errc::launch, fmt::format("/dev/null: {}", std::strerror(errno)),
                              context);
+    UniqueFd listening;
+    if (spec_.socket_from_qshim) {
+        auto made = listen_at(spec_.socket, sandbox);
+        if (!made) {
+            remove_dir();
+            co_return make_error(Errc::launch, failure(made.error().message), context);
+        }
+        listening = std::move(*made);
+    }
+    const SandboxPlan own =
+        spec_.own_namespaces ? own_namespaces_plan(sandbox, spec_.read_only_bind) : SandboxPlan{};
     SpawnPlan plan;
     plan.argv = spec_.argv;
     for (char** e = environ; e && *e; ++e) plan.env.emplace_back(*e);
     // stdout and stderr both go to the log: helpers differ in which one they report on.
     plan.fds = {devnull.get(), out_write.get(), out_write.get()};
-    plan.sandbox = &sandbox;
-    plan.affinity = std::move(affinity);
+    if (listening) plan.fds.push_back(listening.get());  // fd 3
+    plan.sandbox = spec_.own_namespaces ? &own : &sandbox;
+    plan.affinity = affinity;
     auto child = spawn(plan);
-    if (!child)
+    listening.reset();  // the helper holds it now
+    if (!child) {
+        remove_dir();
         co_return make_error(
             Errc::launch, fmt::format("{} (from Debian's {})", child.error().what(), spec_.package),
             context);
+    }
     child_ = *child;
     out_write.reset();
     exit_watch_.assign(child_.exit_fd);
@@ -137,7 +172,7 @@ asio::awaitable<Result<void>> Helper::start(const SandboxPlan& sandbox,
         co_return make_error(Errc::launch, failure(ready.error().what()), context);
     }
     log::write(spec_.name, log::Level::info, "ready on " + spec_.socket);
-    on_exit_ = std::move(on_exit);
+    on_exit_ = on_exit;
     co_return Result<void>{};
 }
 
@@ -146,14 +181,22 @@ asio::awaitable<Result<void>> Helper::wait_listening(std::chrono::milliseconds t
     auto pause = std::chrono::milliseconds(5);
     for (;;) {
         if (exited_.is_set())
-            co_return make_error(Errc::launch, fmt::format("it {} before its socket {} listened",
-                                                           description_, spec_.socket));
-        if (listening_in(read_proc_net_unix(), spec_.socket)) co_return Result<void>{};
+            co_return make_error(
+                Errc::launch,
+                spec_.ready_line.empty()
+                    ? fmt::format("it {} before its socket {} listened", description_, spec_.socket)
+                    : fmt::format("it {} before it said \"{}\"", description_, spec_.ready_line));
+        if (spec_.ready_line.empty() ? listening_in(read_proc_net_unix(), spec_.socket)
+                                     : ready_line_seen_)
+            co_return Result<void>{};
         const auto now = std::chrono::steady_clock::now();
         if (now >= deadline)
             co_return make_error(Errc::timeout,
-                                 fmt::format("its socket {} was not listening within {} ms",
-                                             spec_.socket, timeout.count()));
+                                 spec_.ready_line.empty()
+                                     ? fmt::format("its socket {} was not listening within {} ms",
+                                                   spec_.socket, timeout.count())
+                                     : fmt::format("it did not say \"{}\" within {} ms",
+                                                   spec_.ready_line, timeout.count()));
         // Wakes at once if it exits meanwhile.
         co_await exited_.wait(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
         pause = std::min(pause * 2, std::chrono::milliseconds(100));
@@ -179,7 +222,10 @@ asio::awaitable<void> Helper::read_output(std::shared_ptr<Helper> self) {
                          asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(take));
         buffer.consume(take);
         while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-        log::write(self->spec_.name, log::Level::warn, line);
+        if (!self->spec_.ready_line.empty() &&
+            line.find(self->spec_.ready_line) != std::string::npos)
+            self->ready_line_seen_ = true;
+        log::write(self->spec_.name, log::Level::info, line);
         self->tail_.push_back(std::move(line));
         if (self->tail_.size() > output_tail_lines) self->tail_.pop_front();
     }
@@ -195,7 +241,9 @@ asio::awaitable<void> Helper::watch_exit(std::shared_ptr<Helper> self) {
     self->status_ = status;
     self->description_ = describe_wait_status(status);
     co_await self->drained_.wait(1s);  // its last lines explain its end
-    log::write(self->spec_.name, self->stopping_ ? log::Level::info : log::Level::error,
+    // Whether an end is a failure is the VM's to say (a helper may end because QEMU did).
+    const bool clean = self->stopping_ || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    log::write(self->spec_.name, clean ? log::Level::info : log::Level::error,
                fmt::format("pid {} {}", self->child_.pid, self->description_));
     self->exited_.set();
     if (!self->stopping_ && self->on_exit_) self->on_exit_(status);

@@ -35,6 +35,15 @@ struct HelperSpec {
     std::string dir;
     std::string socket;   // ready once a unix socket listens at this path (in `dir`)
     std::string package;  // the Debian package that installs argv[0]
+    // qshim makes the listening socket at `socket` itself and hands it over as fd 3 (for a
+    // helper that cannot create it: virtiofsd wants a lock file in /run otherwise). It is then
+    // ready once a line of its output contains `ready_line`.
+    bool socket_from_qshim = false;
+    std::string ready_line;
+    // It builds a sandbox of its own inside namespaces qshim gives it (own_namespaces_plan in
+    // sandbox.hpp), with `read_only_bind` made read-only there.
+    bool own_namespaces = false;
+    std::string read_only_bind;
 };
 
 // Whether a unix socket listens at `path`, from the text of /proc/net/unix: a line whose path
@@ -52,10 +61,12 @@ class Helper : public std::enable_shared_from_this<Helper> {
     // Spawns it under `sandbox`, logs what it prints, and waits until its socket listens. It
     // exiting first, or `timeout` passing, is an error naming it, with its status and last
     // lines (and it is killed and reaped). `on_exit` is called if it exits later on its own.
+    // The arguments are references to named values that outlive the call: g++ 12 destroys a
+    // temporary passed by value into a co_await twice.
     boost::asio::awaitable<Result<void>> start(const SandboxPlan& sandbox,
-                                               std::vector<unsigned> affinity,
+                                               const std::vector<unsigned>& affinity,
                                                std::chrono::milliseconds timeout,
-                                               std::function<void(int status)> on_exit);
+                                               const std::function<void(int status)>& on_exit);
 
     // SIGTERM, then SIGKILL once `grace` passed; returns when it is reaped. Its socket and
     // folder are removed. Idempotent; a helper that never started returns at once.
@@ -88,6 +99,7 @@ class Helper : public std::enable_shared_from_this<Helper> {
     int status_ = 0;
     std::string description_;
     bool stopping_ = false;
+    bool ready_line_seen_ = false;
     std::function<void(int)> on_exit_;
     std::deque<std::string> tail_;
 };

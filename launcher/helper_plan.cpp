@@ -38,7 +38,39 @@ HelperSpec storage_daemon(const spec::VmSpec& spec, const spec::Disk& disk,
     return h;
 }
 
+// Debian 12's virtiofsd is the C one of QEMU 7.2: it has no unsandboxed mode, so it runs as root
+// of a user namespace of its own (docs/helpers.md) and chroots into the folder (the other mode,
+// new mount/pid/net namespaces with /proc mounted, fails in containers whose /proc is masked).
+HelperSpec virtiofsd(const spec::Filesystem& fs, const std::string& state_dir,
+                     const std::string& socket, const HelperBinaries& binaries) {
+    HelperSpec h;
+    h.name = "virtiofsd-" + fs.name;
+    h.device = fmt::format("filesystems[{}]", fs.name);
+    h.dir = virtiofsd_dir(state_dir, fs.name);
+    h.socket = socket;
+    h.package = "qemu-system-common";
+    // --fd: it would otherwise take a lock in /run/virtiofsd, which its uid cannot write.
+    // --rlimit-nofile=0: its limit is the one qshim set (raising past the hard limit would fail).
+    h.argv = {
+        binaries.virtiofsd, "--fd=3",           "-o", "source=" + fuse_option_escape(fs.path), "-o",
+        "sandbox=chroot",   "--rlimit-nofile=0"};
+    h.socket_from_qshim = true;
+    h.ready_line = "Waiting for vhost-user socket connection";
+    h.own_namespaces = true;
+    if (fs.read_only) h.read_only_bind = fs.path;
+    return h;
+}
+
 }  // namespace
+
+std::string fuse_option_escape(std::string_view value) {
+    std::string out;
+    for (char c : value) {
+        if (c == ',' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out;
+}
 
 Result<std::vector<HelperSpec>> plan_helpers(const spec::VmSpec& spec, const std::string& state_dir,
                                              const HelperBinaries& binaries) {
@@ -55,6 +87,18 @@ Result<std::vector<HelperSpec>> plan_helpers(const spec::VmSpec& spec, const std
                                           i, d.name, socket, socket.size(), max_socket_path),
                               "planning the helper processes of VM " + spec.name);
         helpers.push_back(storage_daemon(spec, d, state_dir, socket, binaries));
+    }
+    for (size_t i = 0; i < spec.filesystems.size(); ++i) {
+        const auto& fs = spec.filesystems[i];
+        std::string socket = virtiofsd_socket(state_dir, fs.name);
+        if (socket.size() > max_socket_path)
+            return make_error(Errc::launch,
+                              fmt::format("filesystems[{}] ({}): its virtiofsd socket {} would be "
+                                          "{} bytes long, past the {} a unix socket can have; "
+                                          "choose a shorter --state-dir",
+                                          i, fs.name, socket, socket.size(), max_socket_path),
+                              "planning the helper processes of VM " + spec.name);
+        helpers.push_back(virtiofsd(fs, state_dir, socket, binaries));
     }
     return helpers;
 }

@@ -13,14 +13,21 @@ namespace qshim::launcher::detail {
 
 struct HelperBinaries {
     std::string storage_daemon = "qemu-storage-daemon";  // Debian's qemu-system-common
+    std::string virtiofsd = "/usr/lib/qemu/virtiofsd";   // the same package, not in PATH
 };
+
+// A value for a FUSE `-o` option: libfuse splits options at ',' and takes '\' as an escape, so
+// both are escaped and a path can never add an option of its own.
+std::string fuse_option_escape(std::string_view value);
 
 // The longest path a unix socket can have (sockaddr_un's sun_path, less its NUL).
 constexpr std::size_t max_socket_path = 107;
 
 // One qemu-storage-daemon per storageDaemon disk, in spec order, exporting the disk's image as
-// vhost-user-blk on a socket in `state_dir`. Every -blockdev and -export argument is JSON, the
-// image format explicit. Errc::launch when a socket path would be too long.
+// vhost-user-blk on a socket in `state_dir` (every -blockdev and -export argument JSON, the
+// image format explicit); then one virtiofsd per filesystem, in its own namespaces, chrooted
+// into the shared folder (read-only by a bind mount when the share is). Errc::launch when a
+// socket path would be too long.
 Result<std::vector<HelperSpec>> plan_helpers(const spec::VmSpec& spec, const std::string& state_dir,
                                              const HelperBinaries& binaries);
 

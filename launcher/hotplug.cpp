@@ -92,7 +92,9 @@ Result<void> Hotplug::check_new_name(const std::string& name,
         std::any_of(s.interfaces.begin(), s.interfaces.end(),
                     [&](auto& i) { return i.name == name; }) ||
         std::any_of(s.host_devices.begin(), s.host_devices.end(),
-                    [&](auto& h) { return h.name == name; });
+                    [&](auto& h) { return h.name == name; }) ||
+        std::any_of(s.filesystems.begin(), s.filesystems.end(),
+                    [&](auto& f) { return f.name == name; });
     if (taken)
         return make_error(Errc::conflict, fmt::format("a device named '{}' already exists", name));
     // An earlier change that failed may have left QEMU holding this name's objects.

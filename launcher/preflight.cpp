@@ -44,6 +44,8 @@ std::string mode_words(int mode) {
     if (mode == (W_OK | X_OK)) return "writable (QEMU creates a file in it)";
     if (mode == (R_OK | W_OK)) return "readable and writable";
     if (mode == W_OK) return "writable";
+    if (mode == (R_OK | X_OK)) return "readable and searchable";
+    if (mode == (R_OK | W_OK | X_OK)) return "readable, writable and searchable";
     return "readable";
 }
 
@@ -188,6 +190,27 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
         // An ephemeral disk's image is only read: the guest writes to its overlay.
         file(fmt::format("disks[{}] ({})", i, d.name), d.path,
              d.read_only || d.ephemeral ? R_OK : R_OK | W_OK);
+    }
+    for (size_t i = 0; i < spec.filesystems.size(); ++i) {
+        const auto& fs = spec.filesystems[i];
+        if (i == 0) {
+            const std::string program = find_program(input.virtiofsd_binary);
+            if (program.empty() || access(program.c_str(), X_OK) != 0)
+                problems.push_back(fmt::format(
+                    "filesystems[0] ({}): {}: not found (install Debian's qemu-system-common)",
+                    fs.name, input.virtiofsd_binary));
+        }
+        // virtiofsd serves it as QEMU's uid: it must reach and read it, and write unless readOnly.
+        const std::string field = fmt::format("filesystems[{}] ({}).path", i, fs.name);
+        std::error_code ec;
+        if (!fs::exists(fs.path, ec))
+            problems.push_back(fmt::format("{}: {}: no such folder", field, fs.path));
+        else if (!fs::is_directory(fs.path, ec))
+            problems.push_back(fmt::format("{}: {}: not a folder", field, fs.path));
+        else {
+            int mode = fs.read_only ? R_OK | X_OK : R_OK | W_OK | X_OK;
+            needs.push_back({field, fs.path, mode, mode_words(mode)});
+        }
     }
     if (spec.firmware.type == spec::FirmwareType::uefi) {
         auto code = ovmf_files(spec.firmware.secure_boot, input.firmware_dir).code;

@@ -21,6 +21,7 @@ struct PreflightInput {
     // its folder is checked here, and qshim opens it itself before QEMU starts.
     bool serial_log_by_qshim = false;
     std::string storage_daemon_binary = "qemu-storage-daemon";  // CommandOptions'
+    std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
 };
 
 // Every file the spec names exists and can be opened by QEMU's uid as needed; every socket or

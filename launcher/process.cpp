@@ -21,7 +21,7 @@ namespace qshim::launcher::detail {
 namespace {
 
 // What the child reports when it cannot exec: the step that failed and its errno.
-enum class Step : int { prepare = 1, sandbox = 2, exec = 3, affinity = 4 };
+enum class Step : int { prepare = 1, sandbox = 2, exec = 3, affinity = 4, namespaces = 5 };
 
 // A CPU mask built before fork (the child may not allocate); freed by its owner.
 struct CpuMask {
@@ -102,6 +102,9 @@ int close_fds(unsigned first, unsigned last, long open_max) {
     if (plan.sandbox)
         if (int err = apply_sandbox(*plan.sandbox, parent); err != 0)
             child_fail(report, err, Step::sandbox);
+    if (plan.sandbox && plan.sandbox->own_namespaces())
+        if (int err = enter_own_namespaces(*plan.sandbox, parent); err != 0)
+            child_fail(report, err, Step::namespaces);
     // Signals blocked or ignored by qshim must not be inherited by QEMU. Every signal is still
     // blocked (spawn blocked them before fork): handlers go back to their defaults first, so
     // none of qshim's handlers (asio's, which write to qshim's own pipe) can run in the child.
@@ -206,7 +209,10 @@ Result<Child> spawn(const SpawnPlan& plan) {
         const char* step = failed.step == Step::exec       ? "exec"
                            : failed.step == Step::sandbox  ? "setting up the sandbox for"
                            : failed.step == Step::affinity ? "setting the CPU affinity of"
-                                                           : "preparing to exec";
+                           : failed.step == Step::namespaces
+                               ? "entering a user namespace (unprivileged user namespaces must be "
+                                 "allowed) for"
+                               : "preparing to exec";
         return make_error(Errc::launch,
                           fmt::format("{} {}: {}", step, binary, std::strerror(failed.err)),
                           context);

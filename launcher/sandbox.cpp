@@ -2,12 +2,17 @@
 #include "launcher/sandbox.hpp"
 
 #include <cap-ng.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <grp.h>
 #include <linux/seccomp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <qshim/resources.hpp>
@@ -146,6 +151,79 @@ int apply_sandbox(const SandboxPlan& plan, pid_t parent) {
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) return errno;
     }
     return 0;
+}
+
+namespace {
+
+// One write of `text` to a /proc file: the kernel takes a map in a single write.
+int write_proc(const char* path, const char* text, size_t size) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    ssize_t n = write(fd, text, size);
+    int err = n == static_cast<ssize_t>(size) ? 0 : n < 0 ? errno : EIO;
+    close(fd);
+    return err;
+}
+
+}  // namespace
+
+int enter_own_namespaces(const SandboxPlan& plan, pid_t parent) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return errno;
+    // The id change made us undumpable, which gives /proc/self's files to root: this process
+    // could not write its own maps. Dumpable again for that, and not a moment longer.
+    if (prctl(PR_SET_DUMPABLE, 1) != 0) return errno;
+    static constexpr char deny[] = "deny";
+    if (int err = write_proc("/proc/self/setgroups", deny, sizeof deny - 1)) return err;
+    if (int err = write_proc("/proc/self/uid_map", plan.uid_map.data(), plan.uid_map.size()))
+        return err;
+    if (int err = write_proc("/proc/self/gid_map", plan.gid_map.data(), plan.gid_map.size()))
+        return err;
+    if (prctl(PR_SET_DUMPABLE, 0) != 0) return errno;
+    if (!plan.read_only_bind.empty()) {
+        // The flags the folder's mount has are locked in a namespace we own: a remount must
+        // repeat them, or the kernel refuses it (EPERM).
+        const char* path = plan.read_only_bind.c_str();
+        struct statvfs st {};
+        if (statvfs(path, &st) != 0) return errno;
+        unsigned long keep = 0;
+        if (st.f_flag & ST_NOSUID) keep |= MS_NOSUID;
+        if (st.f_flag & ST_NODEV) keep |= MS_NODEV;
+        if (st.f_flag & ST_NOEXEC) keep |= MS_NOEXEC;
+        if (st.f_flag & ST_NOATIME) keep |= MS_NOATIME;
+        if (st.f_flag & ST_NODIRATIME) keep |= MS_NODIRATIME;
+        if (st.f_flag & ST_RELATIME) keep |= MS_RELATIME;
+        // Not recursive: a mount below the folder would stay writable, so it is not shared.
+        if (mount(path, path, nullptr, MS_BIND, nullptr) != 0) return errno;
+        if (mount(nullptr, path, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, nullptr) != 0)
+            return errno;
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return errno;
+    if (getppid() != parent) return ESRCH;
+    return 0;
+}
+
+SandboxPlan own_namespaces_plan(const SandboxPlan& plan, const std::string& read_only_bind) {
+    SandboxPlan own = plan;
+    own.seccomp.clear();
+    own.uid_map = fmt::format("0 {} 1", plan.ids.uid);
+    own.gid_map = fmt::format("0 {} 1", plan.ids.gid);
+    own.read_only_bind = read_only_bind;
+    // The kernel's default fs.nr_open: the most RLIMIT_NOFILE may be without privileges.
+    constexpr rlim_t nr_open = 1u << 20;
+    bool found = false;
+    for (auto& l : own.rlimits)
+        if (l.resource == RLIMIT_NOFILE) {
+            found = true;
+            l.value.rlim_cur = std::min(l.value.rlim_max, nr_open);
+        }
+    if (!found) {
+        rlimit current{};
+        getrlimit(RLIMIT_NOFILE, &current);
+        own.rlimits.push_back({RLIMIT_NOFILE,
+                               "RLIMIT_NOFILE",
+                               {std::min(current.rlim_max, nr_open), current.rlim_max}});
+    }
+    return own;
 }
 
 }  // namespace qshim::launcher::detail

@@ -43,6 +43,15 @@ struct SandboxPlan {
     bool clear_bounding = false;  // qshim holds CAP_SETPCAP: empty the bounding set too
     std::vector<RlimitSetting> rlimits;
     std::vector<sock_filter> seccomp;  // empty: no filter of ours
+    // For a helper that builds a sandbox of its own (virtiofsd chroots into its folder): after
+    // everything above, a user namespace and a mount namespace of its own, in which its uid and
+    // gid (and nothing else) map to 0, so it holds capabilities over nothing but itself. Such a
+    // plan has no seccomp program of ours (the helper installs its own). Empty maps: none.
+    std::string uid_map;  // "0 107 1"
+    std::string gid_map;
+    // A folder bind-mounted read-only onto itself in that mount namespace (a read-only share).
+    std::string read_only_bind;
+    bool own_namespaces() const { return !uid_map.empty(); }
 };
 
 // Open files a VM needs: QEMU's own (libraries, event loop, QMP, chardevs) plus, per device,
@@ -65,5 +74,15 @@ Result<SandboxPlan> plan_sandbox(const spec::VmSpec& spec, const HostCredentials
 // clears the bounding set: glibc keeps malloc and stdio usable in a forked child (fork resets
 // their locks), which is what makes that safe.
 int apply_sandbox(const SandboxPlan& plan, pid_t parent);
+
+// Runs in the forked child after apply_sandbox, for a plan with own_namespaces(): unshares a user
+// and a mount namespace, writes the maps (setgroups denied first, as an unprivileged map needs),
+// makes read_only_bind read-only, and arms the parent-death signal again. 0 or an errno.
+int enter_own_namespaces(const SandboxPlan& plan, pid_t parent);
+
+// `plan` for a helper that sandboxes itself: the same ids, limits and capabilities, no filter of
+// ours, its own namespaces; its open-file limit raised to the hard limit (a file server holds
+// one descriptor per file the guest has looked up).
+SandboxPlan own_namespaces_plan(const SandboxPlan& plan, const std::string& read_only_bind);
 
 }  // namespace qshim::launcher::detail

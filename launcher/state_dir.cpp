@@ -164,6 +164,14 @@ std::string storage_daemon_socket(const std::string& state_dir, std::string_view
     return storage_daemon_dir(state_dir, disk_name) + "/vhost-user-blk.sock";
 }
 
+std::string virtiofsd_dir(const std::string& state_dir, std::string_view filesystem_name) {
+    return fmt::format("{}/{}.virtiofsd", state_dir, filesystem_name);
+}
+
+std::string virtiofsd_socket(const std::string& state_dir, std::string_view filesystem_name) {
+    return virtiofsd_dir(state_dir, filesystem_name) + "/virtiofsd.sock";
+}
+
 RunFiles& RunFiles::operator=(RunFiles&& other) noexcept {
     if (this != &other) {
         remove();
@@ -194,6 +202,11 @@ std::vector<std::string> RunFiles::paths() const {
 }
 
 std::string unmigratable_disks(const spec::VmSpec& spec) {
+    if (!spec.filesystems.empty())
+        return fmt::format(
+            "filesystems[0] ({}) is virtio-fs, which QEMU 7.2 cannot migrate "
+            "(vhost-user-fs-pci is marked unmigratable)",
+            spec.filesystems[0].name);
     for (size_t i = 0; i < spec.disks.size(); ++i)
         if (spec.disks[i].vhost_user())
             return fmt::format(
@@ -214,7 +227,7 @@ bool needs_state(const spec::VmSpec& spec) {
     if (spec.firmware.type == spec::FirmwareType::uefi || spec.cloud_init) return true;
     for (const auto& d : spec.disks)
         if (d.ephemeral || d.blank() || d.storage_daemon) return true;
-    return false;
+    return !spec.filesystems.empty();
 }
 
 Result<RunFiles> prepare_state(const spec::VmSpec& spec, const StateInput& in) {

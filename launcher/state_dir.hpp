@@ -30,6 +30,9 @@ std::string blank_path(const std::string& state_dir, std::string_view disk_name)
 // files there, not in the state directory), and its vhost-user-blk socket in it.
 std::string storage_daemon_dir(const std::string& state_dir, std::string_view disk_name);
 std::string storage_daemon_socket(const std::string& state_dir, std::string_view disk_name);
+// A filesystem's virtiofsd: the same, its socket made by qshim in that folder.
+std::string virtiofsd_dir(const std::string& state_dir, std::string_view filesystem_name);
+std::string virtiofsd_socket(const std::string& state_dir, std::string_view filesystem_name);
 
 // The files one run made, removed when the VM ends (and by every failure before it runs). A
 // file is removed only while it is still the one this run made (same device, inode and ctime):
@@ -57,8 +60,9 @@ class RunFiles {
     std::vector<File> files_;
 };
 
-// Why the spec's disks cannot move with a live migration (ephemeral and blank disks: their
-// images stay on this host; vhost-user disks: not done yet); empty when they can.
+// Why the spec's devices cannot move with a live migration (ephemeral and blank disks: their
+// images stay on this host; vhost-user disks: not done yet; filesystems: QEMU cannot); empty when
+// they can.
 std::string unmigratable_disks(const spec::VmSpec& spec);
 
 struct StateInput {

@@ -76,6 +76,7 @@ Vm::Impl::Impl(asio::any_io_executor ex, spec::VmSpec spec, topology::Topology t
       options_(std::move(options)),
       qmp_(ex, qmp_options(options_)),
       exited_(ex),
+      qemu_reaped_(ex),
       qmp_lost_(ex),
       drained_(ex),
       events_done_(ex),

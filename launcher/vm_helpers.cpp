@@ -18,6 +18,8 @@ namespace {
 
 // How long a helper has to exit after SIGTERM once QEMU is gone, before SIGKILL.
 constexpr auto helper_stop_grace = 3s;
+// How long QEMU has to be seen exiting after a helper ended, for the helper's end to be QEMU's.
+constexpr auto helper_exit_settle = 2s;
 
 }  // namespace
 
@@ -25,6 +27,7 @@ asio::awaitable<Result<void>> Vm::Impl::start_helpers(
     const launcher::detail::SandboxPlan& sandbox) {
     launcher::detail::HelperBinaries binaries;
     binaries.storage_daemon = options_.command.storage_daemon_binary;
+    binaries.virtiofsd = options_.command.virtiofsd_binary;
     auto planned = launcher::detail::plan_helpers(spec_, state_dir(), binaries);
     if (!planned) co_return std::move(planned).error();
     std::vector<unsigned> affinity;
@@ -34,11 +37,11 @@ asio::awaitable<Result<void>> Vm::Impl::start_helpers(
     for (auto& plan : *planned) {
         auto helper = std::make_shared<launcher::detail::Helper>(ex_, std::move(plan));
         helpers_.push_back(helper);
-        auto started = co_await helper->start(sandbox, affinity, options_.helper_timeout,
-                                              [weak, raw = helper.get()](int status) {
-                                                  if (auto self = weak.lock())
-                                                      self->on_helper_exit(*raw, status);
-                                              });
+        // Named, not a temporary in the co_await (see Helper::start).
+        const std::function<void(int)> on_exit = [weak, raw = helper.get()](int status) {
+            if (auto self = weak.lock()) self->on_helper_exit(*raw, status);
+        };
+        auto started = co_await helper->start(sandbox, affinity, options_.helper_timeout, on_exit);
         if (!started) co_return std::move(started).error();
         emit("helper-started", {{"name", helper->spec().name},
                                 {"device", helper->spec().device},
@@ -49,17 +52,40 @@ asio::awaitable<Result<void>> Vm::Impl::start_helpers(
 }
 
 // A helper that ends on its own takes its device with it; the VM goes on (docs/helpers.md).
+// Some helpers end by themselves when QEMU closes its end (virtiofsd does, as QEMU exits or
+// stops its devices), which may be seen before QEMU's own exit: that is no failure, so a helper's
+// end counts only if QEMU is still running a moment later.
 void Vm::Impl::on_helper_exit(const launcher::detail::Helper& helper, int status) {
-    json data{{"name", helper.spec().name},
-              {"device", helper.spec().device},
-              {"pid", helper.pid()},
-              {"status", helper.description()}};
+    for (const auto& h : helpers_)
+        if (h.get() == &helper) {
+            auto self = shared_from_this();
+            auto held = h;
+            qshim::detail::spawn(ex_, report_helper_exit(self, held, status),
+                                 "reporting a helper's exit");
+            return;
+        }
+}
+
+asio::awaitable<void> Vm::Impl::report_helper_exit(std::shared_ptr<Impl> self,
+                                                   std::shared_ptr<launcher::detail::Helper> helper,
+                                                   int status) {
+    const bool qemu_ended = co_await self->qemu_reaped_.wait(helper_exit_settle);
+    const auto& spec = helper->spec();
+    if (qemu_ended || self->phase_ == launcher::detail::Phase::exited) {
+        log::write("launcher", log::Level::info,
+                   fmt::format("{} {} with QEMU", spec.name, helper->description()));
+        co_return;
+    }
+    json data{{"name", spec.name},
+              {"device", spec.device},
+              {"pid", helper->pid()},
+              {"status", helper->description()}};
     if (WIFEXITED(status)) data["code"] = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) data["signal"] = WTERMSIG(status);
     log::write("launcher", log::Level::error,
-               fmt::format("{} (serving {}) {}: the device no longer answers the guest",
-                           helper.spec().name, helper.spec().device, helper.description()));
-    emit("helper-exited", std::move(data));
+               fmt::format("{} (serving {}) {}: the device no longer answers the guest", spec.name,
+                           spec.device, helper->description()));
+    self->emit("helper-exited", std::move(data));
 }
 
 // QEMU is gone (or never started): its helpers go too (those that died already still leave a
@@ -70,7 +96,8 @@ void Vm::Impl::finish_exit() {
         return;
     }
     std::weak_ptr<Impl> weak = weak_from_this();
-    qshim::detail::spawn(ex_, stop_helpers(shared_from_this()), "stopping helper processes",
+    auto self = shared_from_this();
+    qshim::detail::spawn(ex_, stop_helpers(self), "stopping helper processes",
                          [weak](const std::string&) {
                              if (auto self = weak.lock()) self->exited_.set();
                          });
@@ -78,8 +105,11 @@ void Vm::Impl::finish_exit() {
 
 asio::awaitable<void> Vm::Impl::stop_helpers(std::shared_ptr<Impl> self) {
     // In reverse order of starting, each given its grace.
-    for (auto it = self->helpers_.rbegin(); it != self->helpers_.rend(); ++it)
-        co_await (*it)->stop(helper_stop_grace);
+    const auto helpers = self->helpers_;
+    for (size_t i = helpers.size(); i-- > 0;) {
+        const auto& helper = helpers[i];
+        co_await helper->stop(helper_stop_grace);
+    }
     self->helpers_.clear();
     self->exited_.set();
 }

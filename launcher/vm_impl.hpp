@@ -111,6 +111,8 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     boost::asio::awaitable<Result<void>> start_helpers(
         const launcher::detail::SandboxPlan& sandbox);
     void on_helper_exit(const launcher::detail::Helper& helper, int status);
+    static boost::asio::awaitable<void> report_helper_exit(
+        std::shared_ptr<Impl> self, std::shared_ptr<launcher::detail::Helper> helper, int status);
     // The end of every exit path: stops the helpers, then sets exited_.
     void finish_exit();
     static boost::asio::awaitable<void> stop_helpers(std::shared_ptr<Impl> self);
@@ -142,7 +144,8 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     qmp::Client qmp_;
     Phase phase_ = Phase::created;
     VmExit exit_;
-    qshim::detail::AsyncEvent exited_;       // QEMU reaped (or never started)
+    qshim::detail::AsyncEvent exited_;       // QEMU reaped (or never started), helpers stopped
+    qshim::detail::AsyncEvent qemu_reaped_;  // QEMU reaped: set before its exit is handled
     qshim::detail::AsyncEvent qmp_lost_;     // the QMP connection ended while QEMU ran
     qshim::detail::AsyncEvent drained_;      // QEMU's stderr read to its end
     qshim::detail::AsyncEvent events_done_;  // QMP events read to the end of the connection

@@ -59,6 +59,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     checks.firmware_dir = options_.command.firmware_dir;
     checks.serial_log_by_qshim = options_.own_console;
     checks.storage_daemon_binary = options_.command.storage_daemon_binary;
+    checks.virtiofsd_binary = options_.command.virtiofsd_binary;
     if (auto ok = launcher::detail::preflight(spec_, checks, warnings); !ok) {
         emit("error", {{"message", ok.error().what()}});
         end_without_qemu("not started");

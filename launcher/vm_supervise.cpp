@@ -43,6 +43,7 @@ asio::awaitable<void> Vm::Impl::watch_exit(std::shared_ptr<Impl> self) {
     while (waitpid(self->child_.pid, &status, 0) < 0 && errno == EINTR) {
     }
     self->child_.reaped = true;  // its pid may be reused from now on: no more signals to it
+    self->qemu_reaped_.set();
     // QEMU's last events (SHUTDOWN with guest: true) may still sit unread in the socket when
     // its exit is noticed; they decide how it ended, so read them first. QEMU's exit closed
     // the socket, so this ends at once.

@@ -131,6 +131,14 @@ Json spec_json(const VmSpec& s) {
             j["hostDevices"].push_back(hj);
         }
     }
+    if (!s.filesystems.empty()) {
+        j["filesystems"] = Json::array();
+        for (const auto& fs : s.filesystems)
+            j["filesystems"].push_back(Json{{"name", fs.name},
+                                            {"path", fs.path_as_written},
+                                            {"tag", fs.tag},
+                                            {"readOnly", fs.read_only}});
+    }
     j["hotplug"] = {{"disks", s.hotplug.disks}, {"interfaces", s.hotplug.interfaces}};
     j["devices"] = {{"balloon", s.devices.balloon}, {"rng", s.devices.rng}};
     optional_string(j["devices"], "guestAgent", s.devices.guest_agent_as_written);

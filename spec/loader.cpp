@@ -59,6 +59,9 @@ class SpecReader {
         if (auto* n = f.get("hostDevices"); n && expect(*n, Node::Kind::sequence, "hostDevices"))
             for (size_t i = 0; i < n->items.size(); ++i)
                 host_device(n->items[i], fmt::format("hostDevices[{}]", i));
+        if (auto* n = f.get("filesystems"); n && expect(*n, Node::Kind::sequence, "filesystems"))
+            for (size_t i = 0; i < n->items.size(); ++i)
+                filesystem(n->items[i], fmt::format("filesystems[{}]", i));
         if (auto* n = f.get("hotplug"); n && expect(*n, Node::Kind::map, "hotplug")) hotplug(*n);
         if (auto* n = f.get("devices"); n && expect(*n, Node::Kind::map, "devices")) devices(*n);
         if (auto* n = f.get("serial"); n && expect(*n, Node::Kind::map, "serial")) serial(*n);
@@ -615,6 +618,40 @@ class SpecReader {
         forward_nodes_.push_back({&n, p});
     }
 
+    void filesystem(const Node& n, const std::string& p) {
+        if (!expect(n, Node::Kind::map, p)) return;
+        Fields f(diags_, n, p);
+        Filesystem fs;
+        device_name(f, fs.name, p);
+        f.require("path");
+        path(f, "path", fs.path, fs.path_as_written);
+        fs.tag = fs.name;
+        if (f.string("tag", fs.tag)) {
+            // The guest names it on its mount command line: printable, no spaces or commas.
+            bool plain = !fs.tag.empty() && std::all_of(fs.tag.begin(), fs.tag.end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                       c == '.';
+            });
+            if (!plain)
+                diags_.add(*f.get("tag"), at(p, "tag"),
+                           "must be 1 or more of A-Z a-z 0-9 - _ . (the guest mounts it by this "
+                           "name)");
+            else if (fs.tag.size() > max_filesystem_tag)
+                diags_.add(*f.get("tag"), at(p, "tag"),
+                           fmt::format("is {} bytes long; virtio-fs takes at most {}",
+                                       fs.tag.size(), max_filesystem_tag));
+        } else if (fs.tag.size() > max_filesystem_tag) {
+            diags_.add(n, at(p, "tag"),
+                       fmt::format("defaults to the name, which is longer than the {} bytes "
+                                   "virtio-fs takes; set tag explicitly",
+                                   max_filesystem_tag));
+        }
+        f.boolean("readOnly", fs.read_only);
+        f.finish();
+        spec_.filesystems.push_back(std::move(fs));
+        filesystem_nodes_.push_back(&n);
+    }
+
     void host_device(const Node& n, const std::string& p) {
         if (!expect(n, Node::Kind::map, p)) return;
         Fields f(diags_, n, p);
@@ -729,6 +766,14 @@ class SpecReader {
                 unique(names, h.name, *host_device_nodes_[i],
                        fmt::format("hostDevices[{}].name", i), "name '" + h.name + "'");
         }
+        std::map<std::string, std::string> tags;
+        for (size_t i = 0; i < spec_.filesystems.size(); ++i) {
+            const Filesystem& fs = spec_.filesystems[i];
+            const Node& at = *filesystem_nodes_[i];
+            std::string p = fmt::format("filesystems[{}]", i);
+            if (!fs.name.empty()) unique(names, fs.name, at, p + ".name", "name '" + fs.name + "'");
+            if (!fs.tag.empty()) unique(tags, fs.tag, at, p + ".tag", "tag '" + fs.tag + "'");
+        }
         iothread_checks();
         numa_checks();
         forward_checks();
@@ -837,7 +882,7 @@ class SpecReader {
 
     Diagnostics& diags_;
     VmSpec& spec_;
-    std::vector<const Node*> disk_nodes_, interface_nodes_, host_device_nodes_;
+    std::vector<const Node*> disk_nodes_, interface_nodes_, host_device_nodes_, filesystem_nodes_;
     std::vector<std::pair<const Node*, std::string>> forward_nodes_;  // in spec order
     const Node* root_ = nullptr;
     const Node* cpu_node_ = nullptr;

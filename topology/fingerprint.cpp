@@ -23,6 +23,8 @@ std::string list_name(DeviceKind kind) {
             return "interfaces";
         case DeviceKind::hostdev:
             return "hostDevices";
+        case DeviceKind::filesystem:
+            return "filesystems";
         case DeviceKind::controller:
         case DeviceKind::system:
             break;

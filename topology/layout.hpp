@@ -24,9 +24,13 @@ inline constexpr Region controllers_region{"controllers", 0x0e, 1, 97};    // bu
 inline constexpr Region host_devices_region{"hostDevices", 0x0f, 2, 105};  // buses 105-120
 // One root port holding the PCIe-to-PCI bridge for conventional PCI devices (e1000).
 inline constexpr Region legacy_region{"legacy", 0x11, 1, 121};  // bus 121, bridge bus 122
+// virtio-fs shares (vhost-user-fs-pci), in list order. Added to v1 after every other region, so a
+// spec without filesystems lays out exactly as before.
+inline constexpr Region filesystems_region{"filesystems", 0x12, 1, 123};  // buses 123-130
 
-inline constexpr std::array<const Region*, 5> regions{
-    &disks_region, &interfaces_region, &controllers_region, &host_devices_region, &legacy_region};
+inline constexpr std::array<const Region*, 6> regions{&disks_region,       &interfaces_region,
+                                                      &controllers_region, &host_devices_region,
+                                                      &legacy_region,      &filesystems_region};
 
 // Fixed positions in the controllers region, so one appearing never moves another.
 inline constexpr unsigned rng_position = 0;

@@ -45,6 +45,10 @@ class Planner {
         unsigned hostdev_ports = region_size(host_devices_region, hostdev_positions, 0, "", 0);
         unsigned controller_ports = controllers_needed();
         unsigned legacy_ports = legacy_slots.empty() ? 0 : 1;
+        unsigned filesystem_ports = static_cast<unsigned>(spec_.filesystems.size());
+        if (filesystem_ports > filesystems_region.ports())
+            problem("filesystems", fmt::format("{} filesystems do not fit: the layout holds {}",
+                                               filesystem_ports, filesystems_region.ports()));
         if (!problems_.empty()) return failure();
 
         add_ports(disks_region, disk_ports, true);
@@ -52,12 +56,14 @@ class Planner {
         add_ports(controllers_region, controller_ports, false);
         add_ports(host_devices_region, hostdev_ports, false);
         add_ports(legacy_region, legacy_ports, false);
+        add_ports(filesystems_region, filesystem_ports, false);
         pad_bus_numbers();
         if (legacy_ports) add_bridge();
 
         add_disks(disk_positions);
         add_nics(nic_positions, legacy_slots);
         add_host_devices(hostdev_positions);
+        add_filesystems();
         add_builtins();
         add_hotplug_ports(disks_region, disk_positions, disk_ports);
         add_hotplug_ports(interfaces_region, nic_positions, nic_ports);
@@ -368,6 +374,20 @@ class Planner {
         }
     }
 
+    void add_filesystems() {
+        for (unsigned p = 0; p < spec_.filesystems.size(); ++p) {
+            Device dev;
+            dev.name = spec_.filesystems[p].name;
+            dev.kind = DeviceKind::filesystem;
+            dev.id = dev.name;
+            dev.driver = "vhost-user-fs-pci";
+            dev.address = {0, uint8_t(filesystems_region.first_bus + p), 0, 0};
+            dev.parent = port_id(filesystems_region, p);
+            dev.spec_index = static_cast<int>(p);
+            topo_.devices.push_back(std::move(dev));
+        }
+    }
+
     void add_builtin(bool present, unsigned position, std::string name, DeviceKind kind,
                      std::string driver, std::string id, std::string serial = {}) {
         if (!present) return;
@@ -425,6 +445,8 @@ const char* to_string(DeviceKind kind) {
             return "hostdev";
         case DeviceKind::system:
             return "system";
+        case DeviceKind::filesystem:
+            return "filesystem";
     }
     return "?";
 }

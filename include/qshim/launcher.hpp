@@ -32,6 +32,8 @@ struct CommandOptions {
     // What runs storageDaemon disks' exports (a name is searched in PATH): Debian's
     // qemu-system-common installs it.
     std::string storage_daemon_binary = "qemu-storage-daemon";
+    // What serves filesystems (virtio-fs): Debian's qemu-system-common puts it outside PATH.
+    std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
 };
 
 // <spec folder>/.qshim/<VM name>: next to the spec, one folder per VM.

@@ -194,6 +194,18 @@ struct HostDevice {
     std::optional<PciAddress> pci_address;
 };
 
+// A host folder shared with the guest over virtio-fs (vhost-user-fs-pci), served by a virtiofsd
+// qshim runs (docs/helpers.md). The guest mounts it by its tag: mount -t virtiofs TAG /mnt.
+struct Filesystem {
+    std::string name;
+    std::string path;  // resolved absolute path of a folder
+    std::string path_as_written;
+    std::string tag;  // defaults to the name; at most 36 bytes (QEMU's limit)
+    bool read_only = false;
+};
+// The longest tag QEMU's vhost-user-fs-pci takes.
+inline constexpr std::size_t max_filesystem_tag = 36;
+
 struct Hotplug {
     unsigned disks = 8;  // generous by default: "no more PCI slots" is the classic complaint
     unsigned interfaces = 4;
@@ -272,6 +284,7 @@ struct VmSpec {
     std::vector<Disk> disks;
     std::vector<Interface> interfaces;
     std::vector<HostDevice> host_devices;
+    std::vector<Filesystem> filesystems;
     Hotplug hotplug;
     Devices devices;
     Serial serial;

@@ -28,7 +28,7 @@ struct Controller {
     bool io_reserve_zero = false;
 };
 
-enum class DeviceKind { disk, interface, controller, hostdev, system };
+enum class DeviceKind { disk, interface, controller, hostdev, system, filesystem };
 QSHIM_API const char* to_string(DeviceKind kind);
 
 struct Device {

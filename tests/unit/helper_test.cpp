@@ -68,20 +68,22 @@ struct TempDir {
 // A helper that listens on DIR/h.sock once it has slept `delay` (python3: no compiler needed).
 HelperSpec listener(const fs::path& dir, const char* delay = "0") {
     const std::string socket = (dir / "h.sock").string();
-    return {.name = "fake",
-            .device = "disks[fake]",
-            .argv = {"python3", "-c",
-                     "import socket, sys, time\n"
-                     "time.sleep(float(sys.argv[2]))\n"
-                     "s = socket.socket(socket.AF_UNIX)\n"
-                     "s.bind(sys.argv[1])\n"
-                     "s.listen()\n"
-                     "print('listening', flush=True)\n"
-                     "time.sleep(600)\n",
-                     socket, delay},
-            .dir = dir.string(),
-            .socket = socket,
-            .package = "python3"};
+    HelperSpec h;
+    h.name = "fake";
+    h.device = "disks[fake]";
+    h.argv = {"python3", "-c",
+              "import socket, sys, time\n"
+              "time.sleep(float(sys.argv[2]))\n"
+              "s = socket.socket(socket.AF_UNIX)\n"
+              "s.bind(sys.argv[1])\n"
+              "s.listen()\n"
+              "print('listening', flush=True)\n"
+              "time.sleep(600)\n",
+              socket, delay};
+    h.dir = dir.string();
+    h.socket = socket;
+    h.package = "python3";
+    return h;
 }
 
 // Runs `start` on a fresh helper to completion.
@@ -90,12 +92,13 @@ struct Run {
     std::shared_ptr<Helper> helper;
     std::optional<int> exit_status;
     SandboxPlan sandbox;  // nothing to change: the test's own ids, no filter
+    const std::vector<unsigned> affinity;
+    const std::function<void(int)> on_exit = [this](int status) { exit_status = status; };
 
     Result<void> start(HelperSpec spec, std::chrono::milliseconds timeout) {
         helper = std::make_shared<Helper>(io.get_executor(), std::move(spec));
-        auto f = asio::co_spawn(
-            io, helper->start(sandbox, {}, timeout, [this](int status) { exit_status = status; }),
-            asio::use_future);
+        auto f = asio::co_spawn(io, helper->start(sandbox, affinity, timeout, on_exit),
+                                asio::use_future);
         run_until(f);
         return f.get();
     }
@@ -251,12 +254,13 @@ TEST_CASE("a helper is ready once its socket listens, and stops on SIGTERM", "[h
 }
 
 TEST_CASE("a helper that exits before listening is an error with its last words", "[helper]") {
-    HelperSpec spec{.name = "early",
-                    .device = "disks[d]",
-                    .argv = {"sh", "-c", "echo cannot open the image >&2; exit 3"},
-                    .dir = "",
-                    .socket = "/nonexistent/h.sock",
-                    .package = "dash"};
+    HelperSpec spec;
+    spec.name = "early";
+    spec.device = "disks[d]";
+    spec.argv = {"sh", "-c", "echo cannot open the image >&2; exit 3"};
+    spec.dir = "";
+    spec.socket = "/nonexistent/h.sock";
+    spec.package = "dash";
     Run run;
     auto started = run.start(spec, 20s);
     REQUIRE_FALSE(started);
@@ -280,12 +284,13 @@ TEST_CASE("a helper whose socket never listens is killed at the deadline", "[hel
 }
 
 TEST_CASE("a missing helper binary names its package", "[helper]") {
-    HelperSpec spec{.name = "gone",
-                    .device = "disks[d]",
-                    .argv = {"qshim-no-such-helper"},
-                    .dir = "",
-                    .socket = "/nonexistent/h.sock",
-                    .package = "qemu-system-common"};
+    HelperSpec spec;
+    spec.name = "gone";
+    spec.device = "disks[d]";
+    spec.argv = {"qshim-no-such-helper"};
+    spec.dir = "";
+    spec.socket = "/nonexistent/h.sock";
+    spec.package = "qemu-system-common";
     Run run;
     auto started = run.start(spec, 1s);
     REQUIRE_FALSE(started);
