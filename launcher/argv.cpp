@@ -366,7 +366,7 @@ class ArgvBuilder {
         if (nic.backend.tap_fd)
             fd = inherit(*nic.backend.tap_fd,
                          fmt::format("interfaces[{}] ({}): tap", d.spec_index, nic.name));
-        json("-netdev", detail::netdev(nic, fd));
+        json("-netdev", detail::netdev(nic, fd, detail::passt_socket(state_dir(), nic.name)));
         json("-device", detail::nic_device(d, nic));
     }
 

@@ -101,7 +101,7 @@ Json disk_device(const topology::Device& d, const spec::Disk& disk) {
     return j;
 }
 
-Json netdev(const spec::Interface& nic, std::optional<int> fd) {
+Json netdev(const spec::Interface& nic, std::optional<int> fd, const std::string& passt_socket) {
     Json backend{{"id", netdev_id(nic.name)}};
     switch (nic.backend.type) {
         case spec::BackendType::user:
@@ -131,6 +131,11 @@ Json netdev(const spec::Interface& nic, std::optional<int> fd) {
         case spec::BackendType::stream:
             backend["type"] = "stream";
             backend["addr"] = Json{{"type", "unix"}, {"path", nic.backend.socket}};
+            break;
+        case spec::BackendType::passt:
+            // The passt qshim runs for this NIC listens there (launcher/helper_plan.cpp).
+            backend["type"] = "stream";
+            backend["addr"] = Json{{"type", "unix"}, {"path", passt_socket}};
             break;
     }
     return backend;

@@ -35,8 +35,10 @@ unsigned vhost_user_queues(const spec::VmSpec& spec);
 // -device / device_add arguments for a disk placed at `d`.
 Json disk_device(const topology::Device& d, const spec::Disk& disk);
 // -netdev / netdev_add arguments. `fd`: the number QEMU knows an inherited tap fd by (the
-// spec's fd is qshim's number for it; build_command maps one to the other).
-Json netdev(const spec::Interface& nic, std::optional<int> fd = std::nullopt);
+// spec's fd is qshim's number for it; build_command maps one to the other). `passt_socket`:
+// where the passt of a passt backend listens.
+Json netdev(const spec::Interface& nic, std::optional<int> fd = std::nullopt,
+            const std::string& passt_socket = {});
 Json nic_device(const topology::Device& d, const spec::Interface& nic);
 
 }  // namespace qshim::launcher::detail

@@ -135,15 +135,16 @@ asio::awaitable<Result<void>> Helper::start(const SandboxPlan& sandbox,
         }
         listening = std::move(*made);
     }
-    const SandboxPlan own =
-        spec_.own_namespaces ? own_namespaces_plan(sandbox, spec_.read_only_bind) : SandboxPlan{};
+    SandboxPlan own =
+        spec_.own_namespaces ? own_namespaces_plan(sandbox, spec_.read_only_bind) : sandbox;
+    if (spec_.sandboxes_itself) own.seccomp.clear();
     SpawnPlan plan;
     plan.argv = spec_.argv;
     for (char** e = environ; e && *e; ++e) plan.env.emplace_back(*e);
     // stdout and stderr both go to the log: helpers differ in which one they report on.
     plan.fds = {devnull.get(), out_write.get(), out_write.get()};
     if (listening) plan.fds.push_back(listening.get());  // fd 3
-    plan.sandbox = spec_.own_namespaces ? &own : &sandbox;
+    plan.sandbox = &own;
     plan.affinity = affinity;
     auto child = spawn(plan);
     listening.reset();  // the helper holds it now

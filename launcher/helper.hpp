@@ -40,8 +40,11 @@ struct HelperSpec {
     // ready once a line of its output contains `ready_line`.
     bool socket_from_qshim = false;
     std::string ready_line;
+    // It installs a seccomp filter of its own and needs calls qshim's deny-list forbids (passt
+    // unshares namespaces): qshim's filter is left out, the rest of the sandbox stays.
+    bool sandboxes_itself = false;
     // It builds a sandbox of its own inside namespaces qshim gives it (own_namespaces_plan in
-    // sandbox.hpp), with `read_only_bind` made read-only there.
+    // sandbox.hpp), with `read_only_bind` made read-only there; implies sandboxes_itself.
     bool own_namespaces = false;
     std::string read_only_bind;
 };

@@ -61,6 +61,35 @@ HelperSpec virtiofsd(const spec::Filesystem& fs, const std::string& state_dir,
     return h;
 }
 
+// passt isolates itself (user, mount, pid namespaces; its own seccomp allow-list) but stays in
+// the pod's network namespace, which it is there to serve. Foreground, quiet (it would otherwise
+// report every line to a syslog a pod does not have), explicit about every port it forwards.
+HelperSpec passt(const spec::Interface& nic, const std::string& state_dir,
+                 const std::string& socket, const HelperBinaries& binaries) {
+    HelperSpec h;
+    h.name = "passt-" + nic.name;
+    h.device = fmt::format("interfaces[{}]", nic.name);
+    h.dir = passt_dir(state_dir, nic.name);
+    h.socket = socket;
+    h.package = "passt";
+    h.argv = {binaries.passt, "--foreground", "--quiet", "--socket", socket};
+    bool tcp = false, udp = false;
+    for (const auto& f : nic.backend.port_forwards) {
+        const bool is_tcp = f.protocol == spec::Protocol::tcp;
+        (is_tcp ? tcp : udp) = true;
+        h.argv.push_back(is_tcp ? "--tcp-ports" : "--udp-ports");
+        // ADDR/PORT:GUESTPORT binds PORT on ADDR only; without ADDR, on every address.
+        h.argv.push_back(f.host_address == "0.0.0.0"
+                             ? fmt::format("{}:{}", f.host_port, f.guest_port)
+                             : fmt::format("{}/{}:{}", f.host_address, f.host_port, f.guest_port));
+    }
+    // Nothing forwarded that the spec does not list.
+    if (!tcp) h.argv.insert(h.argv.end(), {"--tcp-ports", "none"});
+    if (!udp) h.argv.insert(h.argv.end(), {"--udp-ports", "none"});
+    h.sandboxes_itself = true;
+    return h;
+}
+
 }  // namespace
 
 std::string fuse_option_escape(std::string_view value) {
@@ -99,6 +128,19 @@ Result<std::vector<HelperSpec>> plan_helpers(const spec::VmSpec& spec, const std
                                           i, fs.name, socket, socket.size(), max_socket_path),
                               "planning the helper processes of VM " + spec.name);
         helpers.push_back(virtiofsd(fs, state_dir, socket, binaries));
+    }
+    for (size_t i = 0; i < spec.interfaces.size(); ++i) {
+        const auto& nic = spec.interfaces[i];
+        if (nic.backend.type != spec::BackendType::passt) continue;
+        std::string socket = passt_socket(state_dir, nic.name);
+        if (socket.size() > max_socket_path)
+            return make_error(Errc::launch,
+                              fmt::format("interfaces[{}] ({}): its passt socket {} would be {} "
+                                          "bytes long, past the {} a unix socket can have; choose "
+                                          "a shorter --state-dir",
+                                          i, nic.name, socket, socket.size(), max_socket_path),
+                              "planning the helper processes of VM " + spec.name);
+        helpers.push_back(passt(nic, state_dir, socket, binaries));
     }
     return helpers;
 }

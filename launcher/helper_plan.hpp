@@ -14,6 +14,7 @@ namespace qshim::launcher::detail {
 struct HelperBinaries {
     std::string storage_daemon = "qemu-storage-daemon";  // Debian's qemu-system-common
     std::string virtiofsd = "/usr/lib/qemu/virtiofsd";   // the same package, not in PATH
+    std::string passt = "passt";                         // Debian's passt
 };
 
 // A value for a FUSE `-o` option: libfuse splits options at ',' and takes '\' as an escape, so
@@ -26,8 +27,8 @@ constexpr std::size_t max_socket_path = 107;
 // One qemu-storage-daemon per storageDaemon disk, in spec order, exporting the disk's image as
 // vhost-user-blk on a socket in `state_dir` (every -blockdev and -export argument JSON, the
 // image format explicit); then one virtiofsd per filesystem, in its own namespaces, chrooted
-// into the shared folder (read-only by a bind mount when the share is). Errc::launch when a
-// socket path would be too long.
+// into the shared folder (read-only by a bind mount when the share is); then one passt per passt
+// NIC, with its port forwards. Errc::launch when a socket path would be too long.
 Result<std::vector<HelperSpec>> plan_helpers(const spec::VmSpec& spec, const std::string& state_dir,
                                              const HelperBinaries& binaries);
 

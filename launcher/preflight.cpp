@@ -191,6 +191,16 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
         file(fmt::format("disks[{}] ({})", i, d.name), d.path,
              d.read_only || d.ephemeral ? R_OK : R_OK | W_OK);
     }
+    for (size_t i = 0; i < spec.interfaces.size(); ++i)
+        if (spec.interfaces[i].backend.type == spec::BackendType::passt) {
+            const std::string program = find_program(input.passt_binary);
+            if (program.empty() || access(program.c_str(), X_OK) != 0)
+                problems.push_back(
+                    fmt::format("interfaces[{}] ({}).backend passt: {}: not found (install "
+                                "Debian's passt)",
+                                i, spec.interfaces[i].name, input.passt_binary));
+            break;
+        }
     for (size_t i = 0; i < spec.filesystems.size(); ++i) {
         const auto& fs = spec.filesystems[i];
         if (i == 0) {

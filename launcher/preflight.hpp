@@ -22,6 +22,7 @@ struct PreflightInput {
     bool serial_log_by_qshim = false;
     std::string storage_daemon_binary = "qemu-storage-daemon";  // CommandOptions'
     std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
+    std::string passt_binary = "passt";
 };
 
 // Every file the spec names exists and can be opened by QEMU's uid as needed; every socket or

@@ -172,6 +172,14 @@ std::string virtiofsd_socket(const std::string& state_dir, std::string_view file
     return virtiofsd_dir(state_dir, filesystem_name) + "/virtiofsd.sock";
 }
 
+std::string passt_dir(const std::string& state_dir, std::string_view interface_name) {
+    return fmt::format("{}/{}.passt", state_dir, interface_name);
+}
+
+std::string passt_socket(const std::string& state_dir, std::string_view interface_name) {
+    return passt_dir(state_dir, interface_name) + "/passt.sock";
+}
+
 RunFiles& RunFiles::operator=(RunFiles&& other) noexcept {
     if (this != &other) {
         remove();
@@ -227,6 +235,8 @@ bool needs_state(const spec::VmSpec& spec) {
     if (spec.firmware.type == spec::FirmwareType::uefi || spec.cloud_init) return true;
     for (const auto& d : spec.disks)
         if (d.ephemeral || d.blank() || d.storage_daemon) return true;
+    for (const auto& i : spec.interfaces)
+        if (i.backend.type == spec::BackendType::passt) return true;
     return !spec.filesystems.empty();
 }
 

@@ -33,6 +33,9 @@ std::string storage_daemon_socket(const std::string& state_dir, std::string_view
 // A filesystem's virtiofsd: the same, its socket made by qshim in that folder.
 std::string virtiofsd_dir(const std::string& state_dir, std::string_view filesystem_name);
 std::string virtiofsd_socket(const std::string& state_dir, std::string_view filesystem_name);
+// A passt NIC's passt: the same, its socket made by passt in that folder.
+std::string passt_dir(const std::string& state_dir, std::string_view interface_name);
+std::string passt_socket(const std::string& state_dir, std::string_view interface_name);
 
 // The files one run made, removed when the VM ends (and by every failure before it runs). A
 // file is removed only while it is still the one this run made (same device, inode and ctime):

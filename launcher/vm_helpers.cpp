@@ -28,6 +28,7 @@ asio::awaitable<Result<void>> Vm::Impl::start_helpers(
     launcher::detail::HelperBinaries binaries;
     binaries.storage_daemon = options_.command.storage_daemon_binary;
     binaries.virtiofsd = options_.command.virtiofsd_binary;
+    binaries.passt = options_.command.passt_binary;
     auto planned = launcher::detail::plan_helpers(spec_, state_dir(), binaries);
     if (!planned) co_return std::move(planned).error();
     std::vector<unsigned> affinity;

@@ -60,6 +60,7 @@ asio::awaitable<Result<void>> Vm::Impl::start() {
     checks.serial_log_by_qshim = options_.own_console;
     checks.storage_daemon_binary = options_.command.storage_daemon_binary;
     checks.virtiofsd_binary = options_.command.virtiofsd_binary;
+    checks.passt_binary = options_.command.passt_binary;
     if (auto ok = launcher::detail::preflight(spec_, checks, warnings); !ok) {
         emit("error", {{"message", ok.error().what()}});
         end_without_qemu("not started");

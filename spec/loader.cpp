@@ -102,7 +102,14 @@ class SpecReader {
                        "a scsi disk runs on its controller's IOThread, set when the VM started; "
                        "leave iothread unset");
     }
-    void read_interface(const Node& root) { interface(root, ""); }
+    void read_interface(const Node& root) {
+        interface(root, "");
+        if (!spec_.interfaces.empty() && spec_.interfaces.back().backend.type == BackendType::passt)
+            if (const Node* b = root.find("backend"))
+                diags_.add(*b, "backend.type",
+                           "hot-plugging a NIC on passt is not supported yet: declare it in the "
+                           "spec");
+    }
 
   private:
     // "disks[1]" + "format" -> "disks[1].format"; a lone device (a request body) has no prefix.
@@ -559,7 +566,8 @@ class SpecReader {
         bool typed = f.choice("type", b.type,
                               {{"user", BackendType::user},
                                {"tap", BackendType::tap},
-                               {"stream", BackendType::stream}});
+                               {"stream", BackendType::stream},
+                               {"passt", BackendType::passt}});
         bool has_name = f.string("name", b.tap_name);
         if (has_name && !detail::is_ifname(b.tap_name))
             diags_.add(*f.get("name"), at(p, "name"),
@@ -575,7 +583,9 @@ class SpecReader {
         f.finish();
         if (!typed) return;  // reported already; judging the rest as type user would only add noise
         if (b.type != BackendType::user) {
-            if (forwards) diags_.add(*forwards, at(p, "portForwards"), "applies to type user only");
+            if (forwards && b.type != BackendType::passt)
+                diags_.add(*forwards, at(p, "portForwards"),
+                           "applies to types user and passt only");
             if (has_restrict)
                 diags_.add(*f.get("restrict"), at(p, "restrict"), "applies to type user only");
         }
@@ -593,6 +603,11 @@ class SpecReader {
             case BackendType::stream:
                 if (!has_socket) diags_.add(n, at(p, "socket"), "is required for type stream");
                 if (has_name || b.tap_fd) diags_.add(n, p, "type stream takes no name or fd");
+                break;
+            case BackendType::passt:
+                // qshim runs passt and makes its socket (docs/helpers.md).
+                if (has_name || b.tap_fd || has_socket)
+                    diags_.add(n, p, "type passt takes no name, fd or socket: qshim runs passt");
                 break;
         }
     }

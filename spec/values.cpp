@@ -128,6 +128,8 @@ const char* to_string(BackendType v) {
             return "tap";
         case BackendType::stream:
             return "stream";
+        case BackendType::passt:
+            return "passt";
     }
     return "?";
 }

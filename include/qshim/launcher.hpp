@@ -34,6 +34,7 @@ struct CommandOptions {
     std::string storage_daemon_binary = "qemu-storage-daemon";
     // What serves filesystems (virtio-fs): Debian's qemu-system-common puts it outside PATH.
     std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
+    std::string passt_binary = "passt";  // what serves passt NICs (Debian's passt)
 };
 
 // <spec folder>/.qshim/<VM name>: next to the spec, one folder per VM.

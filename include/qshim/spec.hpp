@@ -36,7 +36,7 @@ enum class DiskBus { virtio, scsi, sata };
 enum class DiskFormat { raw, qcow2 };
 enum class DiskDevice { disk, cdrom };
 enum class NicModel { virtio, e1000e, e1000 };
-enum class BackendType { user, tap, stream };
+enum class BackendType { user, tap, stream, passt };
 enum class SeccompMode { enforce, kill, log, off };
 enum class FirmwareType { bios, uefi };
 enum class Protocol { tcp, udp };
@@ -174,7 +174,7 @@ struct Backend {
     std::optional<int> tap_fd;  // tap: an fd inherited by qshim
     std::string socket;         // stream: a passt-style unix socket (resolved)
     std::string socket_as_written;
-    std::vector<PortForward> port_forwards;  // user
+    std::vector<PortForward> port_forwards;  // user, passt
     bool restricted = false;                 // user: the guest reaches nothing but its forwards
 };
 

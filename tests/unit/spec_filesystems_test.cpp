@@ -59,10 +59,11 @@ TEST_CASE("bad filesystems are refused by path", "[spec][virtio-fs]") {
     CHECK_THAT(problem("name: vm\nfilesystems:\n  - {name: share, path: /s, tag: "
                        "a-tag-of-thirty-seven-bytes-is-too-long}\n"),
                Contains("filesystems[0].tag: is 39 bytes long; virtio-fs takes at most 36"));
-    CHECK_THAT(problem("name: vm\nfilesystems:\n  - name: a-name-of-thirty-seven-bytes-is-too-long\n"
-                       "    path: /s\n"),
-               Contains("filesystems[0].tag: defaults to the name, which is longer than the 36 "
-                        "bytes virtio-fs takes; set tag explicitly"));
+    CHECK_THAT(
+        problem("name: vm\nfilesystems:\n  - name: a-name-of-thirty-seven-bytes-is-too-long\n"
+                "    path: /s\n"),
+        Contains("filesystems[0].tag: defaults to the name, which is longer than the 36 "
+                 "bytes virtio-fs takes; set tag explicitly"));
     CHECK_THAT(problem("name: vm\nfilesystems:\n  - {name: share, path: /s, tag: \"a b\"}\n"),
                Contains("filesystems[0].tag: must be 1 or more of A-Z a-z 0-9 - _ ."));
     CHECK_THAT(problem("name: vm\nfilesystems:\n  - {name: one, path: /a, tag: same}\n"
@@ -74,5 +75,6 @@ TEST_CASE("bad filesystems are refused by path", "[spec][virtio-fs]") {
                Contains("filesystems[0].name: name 'data' is also used by disks[0].name"));
     CHECK_THAT(problem("name: vm\nfilesystems:\n  - {name: s, path: /a, cache: always}\n"),
                Contains("filesystems[0].cache: unknown field"));
-    CHECK_THAT(problem("name: vm\nfilesystems: {name: s}\n"), Contains("filesystems: must be a list"));
+    CHECK_THAT(problem("name: vm\nfilesystems: {name: s}\n"),
+               Contains("filesystems: must be a list"));
 }

@@ -134,7 +134,7 @@ TEST_CASE("bad port forwards are refused where they are written") {
         Contains("interfaces[1].backend.portForwards[0].hostPort: tcp port 9 is also "
                  "forwarded by interfaces[0]"));
     CHECK_THAT(problem(with("[{hostPort: 1, guestPort: 1}]", "stream")),
-               Contains("portForwards: applies to type user only"));
+               Contains("portForwards: applies to types user and passt only"));
     CHECK_THAT(problem("name: a\ninterfaces:\n  - {name: n, backend: {type: stream, socket: /s, "
                        "restrict: true}}\n"),
                Contains("restrict: applies to type user only"));

@@ -14,10 +14,10 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/topology.hpp>
+#include <sstream>
 
 #include "launcher/helper.hpp"
 #include "launcher/helper_plan.hpp"
@@ -41,7 +41,8 @@ const std::string shares =
     "filesystems:\n  - {name: data, path: /srv/data}\n"
     "  - name: conf\n    path: \"/srv/a,b\"\n    tag: config\n    readOnly: true\n";
 
-std::vector<std::string> values_of(const std::vector<std::string>& argv, const std::string& option) {
+std::vector<std::string> values_of(const std::vector<std::string>& argv,
+                                   const std::string& option) {
     std::vector<std::string> out;
     for (size_t i = 0; i + 1 < argv.size(); ++i)
         if (argv[i] == option) out.push_back(argv[i + 1]);
@@ -116,8 +117,10 @@ TEST_CASE("filesystems get their own region after every other, in list order",
     // The last port before the region reserves the buses up to it.
     const topology::Controller* before = nullptr;
     for (const auto& c : t->controllers)
-        if (c.id == "rp.filesystems.0") break;
-        else if (c.model == "pcie-root-port") before = &c;
+        if (c.id == "rp.filesystems.0")
+            break;
+        else if (c.model == "pcie-root-port")
+            before = &c;
     REQUIRE(before);
     CHECK(before->bus + before->bus_reserve + 1 == 123);
     // Nine do not fit.
@@ -154,7 +157,8 @@ TEST_CASE("QEMU gets vhost-user-fs-pci with the tag, and shared guest RAM", "[vi
     bool shared = false;
     for (const auto& o : values_of(argv, "-object")) {
         auto j = json::parse(o);
-        if (j["id"] == "ram") shared = j["qom-type"] == "memory-backend-memfd" && j["share"] == true;
+        if (j["id"] == "ram")
+            shared = j["qom-type"] == "memory-backend-memfd" && j["share"] == true;
     }
     CHECK(shared);
 }
@@ -239,7 +243,8 @@ TEST_CASE("a helper on a socket qshim made is ready when it says so", "[virtio-f
     SandboxPlan sandbox;
     auto f = asio::co_spawn(io, helper->start(sandbox, {}, 20s, [](int) {}), asio::use_future);
     auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (f.wait_for(0s) != std::future_status::ready && std::chrono::steady_clock::now() < deadline)
+    while (f.wait_for(0s) != std::future_status::ready &&
+           std::chrono::steady_clock::now() < deadline)
         io.run_one_for(100ms);
     REQUIRE(f.wait_for(0s) == std::future_status::ready);
     auto started = f.get();
@@ -259,7 +264,8 @@ TEST_CASE("a helper on a socket qshim made is ready when it says so", "[virtio-f
     io.restart();
     auto g = asio::co_spawn(io, silent->start(sandbox, {}, 300ms, [](int) {}), asio::use_future);
     deadline = std::chrono::steady_clock::now() + 30s;
-    while (g.wait_for(0s) != std::future_status::ready && std::chrono::steady_clock::now() < deadline) {
+    while (g.wait_for(0s) != std::future_status::ready &&
+           std::chrono::steady_clock::now() < deadline) {
         if (io.stopped()) io.restart();
         io.run_one_for(100ms);
     }
