@@ -39,9 +39,10 @@ TEST_CASE("passt NICs: QEMU connects a stream netdev to passt's socket", "[passt
     for (size_t i = 0; i + 1 < command->argv.size(); ++i)
         if (command->argv[i] == "-netdev") netdevs.push_back(json::parse(command->argv[i + 1]));
     REQUIRE(netdevs.size() == 2);
-    CHECK(netdevs[0] == json{{"id", "net.pod"},
-                             {"type", "stream"},
-                             {"addr", {{"type", "unix"}, {"path", "/state/vm/pod.passt/passt.sock"}}}});
+    CHECK(netdevs[0] ==
+          json{{"id", "net.pod"},
+               {"type", "stream"},
+               {"addr", {{"type", "unix"}, {"path", "/state/vm/pod.passt/passt.sock"}}}});
     auto yaml = spec::to_yaml(s);
     REQUIRE(yaml);
     auto again = test::must_parse(*yaml);
@@ -65,17 +66,17 @@ TEST_CASE("passt forwards exactly the spec's ports, quietly, in the foreground",
     CHECK(pod.argv == std::vector<std::string>{"passt", "--foreground", "--quiet", "--socket",
                                                "/state/vm/pod.passt/passt.sock", "--tcp-ports",
                                                "127.0.0.1/2222:22", "--udp-ports", "5353:53"});
-    CHECK((*helpers)[1].argv == std::vector<std::string>{"passt", "--foreground", "--quiet",
-                                                         "--socket",
-                                                         "/state/vm/quiet.passt/passt.sock",
-                                                         "--tcp-ports", "none", "--udp-ports",
-                                                         "none"});
+    CHECK((*helpers)[1].argv ==
+          std::vector<std::string>{"passt", "--foreground", "--quiet", "--socket",
+                                   "/state/vm/quiet.passt/passt.sock", "--tcp-ports", "none",
+                                   "--udp-ports", "none"});
 }
 
 TEST_CASE("a passt backend takes no socket, name or fd, and is not hot-plugged yet", "[passt]") {
-    auto r = spec::parse_spec("name: vm\ninterfaces:\n  - name: n\n    backend: {type: passt, "
-                              "socket: /run/p.sock}\n",
-                              "vm.yaml");
+    auto r = spec::parse_spec(
+        "name: vm\ninterfaces:\n  - name: n\n    backend: {type: passt, "
+        "socket: /run/p.sock}\n",
+        "vm.yaml");
     REQUIRE_FALSE(r);
     CHECK_THAT(to_string(r.error().diagnostics.at(0)),
                Contains("interfaces[0].backend: type passt takes no name, fd or socket: qshim runs "
