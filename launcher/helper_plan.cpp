@@ -13,8 +13,8 @@ namespace qshim::launcher::detail {
 namespace {
 
 HelperSpec storage_daemon(const spec::VmSpec& spec, const spec::Disk& disk,
-                          const std::string& state_dir, const std::string& socket,
-                          const HelperBinaries& binaries) {
+                          const std::string& state_dir, const HelperBinaries& binaries) {
+    const std::string socket = storage_daemon_socket(state_dir, disk.name);
     HelperSpec h;
     h.name = "qsd-" + disk.name;
     h.device = fmt::format("disks[{}]", disk.name);
@@ -42,7 +42,8 @@ HelperSpec storage_daemon(const spec::VmSpec& spec, const spec::Disk& disk,
 // of a user namespace of its own (docs/helpers.md) and chroots into the folder (the other mode,
 // new mount/pid/net namespaces with /proc mounted, fails in containers whose /proc is masked).
 HelperSpec virtiofsd(const spec::Filesystem& fs, const std::string& state_dir,
-                     const std::string& socket, const HelperBinaries& binaries) {
+                     const HelperBinaries& binaries) {
+    const std::string socket = virtiofsd_socket(state_dir, fs.name);
     HelperSpec h;
     h.name = "virtiofsd-" + fs.name;
     h.device = fmt::format("filesystems[{}]", fs.name);
@@ -65,7 +66,8 @@ HelperSpec virtiofsd(const spec::Filesystem& fs, const std::string& state_dir,
 // the pod's network namespace, which it is there to serve. Foreground, quiet (it would otherwise
 // report every line to a syslog a pod does not have), explicit about every port it forwards.
 HelperSpec passt(const spec::Interface& nic, const std::string& state_dir,
-                 const std::string& socket, const HelperBinaries& binaries) {
+                 const HelperBinaries& binaries) {
+    const std::string socket = passt_socket(state_dir, nic.name);
     HelperSpec h;
     h.name = "passt-" + nic.name;
     h.device = fmt::format("interfaces[{}]", nic.name);
@@ -104,44 +106,20 @@ std::string fuse_option_escape(std::string_view value) {
 Result<std::vector<HelperSpec>> plan_helpers(const spec::VmSpec& spec, const std::string& state_dir,
                                              const HelperBinaries& binaries) {
     std::vector<HelperSpec> helpers;
-    for (size_t i = 0; i < spec.disks.size(); ++i) {
-        const auto& d = spec.disks[i];
-        if (!d.storage_daemon) continue;
-        std::string socket = storage_daemon_socket(state_dir, d.name);
-        if (socket.size() > max_socket_path)
-            return make_error(Errc::launch,
-                              fmt::format("disks[{}] ({}): storageDaemon: its socket {} would be "
-                                          "{} bytes long, past the {} a unix socket can have; "
-                                          "choose a shorter --state-dir",
-                                          i, d.name, socket, socket.size(), max_socket_path),
-                              "planning the helper processes of VM " + spec.name);
-        helpers.push_back(storage_daemon(spec, d, state_dir, socket, binaries));
-    }
-    for (size_t i = 0; i < spec.filesystems.size(); ++i) {
-        const auto& fs = spec.filesystems[i];
-        std::string socket = virtiofsd_socket(state_dir, fs.name);
-        if (socket.size() > max_socket_path)
-            return make_error(Errc::launch,
-                              fmt::format("filesystems[{}] ({}): its virtiofsd socket {} would be "
-                                          "{} bytes long, past the {} a unix socket can have; "
-                                          "choose a shorter --state-dir",
-                                          i, fs.name, socket, socket.size(), max_socket_path),
-                              "planning the helper processes of VM " + spec.name);
-        helpers.push_back(virtiofsd(fs, state_dir, socket, binaries));
-    }
-    for (size_t i = 0; i < spec.interfaces.size(); ++i) {
-        const auto& nic = spec.interfaces[i];
-        if (nic.backend.type != spec::BackendType::passt) continue;
-        std::string socket = passt_socket(state_dir, nic.name);
-        if (socket.size() > max_socket_path)
-            return make_error(Errc::launch,
-                              fmt::format("interfaces[{}] ({}): its passt socket {} would be {} "
-                                          "bytes long, past the {} a unix socket can have; choose "
-                                          "a shorter --state-dir",
-                                          i, nic.name, socket, socket.size(), max_socket_path),
-                              "planning the helper processes of VM " + spec.name);
-        helpers.push_back(passt(nic, state_dir, socket, binaries));
-    }
+    for (const auto& d : spec.disks)
+        if (d.storage_daemon) helpers.push_back(storage_daemon(spec, d, state_dir, binaries));
+    for (const auto& fs : spec.filesystems) helpers.push_back(virtiofsd(fs, state_dir, binaries));
+    for (const auto& nic : spec.interfaces)
+        if (nic.backend.type == spec::BackendType::passt)
+            helpers.push_back(passt(nic, state_dir, binaries));
+    for (const auto& h : helpers)
+        if (h.socket.size() > max_socket_path)
+            return make_error(
+                Errc::launch,
+                fmt::format("{} ({}): its socket {} would be {} bytes long, past the "
+                            "{} a unix socket can have; choose a shorter --state-dir",
+                            h.device, h.name, h.socket, h.socket.size(), max_socket_path),
+                "planning the helper processes of VM " + spec.name);
     return helpers;
 }
 

@@ -214,7 +214,7 @@ TEST_CASE("a storage daemon's socket path longer than a unix socket takes is ref
     REQUIRE_FALSE(helpers);
     CHECK(helpers.error().code == Errc::launch);
     CHECK_THAT(helpers.error().message,
-               Contains("disks[1] (qsd): storageDaemon: its socket") &&
+               Contains("disks[qsd] (qsd-qsd): its socket /state/xxx") &&
                    Contains("past the 107 a unix socket can have; choose a shorter --state-dir"));
 }
 

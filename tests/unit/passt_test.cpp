@@ -87,3 +87,12 @@ TEST_CASE("a passt backend takes no socket, name or fd, and is not hot-plugged y
     CHECK_THAT(to_string(nic.error().diagnostics.at(0)),
                Contains("hot-plugging a NIC on passt is not supported yet"));
 }
+
+TEST_CASE("every helper's socket must fit a unix socket's path", "[passt][helper]") {
+    auto s = test::must_parse(with_passt);
+    auto helpers = plan_helpers(s, "/" + std::string(100, 'x'), {});
+    REQUIRE_FALSE(helpers);
+    CHECK_THAT(helpers.error().message,
+               Contains("interfaces[pod] (passt-pod): its socket /xxx") &&
+                   Contains("past the 107 a unix socket can have; choose a shorter --state-dir"));
+}
