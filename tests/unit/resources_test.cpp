@@ -42,7 +42,7 @@ TEST_CASE("memory is guest RAM plus every overhead term, each with its reason", 
     CHECK_FALSE(p.dedicated);
     CHECK(p.guest_ram_bytes == 1024 * MiB);
     CHECK(term(p, "vcpus") == 20 * MiB);
-    CHECK(term(p, "devices") == 3 * MiB);  // the RNG, the one device of a bare spec
+    CHECK(term(p, "devices") == 2 * MiB);  // the RNG, the one device of a bare spec
     CHECK(term(p, "hotplug") == 6 * MiB);
     CHECK(term(p, "iothreads") == 2 * MiB);
     CHECK(term(p, "bootFiles") == 16 * MiB);  // rounded up to whole MiB
