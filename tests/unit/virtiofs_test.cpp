@@ -241,7 +241,10 @@ TEST_CASE("a helper on a socket qshim made is ready when it says so", "[virtio-f
     asio::io_context io;
     auto helper = std::make_shared<Helper>(io.get_executor(), h);
     SandboxPlan sandbox;
-    auto f = asio::co_spawn(io, helper->start(sandbox, {}, 20s, [](int) {}), asio::use_future);
+    // Named: start() holds references until it completes (helper.hpp).
+    const std::vector<unsigned> affinity;
+    const std::function<void(int)> ignore = [](int) {};
+    auto f = asio::co_spawn(io, helper->start(sandbox, affinity, 20s, ignore), asio::use_future);
     auto deadline = std::chrono::steady_clock::now() + 30s;
     while (f.wait_for(0s) != std::future_status::ready &&
            std::chrono::steady_clock::now() < deadline)
@@ -262,7 +265,7 @@ TEST_CASE("a helper on a socket qshim made is ready when it says so", "[virtio-f
     h.argv = {"sleep", "600"};
     auto silent = std::make_shared<Helper>(io.get_executor(), h);
     io.restart();
-    auto g = asio::co_spawn(io, silent->start(sandbox, {}, 300ms, [](int) {}), asio::use_future);
+    auto g = asio::co_spawn(io, silent->start(sandbox, affinity, 300ms, ignore), asio::use_future);
     deadline = std::chrono::steady_clock::now() + 30s;
     while (g.wait_for(0s) != std::future_status::ready &&
            std::chrono::steady_clock::now() < deadline) {
