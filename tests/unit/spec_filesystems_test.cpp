@@ -11,27 +11,8 @@
 using namespace qshim;
 using namespace qshim::spec;
 using Catch::Contains;
-
-namespace {
-
-std::vector<std::string> problems(const std::string& text) {
-    auto r = parse_spec(text, "vm.yaml");
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == Errc::invalid_spec);
-    std::vector<std::string> out;
-    for (const auto& d : r.error().diagnostics) out.push_back(to_string(d));
-    REQUIRE_FALSE(out.empty());
-    return out;
-}
-
-std::string problem(const std::string& text) {
-    auto all = problems(text);
-    INFO(fmt::format("{}", fmt::join(all, "\n")));
-    REQUIRE(all.size() == 1);
-    return all[0];
-}
-
-}  // namespace
+using test::problem;
+using test::problems;
 
 TEST_CASE("a filesystem: a folder, a tag the guest mounts, read-only or not", "[spec][virtio-fs]") {
     auto s = test::must_parse(

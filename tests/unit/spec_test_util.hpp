@@ -1,9 +1,12 @@
 // Helpers for unit tests that build specs from text.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <qshim/spec.hpp>
 #include <string>
+#include <vector>
 
 namespace qshim::test {
 
@@ -17,6 +20,25 @@ inline spec::VmSpec must_parse(const std::string& text,
         FAIL(all);
     }
     return std::move(r).value();
+}
+
+// Every diagnostic of spec text that must be rejected, as file:line:col: path: reason.
+inline std::vector<std::string> problems(const std::string& text) {
+    auto r = spec::parse_spec(text, "vm.yaml");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_spec);
+    std::vector<std::string> out;
+    for (const auto& d : r.error().diagnostics) out.push_back(to_string(d));
+    REQUIRE_FALSE(out.empty());
+    return out;
+}
+
+// The single diagnostic of spec text with one mistake.
+inline std::string problem(const std::string& text) {
+    auto all = problems(text);
+    INFO(fmt::format("{}", fmt::join(all, "\n")));
+    REQUIRE(all.size() == 1);
+    return all[0];
 }
 
 }  // namespace qshim::test

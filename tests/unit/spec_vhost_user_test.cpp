@@ -12,29 +12,13 @@
 using namespace qshim;
 using namespace qshim::spec;
 using Catch::Contains;
+using test::problem;
+using test::problems;
 
 namespace {
 
 std::string with_disk(std::string_view disk) {
     return fmt::format("name: vm\ndisks:\n  - name: fast\n{}", disk);
-}
-
-// Every diagnostic of a spec that must be rejected, as file:line:col: path: reason.
-std::vector<std::string> problems(const std::string& text) {
-    auto r = parse_spec(text, "vm.yaml");
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == Errc::invalid_spec);
-    std::vector<std::string> out;
-    for (const auto& d : r.error().diagnostics) out.push_back(to_string(d));
-    REQUIRE_FALSE(out.empty());
-    return out;
-}
-
-std::string problem(const std::string& text) {
-    auto all = problems(text);
-    INFO(fmt::format("{}", fmt::join(all, "\n")));
-    REQUIRE(all.size() == 1);
-    return all[0];
 }
 
 }  // namespace
