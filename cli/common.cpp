@@ -14,9 +14,11 @@ void print_error(const Error& error) {
         fmt::print(stderr, "qshim: {}\n", error.what());
         return;
     }
-    // Diagnostics alone, one per line, in the FILE:LINE:COL: path: reason form editors jump to.
+    // Diagnostics alone, one per line, in the FILE:LINE:COL: path: reason form editors jump to;
+    // then the first line of the error, its summary (the rest repeats the diagnostics).
     for (const auto& d : error.diagnostics) fmt::print(stderr, "{}\n", to_string(d));
-    fmt::print(stderr, "qshim: {}\n", error.what());
+    const std::string what = error.what();
+    fmt::print(stderr, "qshim: {}\n", what.substr(0, what.find('\n')));
 }
 
 int usage_error(const std::string& command, const std::string& message) {

@@ -38,6 +38,14 @@ struct Need {
     std::string path;
     int mode;          // R_OK, W_OK, X_OK
     std::string what;  // "readable", "readable and writable", ...
+    std::string at;    // the spec field naming it ("disks[0].path"), when there is one
+};
+
+// One thing that stops the start, and the spec field it is about (empty: none in particular).
+struct Problem {
+    std::string text;
+    std::string at;
+    Problem(std::string text, std::string at = {}) : text(std::move(text)), at(std::move(at)) {}
 };
 
 std::string mode_words(int mode) {
@@ -119,7 +127,7 @@ std::string folder_of(const std::string& path) {
 // refusal, except for the need at `kvm_index` (the last, when there is one), whose errno is
 // returned for the caller to judge.
 int check_needs(const std::vector<Need>& needs, const QemuIdentity& qemu,
-                std::optional<size_t> kvm_index, std::vector<std::string>& problems) {
+                std::optional<size_t> kvm_index, std::vector<Problem>& problems) {
     if (needs.empty()) return 0;
     std::vector<AccessRequest> requests;
     for (const auto& n : needs) requests.push_back({n.path, n.mode});
@@ -133,32 +141,56 @@ int check_needs(const std::vector<Need>& needs, const QemuIdentity& qemu,
         if (int err = (*results)[i]; err != 0 && i == kvm_index)
             kvm = err;
         else if (err != 0)
-            problems.push_back(fmt::format("{}: {}: not {} by {}: {}", needs[i].field,
-                                           needs[i].path, needs[i].what, describe(qemu),
-                                           std::strerror(err)));
+            problems.push_back(
+                {fmt::format("{}: {}: not {} by {}: {}", needs[i].field, needs[i].path,
+                             needs[i].what, describe(qemu), std::strerror(err)),
+                 needs[i].at});
     return kvm;
+}
+
+// One problem: the error says it. Several: a count, then one per line. When the spec came from a
+// file, each problem is a Diagnostic there too, at the field it is about when that is known, and
+// the message starts with the count alone (what a reader of the diagnostics needs as a summary).
+Error preflight_error(const spec::VmSpec& spec, const std::vector<Problem>& problems) {
+    const bool located = !spec.source_file.empty();
+    std::string message =
+        problems.size() == 1 && !located
+            ? problems[0].text
+            : fmt::format("{} problem{}:", problems.size(), problems.size() == 1 ? "" : "s");
+    if (problems.size() > 1 || located)
+        for (const auto& p : problems) message += "\n  " + p.text;
+    Error e = make_error(Errc::launch, message, "checking what VM " + spec.name + " needs");
+    if (!located) return e;
+    for (const auto& p : problems) {
+        auto it = spec.positions.find(p.at);
+        const spec::SourcePosition where =
+            it == spec.positions.end() ? spec::SourcePosition{} : it->second;
+        e.diagnostics.push_back({spec.source_file, where.line, where.column, "", p.text});
+    }
+    return e;
 }
 
 }  // namespace
 
 Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
                        std::vector<std::string>& warnings) {
-    std::vector<std::string> problems;
+    std::vector<Problem> problems;
     std::vector<Need> needs;
-    auto file = [&](const std::string& field, const std::string& path, int mode) {
+    auto file = [&](const std::string& field, const std::string& path, int mode,
+                    const std::string& at) {
         if (auto why = file_state(path); !why.empty())
-            problems.push_back(fmt::format("{}: {}: {}", field, path, why));
+            problems.push_back({fmt::format("{}: {}: {}", field, path, why), at});
         else
-            needs.push_back({field, path, mode, mode_words(mode)});
+            needs.push_back({field, path, mode, mode_words(mode), at});
     };
     // QEMU creates a socket or file in this folder: search and write permission on it.
     auto creates_in = [&](const std::string& field, const std::string& path) {
         std::error_code ec;
         if (fs::is_directory(folder_of(path), ec))
-            needs.push_back({field, folder_of(path), W_OK | X_OK, mode_words(W_OK | X_OK)});
+            needs.push_back({field, folder_of(path), W_OK | X_OK, mode_words(W_OK | X_OK), {}});
     };
-    if (!spec.boot.kernel.empty()) file("boot.kernel", spec.boot.kernel, R_OK);
-    if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, R_OK);
+    if (!spec.boot.kernel.empty()) file("boot.kernel", spec.boot.kernel, R_OK, "boot.kernel");
+    if (!spec.boot.initrd.empty()) file("boot.initrd", spec.boot.initrd, R_OK, "boot.initrd");
     bool storage_daemon_checked = false;
     for (size_t i = 0; i < spec.disks.size(); ++i) {
         const auto& d = spec.disks[i];
@@ -175,21 +207,23 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
             // QEMU connects to the server's socket: it must be one, and QEMU may write to it.
             struct stat st {};
             const std::string field = fmt::format("disks[{}] ({}).backend.socket", i, d.name);
+            const std::string at = fmt::format("disks[{}].backend.socket", i);
             if (lstat(d.vhost_user_socket.c_str(), &st) != 0)
                 problems.push_back(
-                    fmt::format("{}: {}: no such socket (is the vhost-user-blk server running?)",
-                                field, d.vhost_user_socket));
+                    {fmt::format("{}: {}: no such socket (is the vhost-user-blk server running?)",
+                                 field, d.vhost_user_socket),
+                     at});
             else if (!S_ISSOCK(st.st_mode))
                 problems.push_back(
-                    fmt::format("{}: {}: not a unix socket", field, d.vhost_user_socket));
+                    {fmt::format("{}: {}: not a unix socket", field, d.vhost_user_socket), at});
             else
-                needs.push_back({field, d.vhost_user_socket, W_OK, mode_words(W_OK)});
+                needs.push_back({field, d.vhost_user_socket, W_OK, mode_words(W_OK), at});
             continue;
         }
-        if (d.blank()) continue;  // qshim makes it, in the state directory
+        if (d.blank()) continue;      // qshim makes it, in the state directory
         // An ephemeral disk's image is only read: the guest writes to its overlay.
         file(fmt::format("disks[{}] ({})", i, d.name), d.path,
-             d.read_only || d.ephemeral ? R_OK : R_OK | W_OK);
+             d.read_only || d.ephemeral ? R_OK : R_OK | W_OK, fmt::format("disks[{}].path", i));
     }
     for (size_t i = 0; i < spec.interfaces.size(); ++i)
         if (spec.interfaces[i].backend.type == spec::BackendType::passt) {
@@ -212,14 +246,15 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
         }
         // virtiofsd serves it as QEMU's uid: it must reach and read it, and write unless readOnly.
         const std::string field = fmt::format("filesystems[{}] ({}).path", i, fs.name);
+        const std::string at = fmt::format("filesystems[{}].path", i);
         std::error_code ec;
         if (!fs::exists(fs.path, ec))
-            problems.push_back(fmt::format("{}: {}: no such folder", field, fs.path));
+            problems.push_back({fmt::format("{}: {}: no such folder", field, fs.path), at});
         else if (!fs::is_directory(fs.path, ec))
-            problems.push_back(fmt::format("{}: {}: not a folder", field, fs.path));
+            problems.push_back({fmt::format("{}: {}: not a folder", field, fs.path), at});
         else {
             int mode = fs.read_only ? R_OK | X_OK : R_OK | W_OK | X_OK;
-            needs.push_back({field, fs.path, mode, mode_words(mode)});
+            needs.push_back({field, fs.path, mode, mode_words(mode), at});
         }
     }
     if (spec.firmware.type == spec::FirmwareType::uefi) {
@@ -228,7 +263,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
             problems.push_back(
                 fmt::format("firmware.type uefi: {}: {} (install Debian's ovmf)", code, why));
         else
-            needs.push_back({"firmware", code, R_OK, mode_words(R_OK)});
+            needs.push_back({"firmware", code, R_OK, mode_words(R_OK), {}});
     }
     for (size_t i = 0; i < spec.interfaces.size(); ++i) {
         const auto& forwards = spec.interfaces[i].backend.port_forwards;
@@ -242,7 +277,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
     auto socket = [&](const std::string& field, const std::string& path) {
         if (path.empty()) return;
         if (auto why = socket_place(path); !why.empty())
-            problems.push_back(fmt::format("{}: {}: {}", field, path, why));
+            problems.push_back({fmt::format("{}: {}: {}", field, path, why), field});
         else
             creates_in(field + " (its folder)", path);
     };
@@ -259,22 +294,26 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
             const std::string& path = spec.interfaces[i].backend.socket;
             std::error_code ec;
             if (!fs::exists(path, ec))
-                problems.push_back(fmt::format(
-                    "interfaces[{}].backend.socket: {}: no such socket (is passt running?)", i,
-                    path));
+                problems.push_back(
+                    {fmt::format(
+                         "interfaces[{}].backend.socket: {}: no such socket (is passt running?)", i,
+                         path),
+                     fmt::format("interfaces[{}].backend.socket", i)});
             else  // connecting to a unix socket needs write permission on it
                 needs.push_back({fmt::format("interfaces[{}].backend.socket", i), path, W_OK,
-                                 mode_words(W_OK)});
+                                 mode_words(W_OK),
+                                 fmt::format("interfaces[{}].backend.socket", i)});
         }
     if (!spec.serial.log.empty()) {
         std::error_code ec;
         if (!fs::is_directory(folder_of(spec.serial.log), ec))
             problems.push_back(
-                fmt::format("serial.log: {}: its folder does not exist", spec.serial.log));
+                {fmt::format("serial.log: {}: its folder does not exist", spec.serial.log),
+                 "serial.log"});
         else if (input.serial_log_by_qshim)
             ;  // qshim opens it before QEMU starts, and says why it cannot
         else if (fs::exists(spec.serial.log, ec))
-            needs.push_back({"serial.log", spec.serial.log, W_OK, mode_words(W_OK)});
+            needs.push_back({"serial.log", spec.serial.log, W_OK, mode_words(W_OK), "serial.log"});
         else
             creates_in("serial.log (its folder)", spec.serial.log);
     }
@@ -283,7 +322,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
     std::optional<size_t> kvm_index;
     if (accel != spec::Accel::tcg) {
         kvm_index = needs.size();
-        needs.push_back({"machine.accel", input.kvm, R_OK | W_OK, mode_words(R_OK | W_OK)});
+        needs.push_back({"machine.accel", input.kvm, R_OK | W_OK, mode_words(R_OK | W_OK), {}});
     }
     if (int err = check_needs(needs, input.qemu, kvm_index, problems); err != 0) {
         std::string why = fmt::format("{}: not readable and writable by {}: {}", input.kvm,
@@ -294,11 +333,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
             warnings.push_back("machine.accel auto: " + why + "; QEMU will use TCG");
     }
     if (problems.empty()) return {};
-    std::string message =
-        problems.size() == 1 ? problems[0] : fmt::format("{} problems:", problems.size());
-    if (problems.size() > 1)
-        for (const auto& p : problems) message += "\n  " + p;
-    return make_error(Errc::launch, message, "checking what VM " + spec.name + " needs");
+    return preflight_error(spec, problems);
 }
 
 std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu) {

@@ -11,7 +11,7 @@ packages=(meson ninja-build g++ pkg-config python3
     libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libcap-ng-dev libfmt-dev libisofs-dev catch2
     ovmf
     qemu-system-x86 qemu-utils passt busybox-static cpio clang-format clang libclang-rt-14-dev iproute2 valgrind
-    podman runc debootstrap)
+    podman runc debootstrap openssh-client)
 
 # Each step says how far into the run it starts, so a slow step shows in any log. The start is
 # the first script's, passed on to the scripts it runs (scripts/test runs scripts/fuzz-smoke).

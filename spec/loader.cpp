@@ -134,6 +134,8 @@ class SpecReader {
         }
         fs::path p(as_written);
         resolved = (p.is_absolute() ? p : fs::path(spec_.base_dir) / p).lexically_normal().string();
+        const Node& at = *f.get(key);
+        spec_.positions[f.path_of(key)] = {at.line, at.column};
         return true;
     }
 

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <qshim/error.hpp>
 #include <qshim/export.hpp>
@@ -206,6 +207,12 @@ struct Filesystem {
 // The longest tag QEMU's vhost-user-fs-pci takes.
 inline constexpr std::size_t max_filesystem_tag = 36;
 
+// A place in a spec file: 1-based line and column.
+struct SourcePosition {
+    int line = 0;
+    int column = 0;
+};
+
 struct Hotplug {
     unsigned disks = 8;  // generous by default: "no more PCI slots" is the classic complaint
     unsigned interfaces = 4;
@@ -293,6 +300,9 @@ struct VmSpec {
 
     std::string source_file;  // the file it was loaded from, for messages
     std::string base_dir;     // relative paths are resolved against this folder
+    // Where each field naming a host file was written ("disks[0].path" -> its position in
+    // source_file), so a problem found when the VM starts (a missing image) points at it too.
+    std::map<std::string, SourcePosition> positions;
 };
 
 // Largest spec file accepted; a VM spec is a few KiB, so more is a mistake or an attack.

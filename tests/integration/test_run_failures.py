@@ -2,6 +2,7 @@
 """qshim run when things go wrong: nothing half-started, and errors that say what happened.
 Also the PID 1 duty of reaping orphans, in a real PID namespace."""
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -33,7 +34,11 @@ def missing_image_starts_nothing():
         qemu = fake_qemu(run.tmp, 'exec qemu-system-x86_64 "$@"')
         spec = write_spec(run.tmp, {"name": "gone", "disks": [{"name": "root", "path": "nowhere.raw", "format": "raw"}]})
         r = qshim("run", "--qemu", qemu, spec, check=3)
-        assert f"disks[0] (root): {run.tmp}/nowhere.raw: No such file or directory" in r.stderr, r.stderr
+        # Where the path was written (FILE:LINE:COL), as editors jump to, then the summary.
+        assert re.search(rf"^{re.escape(str(spec))}:\d+:\d+: disks\[0\] \(root\): "
+                         rf"{re.escape(str(run.tmp))}/nowhere.raw: No such file or directory$",
+                         r.stderr, re.M), r.stderr
+        assert "qshim: checking what VM gone needs: 1 problem:\n" in r.stderr, r.stderr
         assert not (run.tmp / "qemu-was-started").exists(), "a missing image still started QEMU"
 
 

@@ -15,12 +15,14 @@
 
 #include "launcher/cloud_init_seed.hpp"
 #include "launcher/iso_image.hpp"
+#include "launcher/preflight.hpp"
 #include "launcher/state_dir.hpp"
 #include "spec_test_util.hpp"
 
 using namespace qshim;
 using namespace qshim::launcher::detail;
 using Catch::Contains;
+using Catch::StartsWith;
 using qshim::test::must_parse;
 namespace fs = std::filesystem;
 
@@ -207,6 +209,45 @@ disks: [{{name: root, path: {}, format: raw, ephemeral: true}}]
     CHECK_FALSE(fs::exists(seed_path(in.dir)));
     CHECK_FALSE(fs::exists(overlay_path(in.dir, "root")));
     CHECK(fs::exists(vars));
+}
+
+TEST_CASE("preflight: a missing OVMF and an ephemeral disk's missing image, each at its place") {
+    TempDir tmp;
+    auto s = must_parse(fmt::format("name: a\n"
+                                    "machine: {{accel: tcg}}\n"
+                                    "firmware: {{type: uefi}}\n"
+                                    "disks:\n"
+                                    "  - name: root\n"
+                                    "    path: {}/gone.qcow2\n"
+                                    "    format: qcow2\n"
+                                    "    ephemeral: true\n",
+                                    tmp.path.string()),
+                        "/specs/vm.yaml");
+    PreflightInput input;
+    input.qemu = me();
+    input.firmware_dir = (tmp.path / "no-ovmf").string();
+    std::vector<std::string> warnings;
+    auto r = preflight(s, input, warnings);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::launch);
+    CHECK_THAT(r.error().what(), StartsWith("checking what VM a needs: 2 problems:\n"));
+    REQUIRE(r.error().diagnostics.size() == 2);
+    // Nothing in the spec names the firmware file: the problem is the file's, without a place.
+    CHECK(to_string(r.error().diagnostics[1]) ==
+          "/specs/vm.yaml: firmware.type uefi: " + tmp.path.string() +
+              "/no-ovmf/OVMF_CODE_4M.fd: No such file or directory (install Debian's ovmf)");
+    // The image is where disks[0].path was written: line 6, column 11.
+    CHECK(to_string(r.error().diagnostics[0]) ==
+          "/specs/vm.yaml:6:11: disks[0] (root): " + tmp.path.string() +
+              "/gone.qcow2: No such file or directory");
+
+    // A spec not read from a file has no places: the error alone says it.
+    s.source_file.clear();
+    r = preflight(s, input, warnings);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().diagnostics.empty());
+    CHECK_THAT(r.error().what(),
+               Contains("2 problems:") && Contains("gone.qcow2: No such file or directory"));
 }
 
 TEST_CASE("prepare_state: a missing source makes nothing and says what to install") {
