@@ -351,6 +351,9 @@ class ArgvBuilder {
             for (const auto& node :
                  detail::ephemeral_blockdevs(disk, detail::overlay_path(state_dir(), disk.name)))
                 json("-blockdev", node);
+        } else if (disk.no_medium()) {
+            // An empty cdrom drive: QEMU gives the device a BlockBackend of its own, without a
+            // medium, for blockdev-insert-medium to fill.
         } else if (disk.blank()) {
             spec::Disk made = disk;  // the image qshim makes in the state directory
             made.path = detail::blank_path(state_dir(), disk.name);
@@ -440,6 +443,7 @@ std::string format_node_name(std::string_view disk_name) { return node_name('b',
 std::string file_node_name(std::string_view disk_name) { return node_name('f', disk_name); }
 std::string image_node_name(std::string_view disk_name) { return node_name('i', disk_name); }
 std::string overlay_node_name(std::string_view disk_name) { return node_name('o', disk_name); }
+std::string media_node_name(std::string_view disk_name) { return node_name('m', disk_name); }
 
 std::string default_state_dir(const spec::VmSpec& spec) {
     std::string base = spec.base_dir.empty() ? std::string(".") : spec.base_dir;

@@ -32,6 +32,14 @@ std::array<Json, 2> disk_blockdevs(const spec::Disk& disk) {
                  {"read-only", disk.read_only}}};
 }
 
+Json medium_blockdev(const spec::Disk& disk, const std::string& node_name) {
+    // One node with its file inline: blockdev-del of this node removes both.
+    return Json{{"driver", spec::to_string(disk.format)},
+                {"node-name", node_name},
+                {"read-only", true},
+                {"file", Json{{"driver", "file"}, {"filename", disk.path}, {"read-only", true}}}};
+}
+
 std::array<Json, 4> ephemeral_blockdevs(const spec::Disk& disk, const std::string& overlay) {
     const std::string image = image_node_name(disk.name),
                       overlay_file = overlay_node_name(disk.name);
@@ -80,7 +88,8 @@ Json disk_device(const topology::Device& d, const spec::Disk& disk) {
         if (disk.boot_order) j["bootindex"] = *disk.boot_order;
         return j;
     }
-    Json j{{"driver", d.driver}, {"id", d.id}, {"drive", format_node_name(disk.name)}};
+    Json j{{"driver", d.driver}, {"id", d.id}};
+    if (!disk.no_medium()) j["drive"] = format_node_name(disk.name);
     switch (disk.bus) {
         case spec::DiskBus::virtio:
             pci_placement(j, d);

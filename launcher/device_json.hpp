@@ -16,6 +16,9 @@ std::string iothread_id(unsigned index);
 
 // The file node, then the format node on top of it (-blockdev / blockdev-add arguments).
 std::array<Json, 2> disk_blockdevs(const spec::Disk& disk);
+// A disc inserted into a running VM's cdrom drive: one read-only node named `node_name`, its file
+// node inline (QEMU names it; blockdev-del of the top node removes both).
+Json medium_blockdev(const spec::Disk& disk, const std::string& node_name);
 // An ephemeral disk's nodes: its image read-only (file, format), then the overlay on top
 // (file, qcow2 with the image's format node as its backing). The top node has the name
 // disk_blockdevs gives the format node, so the device is the same.

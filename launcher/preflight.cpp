@@ -221,6 +221,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
             continue;
         }
         if (d.blank()) continue;      // qshim makes it, in the state directory
+        if (d.no_medium()) continue;  // an empty cdrom drive
         // An ephemeral disk's image is only read: the guest writes to its overlay.
         file(fmt::format("disks[{}] ({})", i, d.name), d.path,
              d.read_only || d.ephemeral ? R_OK : R_OK | W_OK, fmt::format("disks[{}].path", i));

@@ -21,7 +21,7 @@ Json disk_json(const Disk& d) {
         j["capacity"] = d.capacity_text;
     } else if (!d.vhost_user_socket.empty()) {
         j["backend"] = Json{{"type", "vhostUser"}, {"socket", d.vhost_user_socket_as_written}};
-    } else {
+    } else if (!d.no_medium()) {
         j["path"] = d.path_as_written;
         j["format"] = to_string(d.format);
     }
@@ -32,6 +32,7 @@ Json disk_json(const Disk& d) {
     if (d.storage_daemon) j["storageDaemon"] = true;
     if (d.boot_order) j["bootOrder"] = *d.boot_order;
     if (d.pci_address) j["pciAddress"] = to_string(*d.pci_address);
+    if (d.lun) j["lun"] = *d.lun;
     if (d.iothread) j["iothread"] = *d.iothread;
     if (d.ephemeral) j["ephemeral"] = true;
     return j;
@@ -139,7 +140,8 @@ Json spec_json(const VmSpec& s) {
                                             {"tag", fs.tag},
                                             {"readOnly", fs.read_only}});
     }
-    j["hotplug"] = {{"disks", s.hotplug.disks}, {"interfaces", s.hotplug.interfaces}};
+    j["hotplug"] = {
+        {"disks", s.hotplug.disks}, {"interfaces", s.hotplug.interfaces}, {"scsi", s.hotplug.scsi}};
     j["devices"] = {{"balloon", s.devices.balloon}, {"rng", s.devices.rng}};
     optional_string(j["devices"], "guestAgent", s.devices.guest_agent_as_written);
     if (!s.serial.log.empty() || !s.serial.socket.empty()) {

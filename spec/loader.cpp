@@ -415,6 +415,9 @@ class SpecReader {
                 d.capacity_text = c->value;
             }
             d.format = DiskFormat::qcow2;
+        } else if (const Node* device = f.get("device");
+                   device && device->value == "cdrom" && !f.get("path") && !f.get("format")) {
+            // A cdrom drive with no disc: media come later (POST /v1/vm/disks/NAME/media).
         } else {
             f.require("path");
             path(f, "path", d.path, d.path_as_written);
@@ -477,6 +480,17 @@ class SpecReader {
                 fmt::format("only virtio disks have their own PCI function; a {} disk sits on its "
                             "controller",
                             to_string(d.bus)));
+        unsigned lun = 0;
+        if (f.uint("lun", lun, 0, max_scsi_luns - 1)) {
+            if (d.bus == DiskBus::scsi)
+                d.lun = lun;
+            else
+                diags_.add(
+                    *f.get("lun"), at(p, "lun"),
+                    fmt::format("only scsi disks have a LUN; a {} disk has {}", to_string(d.bus),
+                                d.bus == DiskBus::virtio ? "a PCI function (pciAddress)"
+                                                         : "an AHCI port, by list order"));
+        }
         f.finish();
         spec_.disks.push_back(std::move(d));
         disk_nodes_.push_back(&n);
@@ -686,6 +700,7 @@ class SpecReader {
         Fields f(diags_, n, "hotplug");
         f.uint("disks", spec_.hotplug.disks, 0, 64);
         f.uint("interfaces", spec_.hotplug.interfaces, 0, 32);
+        f.boolean("scsi", spec_.hotplug.scsi);
         f.finish();
     }
 
@@ -745,6 +760,7 @@ class SpecReader {
         std::map<unsigned, std::string> boot_orders;
         std::map<std::string, std::string> serials;
         std::map<MacAddress, std::string> macs;
+        std::map<unsigned, std::string> luns;
         // `p` ends in the field's key; report at that field, or at its item when it is a default.
         auto unique = [this](auto& seen, const auto& key, const Node& item, const std::string& p,
                              const std::string& what) {
@@ -764,6 +780,7 @@ class SpecReader {
                        fmt::format("bootOrder {}", *d.boot_order));
             if (!d.serial.empty())
                 unique(serials, d.serial, at, p + ".serial", "serial '" + d.serial + "'");
+            if (d.lun) unique(luns, *d.lun, at, p + ".lun", fmt::format("LUN {}", *d.lun));
         }
         for (size_t i = 0; i < spec_.interfaces.size(); ++i) {
             const Interface& n = spec_.interfaces[i];

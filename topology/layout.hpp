@@ -50,7 +50,7 @@ inline constexpr unsigned legacy_bridge_bus = 122;
 inline constexpr unsigned sata_ports = 6;
 // One virtio-scsi target, LUN per disk. 256 LUNs is far beyond any VM's need and below the
 // 16384 virtio-scsi allows.
-inline constexpr unsigned scsi_max_luns = 256;
+inline constexpr unsigned scsi_max_luns = spec::max_scsi_luns;
 
 inline constexpr std::string_view v1_machine = "pc-q35-7.2";
 

@@ -211,9 +211,40 @@ class Planner {
         return std::min(size, region.ports());
     }
 
+    // The virtio-scsi controller: for the spec's scsi disks, or kept for hot-plugged ones.
     bool has_scsi() const {
-        return std::any_of(spec_.disks.begin(), spec_.disks.end(),
+        return spec_.hotplug.scsi ||
+               std::any_of(spec_.disks.begin(), spec_.disks.end(),
                            [](auto& d) { return d.bus == spec::DiskBus::scsi; });
+    }
+
+    // Each scsi disk's LUN: its own `lun`, or else the lowest one still free, in list order. A
+    // spec without `lun` gets 0, 1, 2, ... in list order, as topology v1 always did; a disk
+    // removed from the middle keeps the others' LUNs once they are written down (resolve()).
+    std::vector<unsigned> scsi_luns() {
+        std::vector<unsigned> lun(spec_.disks.size(), 0);
+        std::vector<bool> taken(scsi_max_luns, false);
+        for (const auto& d : spec_.disks)
+            if (d.bus == spec::DiskBus::scsi && d.lun && *d.lun < scsi_max_luns)
+                taken[*d.lun] = true;
+        unsigned next = 0, count = 0;
+        for (size_t i = 0; i < spec_.disks.size(); ++i) {
+            const auto& d = spec_.disks[i];
+            if (d.bus != spec::DiskBus::scsi) continue;
+            ++count;
+            if (d.lun) {
+                lun[i] = *d.lun;
+                continue;
+            }
+            while (next < scsi_max_luns && taken[next]) ++next;
+            if (next == scsi_max_luns) break;  // reported below, by count
+            taken[next] = true;
+            lun[i] = next;
+        }
+        if (count > scsi_max_luns)
+            problem("disks",
+                    fmt::format("{} scsi disks; the layout holds {}", count, scsi_max_luns));
+        return lun;
     }
 
     unsigned controllers_needed() const {
@@ -283,7 +314,8 @@ class Planner {
         std::vector<std::optional<unsigned>> position_of(spec_.disks.size());
         for (unsigned p = 0; p < positions.size(); ++p)
             if (positions[p]) position_of[static_cast<size_t>(*positions[p])] = p;
-        unsigned lun = 0, sata_port = 0;
+        const std::vector<unsigned> luns = scsi_luns();
+        unsigned sata_port = 0;
         for (size_t i = 0; i < spec_.disks.size(); ++i) {
             const auto& d = spec_.disks[i];
             Device dev;
@@ -304,7 +336,7 @@ class Planner {
                 case spec::DiskBus::scsi:
                     dev.driver = cdrom ? "scsi-cd" : "scsi-hd";
                     dev.parent = "scsi.0.0";
-                    dev.unit = lun++;
+                    dev.unit = luns[i];
                     dev.address = {0, uint8_t(controllers_region.first_bus + scsi_position), 0, 0};
                     break;
                 case spec::DiskBus::sata:
@@ -316,8 +348,6 @@ class Planner {
             }
             topo_.devices.push_back(std::move(dev));
         }
-        if (lun > scsi_max_luns)
-            problem("disks", fmt::format("{} scsi disks; the layout holds {}", lun, scsi_max_luns));
         if (sata_port > sata_ports)
             problem("disks", fmt::format("{} sata disks; q35's AHCI controller has {} ports",
                                          sata_port, sata_ports));

@@ -13,8 +13,10 @@ spec::VmSpec resolve(const spec::VmSpec& spec, const Topology& topology) {
         auto i = static_cast<size_t>(d.spec_index);
         switch (d.kind) {
             case DeviceKind::disk:
-                // Only virtio disks own a PCI function; others are placed by list order.
+                // Virtio disks own a PCI function and scsi disks a LUN; sata disks are placed
+                // by list order.
                 if (out.disks[i].bus == spec::DiskBus::virtio) out.disks[i].pci_address = d.address;
+                if (out.disks[i].bus == spec::DiskBus::scsi) out.disks[i].lun = d.unit;
                 break;
             case DeviceKind::interface:
                 out.interfaces[i].pci_address = d.address;

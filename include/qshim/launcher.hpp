@@ -86,6 +86,9 @@ QSHIM_API std::string file_node_name(std::string_view disk_name);
 // is format_node_name.
 QSHIM_API std::string image_node_name(std::string_view disk_name);
 QSHIM_API std::string overlay_node_name(std::string_view disk_name);
+// A disc inserted into a running VM's cdrom drive, when format_node_name holds the one before
+// (the two names alternate from one change to the next).
+QSHIM_API std::string media_node_name(std::string_view disk_name);
 QSHIM_API std::string netdev_id(std::string_view interface_name);
 
 }  // namespace qshim::launcher

@@ -138,6 +138,9 @@ struct Disk {
     std::string serial;  // defaults to name
     std::optional<unsigned> boot_order;
     std::optional<PciAddress> pci_address;
+    // A scsi disk's LUN on the virtio-scsi controller (target 0). Unset: the lowest one no other
+    // scsi disk takes, in list order (docs/topology.md).
+    std::optional<unsigned> lun;
     // The IOThread (0 .. iothreads-1) that runs this disk's I/O: virtio disks, and the SCSI
     // controller of scsi disks. Unset: QEMU's main loop.
     std::optional<unsigned> iothread;
@@ -159,7 +162,11 @@ struct Disk {
     std::string vhost_user_socket_as_written;
     bool storage_daemon = false;
     bool vhost_user() const { return !vhost_user_socket.empty() || storage_daemon; }
+    // A cdrom drive with no disc in it (no `path`): media can be inserted while the VM runs.
+    bool no_medium() const { return device == DiskDevice::cdrom && path.empty(); }
 };
+// LUNs of the virtio-scsi controller qshim lays out (docs/topology.md).
+inline constexpr unsigned max_scsi_luns = 256;
 
 // A host port of a user network forwarded into the guest (QEMU's hostfwd).
 struct PortForward {
@@ -216,6 +223,9 @@ struct SourcePosition {
 struct Hotplug {
     unsigned disks = 8;  // generous by default: "no more PCI slots" is the classic complaint
     unsigned interfaces = 4;
+    // A virtio-scsi controller even while no scsi disk is in the spec, so scsi disks (LUNs) can
+    // be hot-plugged. Any scsi disk brings the controller anyway.
+    bool scsi = false;
 };
 
 struct Devices {

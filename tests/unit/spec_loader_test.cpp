@@ -266,6 +266,42 @@ TEST_CASE("a cdrom is read-only without saying so", "[spec][loader]") {
     CHECK(s.disks.at(0).read_only);
 }
 
+TEST_CASE("a cdrom drive may be empty, scsi disks take a LUN, hotplug.scsi keeps a controller",
+          "[spec][loader]") {
+    VmSpec s = loaded(
+        "name: vm\nhotplug: {scsi: true}\ndisks:\n"
+        "  - {name: cd, bus: scsi, device: cdrom, lun: 4}\n"
+        "  - {name: sd, path: a.img, format: raw, bus: scsi}\n");
+    CHECK(s.hotplug.scsi);
+    CHECK(s.disks.at(0).no_medium());
+    CHECK(s.disks.at(0).read_only);
+    CHECK(s.disks.at(0).lun == 4u);
+    CHECK_FALSE(s.disks.at(1).lun);
+    CHECK_FALSE(s.disks.at(1).no_medium());
+    // Written back: no path for the empty drive, the LUN where one was given.
+    auto yaml = to_yaml(s).value();
+    CHECK(dump(loaded(yaml)) == dump(s));
+    CHECK(yaml.find("lun: 4") != std::string::npos);
+    CHECK(yaml.find("scsi: true") != std::string::npos);
+    CHECK_FALSE(loaded("name: vm\n").hotplug.scsi);
+
+    using qshim::test::problem;
+    CHECK_THAT(problem("name: vm\ndisks: [{name: d, path: a.img, format: raw, lun: 1}]\n"),
+               Catch::Contains("disks[0].lun: only scsi disks have a LUN; a virtio disk has a "
+                               "PCI function (pciAddress)"));
+    CHECK_THAT(problem("name: vm\ndisks: [{name: d, path: a.img, format: raw, bus: scsi, lun: "
+                       "256}]\n"),
+               Catch::Contains("disks[0].lun"));
+    CHECK_THAT(problem("name: vm\ndisks:\n  - {name: a, path: a.img, format: raw, bus: scsi, "
+                       "lun: 2}\n  - {name: b, path: b.img, format: raw, bus: scsi, lun: 2}\n"),
+               Catch::Contains("vm.yaml:4:") && Catch::Contains("disks[1].lun: LUN 2 is also used "
+                                                                "by disks[0].lun"));
+    // Only a cdrom may leave its image out.
+    CHECK_THAT(qshim::test::problems("name: vm\ndisks: [{name: d, bus: scsi}]\n").at(0),
+               Catch::Contains("disks[0].path: is required"));
+    CHECK_THAT(problem("name: vm\nhotplug: {scsi: 1}\n"), Catch::Contains("hotplug.scsi"));
+}
+
 TEST_CASE("default_mac is pinned: FNV-1a of vm/interface under 52:54:00", "[spec][mac]") {
     // Literal values: if these change, every existing guest sees a new NIC.
     CHECK(to_string(default_mac("web", "eth0")) == "52:54:00:84:ae:fb");

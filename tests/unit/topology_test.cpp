@@ -158,6 +158,65 @@ hotplug: {disks: 0}
     CHECK(spare == std::vector<std::string>{"0000:03:00.0", "0000:04:00.0"});
 }
 
+TEST_CASE("scsi disks: LUNs in list order, pinned LUNs kept, the rest fill the lowest free ones") {
+    auto plain = must_plan(R"(
+name: s
+disks:
+  - {name: a, path: a.img, format: raw, bus: scsi}
+  - {name: b, path: b.img, format: raw, bus: scsi}
+  - {name: c, path: c.img, format: raw, bus: scsi}
+)");
+    for (auto [name, lun] : {std::pair{"a", 0u}, {"b", 1u}, {"c", 2u}})
+        CHECK(plain.find_device(name, DeviceKind::disk)->unit == lun);
+    auto pinned = must_plan(R"(
+name: s
+disks:
+  - {name: a, path: a.img, format: raw, bus: scsi, lun: 1}
+  - {name: b, path: b.img, format: raw, bus: scsi}
+  - {name: c, path: c.img, format: raw, bus: scsi, lun: 7}
+  - {name: d, path: d.img, format: raw, bus: scsi}
+  - {name: cd, bus: scsi, device: cdrom}
+)");
+    for (auto [name, lun] : {std::pair{"a", 1u}, {"b", 0u}, {"c", 7u}, {"d", 2u}, {"cd", 3u}})
+        CHECK(pinned.find_device(name, DeviceKind::disk)->unit == lun);
+    CHECK(pinned.find_device("cd", DeviceKind::disk)->driver == "scsi-cd");
+    // resolve() writes the LUNs down: removing one disk moves no other.
+    auto resolved = topology::resolve(must_parse(R"(
+name: s
+disks:
+  - {name: a, path: a.img, format: raw, bus: scsi}
+  - {name: b, path: b.img, format: raw, bus: scsi}
+  - {name: c, path: c.img, format: raw, bus: scsi}
+)"),
+                                      plain);
+    resolved.disks.erase(resolved.disks.begin() + 1);
+    auto after = topology::plan(resolved);
+    REQUIRE(after);
+    CHECK(after->find_device("c", DeviceKind::disk)->unit == 2);
+    CHECK(topology::diff(plain, *after).size() == 1);  // b removed, nothing moved
+}
+
+TEST_CASE("hotplug.scsi keeps a SCSI controller without scsi disks, at its fixed place") {
+    auto without = must_plan("name: s\n");
+    auto with = must_plan("name: s\nhotplug: {scsi: true}\n");
+    auto scsi = [](const topology::Topology& t) -> const topology::Device* {
+        for (const auto& d : t.devices)
+            if (d.driver == "virtio-scsi-pci") return &d;
+        return nullptr;
+    };
+    CHECK(scsi(without) == nullptr);
+    REQUIRE(scsi(with) != nullptr);
+    auto disk = must_plan("name: s\ndisks: [{name: a, path: a.img, format: raw, bus: scsi}]\n");
+    REQUIRE(scsi(disk) != nullptr);
+    CHECK(scsi(with)->address == scsi(disk)->address);
+    // Every other device stays where it was.
+    for (const auto& d : without.devices) {
+        const auto* same = with.find_device(d.name, d.kind);
+        REQUIRE(same != nullptr);
+        CHECK(same->address == d.address);
+    }
+}
+
 TEST_CASE("conflicting and impossible pins are rejected naming both devices") {
     auto e = plan_error(R"(
 name: c
