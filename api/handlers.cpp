@@ -147,6 +147,22 @@ Json migration_json(const MigrationStatus& m) {
     return j;
 }
 
+asio::awaitable<Response> change_medium(Vm& vm, const Route& route, const std::string& body) {
+    auto request = media_body(body);
+    if (request.error) co_return *request.error;
+    auto changed = co_await vm.change_medium(route.name, std::move(request.value));
+    if (!changed) co_return error_response(changed.error());
+    for (const auto& d : vm.live_spec().disks) {
+        if (d.name != route.name) continue;
+        Json j;
+        j["name"] = d.name;
+        j["medium"] =
+            d.no_medium() ? Json(nullptr) : Json{{"path", d.path}, {"format", to_string(d.format)}};
+        co_return json_response(200, j);
+    }
+    co_return error_response(make_error(Errc::internal, "the cdrom left the live spec"));
+}
+
 asio::awaitable<Response> start_migration(Vm& vm, const std::string& body) {
     auto request = migrate_body(body);
     if (request.error) co_return *request.error;
@@ -184,6 +200,8 @@ asio::awaitable<Response> handle(Vm& vm, const Route& route, std::string body) {
                                              [&vm](std::string n, std::chrono::milliseconds t) {
                                                  return vm.remove_disk(std::move(n), t);
                                              });
+        case Endpoint::media:
+            co_return co_await change_medium(vm, route, body);
         case Endpoint::interface:
             co_return co_await remove_device(vm, route,
                                              [&vm](std::string n, std::chrono::milliseconds t) {

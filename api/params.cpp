@@ -1,4 +1,4 @@
-// Parsing and range checks of timeoutSeconds, in the query of a DELETE or the body of a shutdown.
+// Parsing and range checks of the small request bodies and query parameters that are not a device.
 #include "api/params.hpp"
 
 #include <fmt/format.h>
@@ -134,6 +134,49 @@ Migration migrate_body(std::string_view body) {
         }
     }
     if (r.uri.empty()) m.error = field_error("uri", "is required: unix:PATH or tcp:HOST:PORT");
+    return m;
+}
+
+Media media_body(std::string_view body) {
+    Media m;
+    const char* example = R"({"path": "/images/disc.iso", "format": "raw"} or {"eject": true})";
+    auto doc = object_body(body, example, m.error);
+    if (!doc) return m;
+    bool eject = false, has_path = false, has_format = false;
+    for (const auto& [key, value] : doc->items()) {
+        if (key == "path") {
+            if (!value.is_string() || value.get<std::string>().empty() ||
+                value.get<std::string>().find('\0') != std::string::npos) {
+                m.error = field_error(key, "must be the image's path: a non-empty string");
+                return m;
+            }
+            m.value.path = value.get<std::string>();
+            has_path = true;
+        } else if (key == "format") {
+            if (value == "raw" || value == "qcow2") {
+                m.value.format = value == "raw" ? spec::DiskFormat::raw : spec::DiskFormat::qcow2;
+                has_format = true;
+            } else {
+                m.error = field_error(key, "must be one of raw, qcow2 (never probed)");
+                return m;
+            }
+        } else if (key == "eject" || key == "force") {
+            if (!value.is_boolean()) {
+                m.error = field_error(key, "must be true or false");
+                return m;
+            }
+            (key == "eject" ? eject : m.value.force) = value.get<bool>();
+        } else {
+            m.error = field_error(key, "unknown field (the body takes path, format, eject, force)");
+            return m;
+        }
+    }
+    if (eject && (has_path || has_format))
+        m.error = field_error("eject", "either eject, or a path and format to insert: not both");
+    else if (!eject && !has_path)
+        m.error = field_error("path", std::string("required, unless eject is true: ") + example);
+    else if (has_path && !has_format)
+        m.error = field_error("format", "required with path: raw or qcow2 (never probed)");
     return m;
 }
 

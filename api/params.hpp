@@ -37,4 +37,12 @@ struct Migration {
 };
 Migration migrate_body(std::string_view body);
 
+// The body of POST /v1/vm/disks/{name}/media (docs/api.md): {"path": P, "format": F} inserts
+// a disc, {"eject": true} ejects it; either may add "force": true.
+struct Media {
+    MediumChange value;
+    std::optional<Response> error;
+};
+Media media_body(std::string_view body);
+
 }  // namespace qshim::api

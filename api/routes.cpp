@@ -16,12 +16,13 @@ struct Pattern {
     std::string_view query_key;  // the one query parameter the endpoint takes, if any
 };
 
-constexpr std::array<Pattern, 15> patterns{{
+constexpr std::array<Pattern, 16> patterns{{
     {"GET", "/v1/vm", Endpoint::vm, ""},
     {"GET", "/v1/vm/topology", Endpoint::topology, ""},
     {"GET", "/v1/vm/cpus", Endpoint::cpus, ""},
     {"POST", "/v1/vm/disks", Endpoint::disks, ""},
     {"DELETE", "/v1/vm/disks/*", Endpoint::disk, "timeoutSeconds"},
+    {"POST", "/v1/vm/disks/*/media", Endpoint::media, ""},
     {"POST", "/v1/vm/interfaces", Endpoint::interfaces, ""},
     {"DELETE", "/v1/vm/interfaces/*", Endpoint::interface, "timeoutSeconds"},
     {"POST", "/v1/vm/pause", Endpoint::pause, ""},
@@ -178,7 +179,9 @@ Route route(std::string_view method, std::string_view target) {
     r.endpoint = hit->endpoint;
     r.query = std::move(*query);
     r.message.clear();
-    if (hit->path.back() == '*') r.name = segs.back();
+    const auto want = pattern_segments(hit->path);
+    for (size_t i = 0; i < want.size(); ++i)
+        if (want[i] == "*") r.name = segs[i];
     return r;
 }
 

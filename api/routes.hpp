@@ -14,6 +14,7 @@ enum class Endpoint {
     cpus,              // GET    /v1/vm/cpus
     disks,             // POST   /v1/vm/disks
     disk,              // DELETE /v1/vm/disks/{name}
+    media,             // POST   /v1/vm/disks/{name}/media
     interfaces,        // POST   /v1/vm/interfaces
     interface,         // DELETE /v1/vm/interfaces/{name}
     pause,             // POST   /v1/vm/pause

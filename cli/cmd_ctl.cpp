@@ -133,22 +133,28 @@ void copy_options(const Args& args, Json& body,
 
 int disk_add(const Ctl& ctl, const Argv& a) {
     Args args(a,
-              {"--name", "--path", "--format", "--bus", "--serial", "--pci-address", "--iothread"},
-              {"--read-only"});
+              {"--name", "--path", "--format", "--bus", "--serial", "--pci-address", "--iothread",
+               "--lun"},
+              {"--read-only", "--cdrom"});
     if (!args.ok()) return usage(args.error());
     if (!args.positional().empty()) return usage("disk add takes options only");
+    // An empty cdrom drive has no image; anything else needs one.
+    const bool empty_drive = args.has("--cdrom") && !args.has("--path") && !args.has("--format");
     for (const char* required : {"--name", "--path", "--format"})
-        if (!args.has(required)) return usage(fmt::format("disk add needs {}", required));
+        if (!args.has(required) && (empty_drive ? required == std::string_view("--name") : true))
+            return usage(fmt::format("disk add needs {}", required));
     Json body;
     body["name"] = *args.get("--name");
-    body["path"] = absolute_path(*args.get("--path"));
+    if (auto path = args.get("--path")) body["path"] = absolute_path(*path);
     copy_options(args, body, {{"--format", "format"}, {"--bus", "bus"}});
+    if (args.has("--cdrom")) body["device"] = "cdrom";
     if (args.has("--read-only")) body["readOnly"] = true;
     copy_options(args, body, {{"--serial", "serial"}, {"--pci-address", "pciAddress"}});
-    if (auto io = args.get("--iothread")) {
-        if (!whole_number(*io)) return usage("--iothread needs an IOThread number, such as 0");
-        body["iothread"] = std::stoul(*io);
-    }
+    for (const auto& [option, field] : {std::pair{"--iothread", "iothread"}, {"--lun", "lun"}})
+        if (auto n = args.get(option)) {
+            if (!whole_number(*n)) return usage(fmt::format("{} needs a whole number", option));
+            body[field] = std::stoul(*n);
+        }
     return ctl.call("POST", "/v1/vm/disks", body.dump());
 }
 
@@ -192,6 +198,24 @@ int remove(const Ctl& ctl, const Argv& a, const char* command, const char* colle
 }
 
 int disk_remove(const Ctl& ctl, const Argv& a) { return remove(ctl, a, "disk remove", "disks"); }
+
+int disk_media(const Ctl& ctl, const Argv& a) {
+    Args args(a, {"--path", "--format"}, {"--eject", "--force"});
+    if (!args.ok()) return usage(args.error());
+    if (args.positional().size() != 1) return usage("disk media needs exactly one NAME");
+    if (args.has("--eject") == args.has("--path"))
+        return usage("disk media needs --path P --format F to insert a disc, or --eject");
+    if (args.has("--path") && !args.has("--format"))
+        return usage("disk media --path needs --format");
+    Json body = Json::object();
+    if (auto path = args.get("--path")) body["path"] = absolute_path(*path);
+    copy_options(args, body, {{"--format", "format"}});
+    if (args.has("--eject")) body["eject"] = true;
+    if (args.has("--force")) body["force"] = true;
+    return ctl.call("POST",
+                    fmt::format("/v1/vm/disks/{}/media", percent_encode(args.positional()[0])),
+                    body.dump());
+}
 int interface_remove(const Ctl& ctl, const Argv& a) {
     return remove(ctl, a, "interface remove", "interfaces");
 }
@@ -362,6 +386,7 @@ constexpr Command commands[] = {
     {"cpus", ctl_help::cpus, cpus},
     {"disk add", ctl_help::disk_add, disk_add},
     {"disk remove", ctl_help::disk_remove, disk_remove},
+    {"disk media", ctl_help::disk_media, disk_media},
     {"interface add", ctl_help::interface_add, interface_add},
     {"interface remove", ctl_help::interface_remove, interface_remove},
     {"pause", ctl_help::pause, pause},
@@ -401,13 +426,16 @@ int cmd_ctl(const std::vector<std::string>& argv) {
     std::string name = words[0];
     size_t used = 1;
     if (name == "disk" || name == "interface") {
-        if (words.size() < 2 || (words[1] != "add" && words[1] != "remove")) {
+        const bool known = words.size() >= 2 && (words[1] == "add" || words[1] == "remove" ||
+                                                 (name == "disk" && words[1] == "media"));
+        if (!known) {
             if (help) {
                 for (const auto& c : commands)
                     if (c.name.substr(0, name.size() + 1) == name + " ") fmt::print("{}\n", c.help);
                 return exit_ok;
             }
-            return usage(fmt::format("{} needs a subcommand: add or remove", name));
+            return usage(fmt::format("{} needs a subcommand: {}", name,
+                                     name == "disk" ? "add, remove or media" : "add or remove"));
         }
         name += " " + words[1];
         used = 2;

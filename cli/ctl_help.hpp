@@ -18,6 +18,8 @@ Commands:
   disk add --name N --path P --format raw|qcow2 [...]
                                   hot-plug a disk into a free hotplug port
   disk remove NAME [--timeout S]  unplug a disk once the guest lets go of it
+  disk media NAME (--path P --format F | --eject) [--force]
+                                  insert or eject a cdrom's disc
   interface add --name N (--user | --tap IF | --stream SOCKET) [...]
                                   hot-plug a network interface
   interface remove NAME [--timeout S]
@@ -96,28 +98,36 @@ Example:
 
 constexpr const char* disk_add =
     R"(Usage: qshim ctl --api-socket PATH disk add --name N --path P --format raw|qcow2
-                                      [--bus virtio] [--serial S] [--read-only]
+                                      [--bus virtio|scsi] [--lun N] [--cdrom]
+                                      [--serial S] [--read-only]
                                       [--pci-address DDDD:BB:SS.F] [--iothread N]
 
-Hot-plug a disk into the first free disk hotplug port (or the port at
---pci-address). The fields and rules are those of a disks[] entry of the spec
-(docs/spec.md); a relative --path is made absolute against the current
-folder. Prints the placed device (its guest address and serial).
+Hot-plug a disk: a virtio disk into the first free disk hotplug port (or the
+port at --pci-address), a scsi disk as the lowest free LUN (or --lun) of the
+VM's virtio-scsi controller (the VM needs one: a scsi disk in its spec, or
+hotplug.scsi: true). The fields and rules are those of a disks[] entry of the
+spec (docs/spec.md); a relative --path is made absolute against the current
+folder. Prints the placed device (its guest address, LUN and serial).
 
 Options:
   --name N            device name: a DNS label starting with a letter, unique
-  --path P            the image file
+  --path P            the image file (a --cdrom may leave it out: an empty drive)
   --format raw|qcow2  the image format (never probed)
-  --bus virtio        the default, and the bus hotplug ports take
+  --bus virtio|scsi   virtio (the default) takes a PCIe hotplug port; scsi a LUN
+  --lun N             a free LUN (0-255) of the SCSI controller, for --bus scsi
+  --cdrom             a cdrom drive (--bus scsi): read-only, its disc changed
+                      with 'disk media'
   --serial S          what the guest sees as serial (default: the name)
   --read-only         open the image read-only
   --pci-address A     a free hotplug port's device address, e.g. 0000:10:00.0
   --iothread N        run the disk's I/O on IOThread N (the spec's iothreads)
 
-Errors: 400 invalid field, 409 name taken or no free disk port.
+Errors: 400 invalid field, 409 name taken, no free disk port or LUN, or no
+SCSI controller.
 
-Example:
+Examples:
   qshim ctl --api-socket /run/vm1.sock disk add --name data --path /var/lib/vm1/data.qcow2 --format qcow2
+  qshim ctl --api-socket /run/vm1.sock disk add --name lun3 --bus scsi --path /var/lib/vm1/l.raw --format raw
   curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/disks \
        -H 'Content-Type: application/json' \
        -d '{"name": "data", "path": "/var/lib/vm1/data.qcow2", "format": "qcow2"}'
@@ -134,6 +144,35 @@ under "removing" in 'status'; it goes as soon as the guest releases it.
 Example:
   qshim ctl --api-socket /run/vm1.sock disk remove data --timeout 10
   curl --unix-socket /run/vm1.sock -X DELETE 'http://localhost/v1/vm/disks/data?timeoutSeconds=10'
+)";
+
+constexpr const char* disk_media =
+    R"(Usage: qshim ctl --api-socket PATH disk media NAME --path P --format raw|qcow2 [--force]
+       qshim ctl --api-socket PATH disk media NAME --eject [--force]
+
+Change the disc in cdrom NAME: insert the image P (in place of whatever the
+drive holds), or eject it and leave the drive empty. The image is checked and
+opened before the tray opens, so an image QEMU cannot read changes nothing.
+
+A guest using the disc (mounted, or a program holding the drive) locks the
+tray. qshim then asks the guest to eject, as a drive's button would, and if
+the tray stays shut for 3 s the answer is 409 and nothing changed. --force
+opens the tray regardless: the guest loses the disc under its feet.
+
+Options:
+  --path P            the image to insert; relative: to the current folder
+  --format raw|qcow2  its format (never probed)
+  --eject             take the disc out instead
+  --force             open the tray even when the guest has locked it
+
+Errors: 404 no such disk, 400 invalid field or an image QEMU cannot read,
+409 the tray is locked, or NAME is not a cdrom.
+
+Examples:
+  qshim ctl --api-socket /run/vm1.sock disk media cd --path /images/tools.iso --format raw
+  qshim ctl --api-socket /run/vm1.sock disk media cd --eject
+  curl --unix-socket /run/vm1.sock -X POST http://localhost/v1/vm/disks/cd/media \
+       -d '{"path": "/images/tools.iso", "format": "raw"}'
 )";
 
 constexpr const char* interface_add = R"(Usage: qshim ctl --api-socket PATH interface add --name N

@@ -25,6 +25,14 @@ constexpr auto token = asio::as_tuple(asio::use_awaitable);
 
 bool on_disk_port(const Device& d) { return d.parent.rfind("rp.disks.", 0) == 0; }
 bool on_nic_port(const Device& d) { return d.parent.rfind("rp.interfaces.", 0) == 0; }
+bool on_scsi(const Device& d) { return d.kind == DeviceKind::disk && d.parent == "scsi.0.0"; }
+// What can be unplugged: PCIe hotplug ports' devices, and the LUNs of the virtio-scsi controller.
+bool unpluggable(const Device& d) { return on_disk_port(d) || on_nic_port(d) || on_scsi(d); }
+
+bool has_scsi_controller(const topology::Topology& topo) {
+    return std::any_of(topo.devices.begin(), topo.devices.end(),
+                       [](const Device& d) { return d.driver == "virtio-scsi-pci"; });
+}
 
 // hotplug.<class> = ports the class has minus devices using them: planning the live spec then
 // creates exactly the ports that exist, however devices came and went.
@@ -38,6 +46,8 @@ void refresh_hotplug_counts(spec::VmSpec& spec, const topology::Topology& topo) 
     for (const auto& n : spec.interfaces) nics += n.model != spec::NicModel::e1000;
     spec.hotplug.disks = disk_ports - disks;
     spec.hotplug.interfaces = nic_ports - nics;
+    // The controller stays when its last scsi disk goes: QEMU keeps it.
+    spec.hotplug.scsi = has_scsi_controller(topo);
 }
 
 qmp::Json plain(const Json& ordered) { return qmp::Json::parse(ordered.dump()); }
@@ -58,7 +68,11 @@ const std::string refused_device = "QEMU refused the device";
 
 Stray block_node(std::string id) { return Stray{Stray::Kind::block_node, std::move(id), {}}; }
 Stray netdev_object(std::string id) { return Stray{Stray::Kind::netdev, std::move(id), {}}; }
-Stray device_at(const Device& d) { return Stray{Stray::Kind::device, d.id, d.address}; }
+Stray device_at(const Device& d) {
+    // A LUN holds no hotplug port: only a PCIe device can keep one from the next plug.
+    return Stray{Stray::Kind::device, d.id,
+                 on_scsi(d) ? std::nullopt : std::optional<spec::PciAddress>(d.address)};
+}
 
 bool busy(const Error& e) {
     // Native PCIe hotplug refuses device_del while the slot's power indicator blinks, right
@@ -151,6 +165,35 @@ Result<Hotplug::Plan> Hotplug::place(
     return make_error(Errc::internal, "the planned device is not at its port");
 }
 
+Result<Hotplug::Plan> Hotplug::place_lun(const spec::Disk& disk) {
+    unsigned used = 0;
+    for (const auto& d : live_.topology.devices) {
+        if (!on_scsi(d)) continue;
+        ++used;
+        if (disk.lun && d.unit == disk.lun)
+            return make_error(Errc::conflict,
+                              fmt::format("LUN {} is taken by disk {}", *disk.lun, d.name));
+    }
+    if (used >= spec::max_scsi_luns)
+        return make_error(Errc::conflict, fmt::format("every one of the SCSI controller's {} LUNs "
+                                                      "is in use",
+                                                      spec::max_scsi_luns));
+    spec::VmSpec candidate = live_.spec;
+    candidate.disks.push_back(disk);
+    refresh_hotplug_counts(candidate, live_.topology);
+    auto planned = topology::plan(candidate);
+    if (!planned)
+        return make_error(Errc::internal,
+                          "the live spec no longer plans: " + planned.error().what());
+    if (planned->controllers.size() != live_.topology.controllers.size())
+        return make_error(Errc::internal, "hotplug would change the set of root ports");
+    const Device* placed = planned->find_device(disk.name, DeviceKind::disk);
+    if (!placed || !placed->unit) return make_error(Errc::internal, "the planned disk has no LUN");
+    candidate.disks.back().lun = placed->unit;  // written down: it never moves
+    Device device = *placed;
+    return Plan{std::move(candidate), std::move(*planned), std::move(device)};
+}
+
 Device Hotplug::commit(Plan plan) {
     live_.spec = std::move(plan.spec);
     live_.topology = std::move(plan.topology);
@@ -165,10 +208,14 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
     const std::string context = "hot-plugging disk " + disk.name;
     if (auto ok = can_change_(); !ok) co_return Error(ok.error());
     co_await reconcile();
-    if (disk.bus != spec::DiskBus::virtio)
+    if (disk.bus == spec::DiskBus::sata)
         co_return field_error(
-            "bus", "only virtio disks can be hot-plugged; scsi and sata disks sit on controllers",
-            context);
+            "bus", "q35's AHCI ports cannot be hot-plugged; use bus virtio or scsi", context);
+    if (disk.bus == spec::DiskBus::scsi && !has_scsi_controller(live_.topology))
+        co_return make_error(Errc::conflict,
+                             "this VM has no SCSI controller to plug the disk into; start it "
+                             "with hotplug.scsi: true (or a scsi disk) to hot-plug scsi disks",
+                             context);
     const std::string file = file_node_name(disk.name), format = format_node_name(disk.name);
     const std::vector<std::string> qemu_ids{disk.name, file, format};
     if (auto ok = check_new_name(disk.name, qemu_ids); !ok) co_return Error(ok.error());
@@ -178,13 +225,16 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
                 Errc::conflict,
                 fmt::format("serial '{}' is already used by disk {}", disk.serial, d.name),
                 context);
-    if (auto why = disk_file_problem(disk, qemu_); !why.empty())
-        co_return field_error("path", disk.path + ": " + why, context);
+    if (!disk.no_medium())
+        if (auto why = disk_file_problem(disk, qemu_); !why.empty())
+            co_return field_error("path", disk.path + ": " + why, context);
     auto plan =
-        place("disks", disk.pci_address, [&disk](spec::VmSpec& s, const spec::PciAddress& a) {
-            s.disks.push_back(disk);
-            s.disks.back().pci_address = a;
-        });
+        disk.bus == spec::DiskBus::scsi
+            ? place_lun(disk)
+            : place("disks", disk.pci_address, [&disk](spec::VmSpec& s, const spec::PciAddress& a) {
+                  s.disks.push_back(disk);
+                  s.disks.back().pci_address = a;
+              });
     if (!plan) co_return Error(plan.error());
 
     // Backend first, then the device; on failure undo what was done, newest first. (Every
@@ -198,9 +248,13 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
     const qmp::Json file_args = plain(nodes[0]), format_args = plain(nodes[1]);
     const qmp::Json device_args = plain(disk_device(plan->device, disk));
     std::vector<Step> done;
-    auto r = co_await forward(done, "blockdev-add", file_args, file_node, cannot_open, context);
-    if (r)
-        r = co_await forward(done, "blockdev-add", format_args, format_node, cannot_read, context);
+    Result<void> r;
+    if (!disk.no_medium()) {  // an empty cdrom drive has no nodes
+        r = co_await forward(done, "blockdev-add", file_args, file_node, cannot_open, context);
+        if (r)
+            r = co_await forward(done, "blockdev-add", format_args, format_node, cannot_read,
+                                 context);
+    }
     if (r) r = co_await forward(done, "device_add", device_args, device, refused_device, context);
     if (!r) co_return Error(r.error());
     co_return commit(std::move(*plan));
@@ -269,10 +323,11 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
                 co_return make_error(Errc::not_found,
                                      fmt::format("no {} named '{}'", to_string(kind), name),
                                      context);
-            if (!on_disk_port(*found) && !on_nic_port(*found))
-                co_return make_error(
-                    Errc::unsupported,
-                    "only virtio disks and virtio/e1000e NICs sit on hotplug ports", context);
+            if (!unpluggable(*found))
+                co_return make_error(Errc::unsupported,
+                                     "only virtio and scsi disks and virtio/e1000e NICs can be "
+                                     "unplugged (sata disks and e1000 NICs cannot)",
+                                     context);
             const Device device = *found;
             const auto pending = live_.removing.find(key);
             // Subscribe before device_del, so the event cannot slip past.
@@ -372,7 +427,7 @@ asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std:
 void Hotplug::device_deleted(const std::string& id) {
     // Only a hot-plugged device that nobody is removing: the guest ejected it by itself.
     for (const auto& d : live_.topology.devices) {
-        if (d.id != id || d.spec_index < 0 || (!on_disk_port(d) && !on_nic_port(d))) continue;
+        if (d.id != id || d.spec_index < 0 || !unpluggable(d)) continue;
         if (live_.removing.count(fmt::format("{}/{}", to_string(d.kind), d.name))) return;
         qshim::detail::spawn(
             ex_,
@@ -392,7 +447,19 @@ asio::awaitable<void> Hotplug::complete_removal(Device device) {
     // The device is gone: now its backend can go too. What QEMU does not confirm gone is a stray.
     std::vector<Stray> backends;
     if (device.kind == DeviceKind::disk) {
+        // Top node first: a node goes only once nothing uses it. Nodes the disk never had are
+        // "already gone" to remove_object.
+        auto& disks = live_.spec.disks;
+        auto it = std::find_if(disks.begin(), disks.end(),
+                               [&](const spec::Disk& d) { return d.name == device.name; });
+        const bool ephemeral = it != disks.end() && it->ephemeral;
+        const bool cdrom = it != disks.end() && it->device == spec::DiskDevice::cdrom;
+        if (cdrom) backends.push_back(block_node(media_node_name(device.name)));
         backends.push_back(block_node(format_node_name(device.name)));
+        if (ephemeral) {
+            backends.push_back(block_node(overlay_node_name(device.name)));
+            backends.push_back(block_node(image_node_name(device.name)));
+        }
         backends.push_back(block_node(file_node_name(device.name)));
     } else {
         backends.push_back(netdev_object(netdev_id(device.name)));

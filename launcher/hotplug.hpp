@@ -58,6 +58,13 @@ class Hotplug {
     boost::asio::awaitable<Result<topology::Device>> add_interface(spec::Interface nic);
     boost::asio::awaitable<Result<void>> remove(topology::DeviceKind kind, std::string name,
                                                 std::chrono::milliseconds timeout);
+    // A cdrom's disc: `medium` (a disk's path and format) goes in place of whatever the drive
+    // holds, or nullopt ejects it. The drive's tray opens first: when the guest has locked it,
+    // QEMU asks the guest to eject, and unless the guest opens it within `tray_wait` the change
+    // is refused (Errc::conflict) with nothing changed; `force` opens it regardless.
+    boost::asio::awaitable<Result<void>> change_medium(std::string name,
+                                                       std::optional<spec::Disk> medium, bool force,
+                                                       std::chrono::milliseconds tray_wait);
     // QMP DEVICE_DELETED for a device nobody is unplugging: the guest ejected it by itself.
     void device_deleted(const std::string& id);
     // Who QEMU runs as: a hot-plugged disk's image is checked as that uid before QEMU sees it.
@@ -79,6 +86,12 @@ class Hotplug {
 
     Result<Plan> place(const std::string& cls, const std::optional<spec::PciAddress>& wanted,
                        const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add);
+    // A scsi disk's LUN: its own `lun` when free, else the lowest free one.
+    Result<Plan> place_lun(const spec::Disk& disk);
+    // Opens the tray of cdrom `id` (see change_medium).
+    boost::asio::awaitable<Result<void>> open_tray(const std::string& id, bool force,
+                                                   std::chrono::milliseconds wait,
+                                                   const std::string& context);
     Result<void> check_new_name(const std::string& name,
                                 const std::vector<std::string>& qemu_ids) const;
     // Makes a successful plug the live state and announces it.

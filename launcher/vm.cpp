@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <csignal>
+#include <filesystem>
 #include <qshim/log.hpp>
 #include <qshim/vm.hpp>
 
@@ -291,6 +292,26 @@ boost::asio::awaitable<Result<void>> Vm::remove_interface(std::string name,
                                                           std::chrono::milliseconds timeout) {
     return holding(
         impl_, impl_->hotplug().remove(topology::DeviceKind::interface, std::move(name), timeout));
+}
+boost::asio::awaitable<Result<void>> Vm::change_medium(std::string disk, MediumChange change) {
+    std::optional<spec::Disk> medium;
+    if (!change.path.empty()) {
+        spec::Disk d;
+        d.name = disk;
+        d.device = spec::DiskDevice::cdrom;
+        d.read_only = true;
+        d.format = change.format;
+        d.path_as_written = change.path;
+        const std::filesystem::path written(change.path);
+        d.path =
+            (written.is_absolute() ? written
+                                   : std::filesystem::path(impl_->live_spec().base_dir) / written)
+                .lexically_normal()
+                .string();
+        medium = std::move(d);
+    }
+    return holding(impl_, impl_->hotplug().change_medium(std::move(disk), std::move(medium),
+                                                         change.force, eject_request_wait));
 }
 boost::asio::awaitable<Result<void>> Vm::pause() {
     return holding(impl_, impl_->run_control("stop"));

@@ -72,6 +72,15 @@ struct VmOptions {
     std::chrono::milliseconds migration_step_timeout{30'000};
 };
 
+// A disc for a running VM's cdrom drive (docs/api.md, POST /v1/vm/disks/NAME/media).
+struct MediumChange {
+    std::string path;  // the image; relative: to the spec's folder. Empty: eject
+    spec::DiskFormat format = spec::DiskFormat::raw;
+    bool force = false;  // open the tray even when the guest has locked it
+};
+// How long a guest that has locked a cdrom's tray has to open it when asked to eject.
+inline constexpr std::chrono::milliseconds eject_request_wait{3000};
+
 // A live migration asked of a running VM (docs/migration.md). The target is a qshim started
 // with `run --incoming` from this VM's live spec.
 struct MigrationRequest {
@@ -183,6 +192,13 @@ class QSHIM_API Vm {
                                                      std::chrono::milliseconds timeout);
     boost::asio::awaitable<Result<void>> remove_interface(std::string name,
                                                           std::chrono::milliseconds timeout);
+    // A cdrom's disc: inserts change.path in place of whatever the drive holds, or ejects it.
+    // The image is checked first and its node added before the tray opens, so a file QEMU cannot
+    // read changes nothing. Errors: not_found (no such disk), invalid_spec (the image), conflict
+    // (not a cdrom; or the guest keeps the tray locked and did not open it
+    // within eject_request_wait: nothing changed; change.force opens it regardless), state.
+    // The live spec's disk then names the new disc (no path: empty); event `medium-changed`.
+    boost::asio::awaitable<Result<void>> change_medium(std::string disk, MediumChange change);
     boost::asio::awaitable<Result<void>> pause();
     boost::asio::awaitable<Result<void>> resume();
 

@@ -31,6 +31,7 @@ TEST_CASE("every endpoint routes with its method") {
         {"GET", "/v1/vm/topology", Endpoint::topology},
         {"POST", "/v1/vm/disks", Endpoint::disks},
         {"DELETE", "/v1/vm/disks/data", Endpoint::disk},
+        {"POST", "/v1/vm/disks/cd/media", Endpoint::media},
         {"POST", "/v1/vm/interfaces", Endpoint::interfaces},
         {"DELETE", "/v1/vm/interfaces/net1", Endpoint::interface},
         {"POST", "/v1/vm/pause", Endpoint::pause},
@@ -49,6 +50,9 @@ TEST_CASE("every endpoint routes with its method") {
         CHECK(r.endpoint == c.endpoint);
     }
     CHECK(route("DELETE", "/v1/vm/disks/data").name == "data");
+    CHECK(route("POST", "/v1/vm/disks/cd/media").name == "cd");  // the name mid-path
+    CHECK(route("GET", "/v1/vm/disks/cd/media").outcome == Outcome::method_not_allowed);
+    CHECK(route("POST", "/v1/vm/disks/cd/tray").outcome == Outcome::not_found);
 }
 
 TEST_CASE("one trailing slash is ignored, empty segments match nothing") {
@@ -287,6 +291,41 @@ TEST_CASE("a bad migrate body is a 400 naming the field") {
     }
     REQUIRE(migrate_body("not json").error);
     REQUIRE(migrate_body("[1]").error);
+}
+
+TEST_CASE("the media body inserts a disc or ejects it") {
+    Media insert = media_body(R"({"path": "/images/a.iso", "format": "raw"})");
+    REQUIRE_FALSE(insert.error);
+    CHECK(insert.value.path == "/images/a.iso");
+    CHECK(insert.value.format == spec::DiskFormat::raw);
+    CHECK_FALSE(insert.value.force);
+    Media forced = media_body(R"({"path": "b.qcow2", "format": "qcow2", "force": true})");
+    REQUIRE_FALSE(forced.error);
+    CHECK((forced.value.format == spec::DiskFormat::qcow2 && forced.value.force));
+    Media eject = media_body(R"({"eject": true})");
+    REQUIRE_FALSE(eject.error);
+    CHECK(eject.value.path.empty());
+    for (auto [body, field] : std::vector<std::pair<std::string, std::string>>{
+             {"{}", "path"},
+             {R"({"eject": false})", "path"},
+             {R"({"path": "/a.iso"})", "format"},
+             {R"({"path": "/a.iso", "format": "vmdk"})", "format"},
+             {R"({"path": "", "format": "raw"})", "path"},
+             {R"({"path": "/a\u0000b", "format": "raw"})", "path"},
+             {R"({"path": 5, "format": "raw"})", "path"},
+             {R"({"eject": true, "path": "/a.iso"})", "eject"},
+             {R"({"eject": "yes"})", "eject"},
+             {R"({"eject": true, "force": 1})", "force"},
+             {R"({"eject": true, "tray": "open"})", "tray"},
+         }) {
+        INFO(body);
+        Media m = media_body(body);
+        REQUIRE(m.error);
+        CHECK(m.error->status == 400);
+        CHECK(Json::parse(m.error->body)["error"]["fields"][0]["path"] == field);
+    }
+    REQUIRE(media_body("not json").error);
+    REQUIRE(media_body("[]").error);
 }
 
 TEST_CASE("peers: the same uid or root") {
