@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hotplug soak: a disk and a NIC plugged and unplugged through the API, many times, into a running
 guest. Nothing may accumulate: open fds of qshim and of QEMU, block nodes, PCI devices, qshim's
-memory. Prints the figures. QSHIM_SOAK_CYCLES sets the count (default 1000)."""
+memory. Prints the figures. QSHIM_SOAK_CYCLES sets the count (default 500)."""
 import os
 import sys
 import time
@@ -57,7 +57,7 @@ def rss_kib(pid):
 
 
 def main():
-    cycles = int(os.environ.get("QSHIM_SOAK_CYCLES", "1000"))
+    cycles = int(os.environ.get("QSHIM_SOAK_CYCLES", "500"))
     with QshimRun() as run:
         api, qmp_path = run.tmp / "api.sock", run.tmp / "qmp.sock"
         run.run(guest_spec(run.tmp), "--api-socket", str(api), "--qmp-socket", str(qmp_path))
@@ -91,8 +91,10 @@ def main():
         status = expect(api, "GET", "/v1/vm")
         assert status["removing"] == [] and status["diverged"] == [], status
         assert not any(d["name"] == "soak" for d in status["spec"]["disks"])
-        # Flat: no growth beyond noise (a page or two of allocator slack) from the first sample on.
+        # Flat: from the first sample on, less than 256 bytes a cycle (a leak of one small object a
+        # cycle fails; 1000 cycles grew by 4 KiB in CI, a page of allocator slack).
         growth = max(rss) - rss[0]
+        limit = cycles * 256 // 1024
         print(f"hotplug soak: {cycles} cycles (disk + NIC plug and unplug each) in {took:.1f} s, "
               f"{took / cycles * 1000:.1f} ms per cycle; fds qshim {base['qshim fds']} -> "
               f"{after['qshim fds']}, QEMU {base['qemu fds']} -> {after['qemu fds']}; "
@@ -102,7 +104,8 @@ def main():
             # there; its leak checker, at qshim's exit, is the check instead.
             print("hotplug soak: RSS not checked under AddressSanitizer (quarantine); LeakSanitizer is")
         else:
-            assert growth <= 256, f"qshim's RSS grew by {growth} KiB over {cycles} cycles: {rss}"
+            assert growth <= limit, \
+                f"qshim's RSS grew by {growth} KiB (limit {limit}) over {cycles} cycles: {rss}"
         run.console.wait_report(lambda r: not r.disk_by_serial("soak") and not r.nic_by_mac(nic["mac"]),
                                 timeout=60)
         qmp.close()
