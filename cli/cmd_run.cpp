@@ -281,7 +281,9 @@ int cmd_run(const std::vector<std::string>& argv) {
             }
             // QEMU runs and the API socket is bound: what qshim still needs is small.
             if (started && !cannot_supervise)
-                if (auto locked = launcher::lock_down_supervisor(); !locked) {
+                if (auto locked =
+                        launcher::lock_down_supervisor(launcher::supervisor_needs(vm.spec()));
+                    !locked) {
                     fmt::print(stderr, "qshim run: {}; stopping the VM\n", locked.error().what());
                     cannot_supervise = true;
                     vm.request_stop(std::chrono::milliseconds(0));

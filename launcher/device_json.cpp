@@ -71,6 +71,7 @@ std::string virtiofs_chardev(std::string_view filesystem_name) {
 }
 
 bool shares_memory(const spec::VmSpec& spec) {
+    if (spec.memory.shared) return true;
     for (const auto& d : spec.disks)
         if (d.vhost_user()) return true;
     return !spec.filesystems.empty();

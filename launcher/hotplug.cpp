@@ -3,6 +3,7 @@
 #include "launcher/hotplug.hpp"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/steady_timer.hpp>
@@ -68,6 +69,14 @@ const std::string refused_device = "QEMU refused the device";
 
 Stray block_node(std::string id) { return Stray{Stray::Kind::block_node, std::move(id), {}}; }
 Stray netdev_object(std::string id) { return Stray{Stray::Kind::netdev, std::move(id), {}}; }
+Stray chardev_object(std::string id) { return Stray{Stray::Kind::chardev, std::move(id), {}}; }
+
+// chardev-add's arguments for a vhost-user disk's connection to its server (QEMU is the client).
+qmp::Json vhost_user_chardev_args(const std::string& id, const std::string& socket) {
+    qmp::Json addr = {{"type", "unix"}, {"data", {{"path", socket}}}};
+    return {{"id", id},
+            {"backend", {{"type", "socket"}, {"data", {{"addr", addr}, {"server", false}}}}}};
+}
 Stray device_at(const Device& d) {
     // A LUN holds no hotplug port: only a PCIe device can keep one from the next plug.
     return Stray{Stray::Kind::device, d.id,
@@ -225,7 +234,26 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
                 Errc::conflict,
                 fmt::format("serial '{}' is already used by disk {}", disk.serial, d.name),
                 context);
-    if (!disk.no_medium())
+    if (disk.vhost_user()) {
+        // The server maps guest RAM: only RAM that is a shared memfd from the start will do.
+        if (!shares_memory(live_.spec))
+            co_return make_error(Errc::conflict,
+                                 "guest RAM is not shared memory, which a vhost-user disk's server "
+                                 "must map; start the VM with memory.shared: true (or a vhost-user "
+                                 "device in its spec) to hot-plug vhost-user disks",
+                                 context);
+        if (!disk.vhost_user_socket.empty()) {
+            struct stat st {};
+            if (lstat(disk.vhost_user_socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
+                co_return field_error(
+                    "backend.socket",
+                    disk.vhost_user_socket + (lstat(disk.vhost_user_socket.c_str(), &st) != 0
+                                                  ? ": no such socket (is the server running?)"
+                                                  : ": not a unix socket"),
+                    context);
+        }
+    }
+    if (!disk.no_medium() && disk.vhost_user_socket.empty())
         if (auto why = disk_file_problem(disk, qemu_); !why.empty())
             co_return field_error("path", disk.path + ": " + why, context);
     auto plan =
@@ -236,6 +264,9 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
                   s.disks.back().pci_address = a;
               });
     if (!plan) co_return Error(plan.error());
+
+    if (disk.vhost_user())
+        co_return co_await add_vhost_user_disk(std::move(disk), std::move(*plan));
 
     // Backend first, then the device; on failure undo what was done, newest first. (Every
     // argument is a named value: g++ 12 destroys braced temporaries in a co_await twice.)
@@ -258,6 +289,39 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
     if (r) r = co_await forward(done, "device_add", device_args, device, refused_device, context);
     if (!r) co_return Error(r.error());
     co_return commit(std::move(*plan));
+}
+
+// Holds the turn (add_disk's). The server first (a storageDaemon disk's qemu-storage-daemon,
+// started and listening), then QEMU's connection to it (chardev-add), then the device.
+asio::awaitable<Result<Device>> Hotplug::add_vhost_user_disk(spec::Disk disk, Plan plan) {
+    const std::string context = "hot-plugging disk " + disk.name;
+    std::string socket = disk.vhost_user_socket;
+    if (disk.storage_daemon) {
+        if (!helpers_.start) co_return make_error(Errc::internal, "no helper host", context);
+        auto started = co_await helpers_.start(disk);
+        if (!started) {
+            Error e = std::move(started).error();
+            e.context = context;
+            co_return e;
+        }
+        socket = *started;
+    }
+    const std::string chardev = vhost_user_chardev(disk.name);
+    const qmp::Json chardev_args = vhost_user_chardev_args(chardev, socket);
+    Json device = disk_device(plan.device, disk);
+    if (disk.storage_daemon) device["num-queues"] = vhost_user_queues(live_.spec);
+    const qmp::Json device_args = plain(device);
+    const Stray connection = chardev_object(chardev), added = device_at(plan.device);
+    const std::string refused_chardev = "QEMU cannot connect to " + socket;
+    std::vector<Step> done;
+    auto r =
+        co_await forward(done, "chardev-add", chardev_args, connection, refused_chardev, context);
+    if (r) r = co_await forward(done, "device_add", device_args, added, refused_device, context);
+    if (!r) {
+        if (disk.storage_daemon) co_await helpers_.stop(disk.name);
+        co_return Error(r.error());
+    }
+    co_return commit(std::move(plan));
 }
 
 asio::awaitable<Result<Device>> Hotplug::add_interface(spec::Interface nic) {
@@ -446,6 +510,7 @@ void Hotplug::device_deleted(const std::string& id) {
 asio::awaitable<void> Hotplug::complete_removal(Device device) {
     // The device is gone: now its backend can go too. What QEMU does not confirm gone is a stray.
     std::vector<Stray> backends;
+    bool storage_daemon = false;
     if (device.kind == DeviceKind::disk) {
         // Top node first: a node goes only once nothing uses it. Nodes the disk never had are
         // "already gone" to remove_object.
@@ -454,13 +519,19 @@ asio::awaitable<void> Hotplug::complete_removal(Device device) {
                                [&](const spec::Disk& d) { return d.name == device.name; });
         const bool ephemeral = it != disks.end() && it->ephemeral;
         const bool cdrom = it != disks.end() && it->device == spec::DiskDevice::cdrom;
-        if (cdrom) backends.push_back(block_node(media_node_name(device.name)));
-        backends.push_back(block_node(format_node_name(device.name)));
-        if (ephemeral) {
-            backends.push_back(block_node(overlay_node_name(device.name)));
-            backends.push_back(block_node(image_node_name(device.name)));
+        const bool vhost_user = it != disks.end() && it->vhost_user();
+        storage_daemon = it != disks.end() && it->storage_daemon;
+        if (vhost_user) {  // QEMU opened no image: its server holds it
+            backends.push_back(chardev_object(vhost_user_chardev(device.name)));
+        } else {
+            if (cdrom) backends.push_back(block_node(media_node_name(device.name)));
+            backends.push_back(block_node(format_node_name(device.name)));
+            if (ephemeral) {
+                backends.push_back(block_node(overlay_node_name(device.name)));
+                backends.push_back(block_node(image_node_name(device.name)));
+            }
+            backends.push_back(block_node(file_node_name(device.name)));
         }
-        backends.push_back(block_node(file_node_name(device.name)));
     } else {
         backends.push_back(netdev_object(netdev_id(device.name)));
     }
@@ -491,6 +562,9 @@ asio::awaitable<void> Hotplug::complete_removal(Device device) {
                    "the live spec no longer plans: " + planned.error().what());
     if (!left.empty())
         report_strays(std::move(left), "removing the backend of " + device.name, cause);
+    // Its server goes once QEMU has let go of it (the spec's own disks' servers too: their
+    // device is gone, and the VM's end would stop them anyway).
+    if (storage_daemon && helpers_.stop) co_await helpers_.stop(device.name);
     const std::string key = fmt::format("{}/{}", to_string(device.kind), device.name);
     auto done = live_.removing[key];
     live_.removing.erase(key);

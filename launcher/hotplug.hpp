@@ -19,12 +19,13 @@ namespace qshim::launcher::detail {
 // Something QEMU may hold that the live state does not know: left by a rollback step that
 // failed, or by a command whose outcome is unknown (it timed out, or the connection broke).
 struct Stray {
-    enum class Kind { device, block_node, netdev };
+    enum class Kind { device, block_node, netdev, chardev };
     Kind kind = Kind::device;
     std::string id;                           // QEMU id or node name
     std::optional<spec::PciAddress> address;  // a device: the hotplug port it may occupy
 };
-std::string to_string(const Stray& stray);  // "device data", "block-node f.data", "netdev net.n"
+// "device data", "block-node f.data", "netdev net.n", "chardev vu.data"
+std::string to_string(const Stray& stray);
 
 // What the VM is now. Invariant: topology::plan(spec) == topology.
 struct LiveState {
@@ -67,6 +68,14 @@ class Hotplug {
                                                        std::chrono::milliseconds tray_wait);
     // QMP DEVICE_DELETED for a device nobody is unplugging: the guest ejected it by itself.
     void device_deleted(const std::string& id);
+    // The helper process of a hot-plugged storageDaemon disk (its qemu-storage-daemon): started
+    // before the disk's chardev (returns the socket it listens on), stopped once QEMU let go of
+    // it. The Vm owns the processes.
+    struct Helpers {
+        std::function<boost::asio::awaitable<Result<std::string>>(spec::Disk)> start;
+        std::function<boost::asio::awaitable<void>(std::string)> stop;  // by disk name
+    };
+    void set_helpers(Helpers helpers) { helpers_ = std::move(helpers); }
     // Who QEMU runs as: a hot-plugged disk's image is checked as that uid before QEMU sees it.
     void set_qemu_identity(QemuIdentity who) { qemu_ = who; }
     // Mutations other than hotplug (pause, resume) take the same turn.
@@ -86,6 +95,8 @@ class Hotplug {
 
     Result<Plan> place(const std::string& cls, const std::optional<spec::PciAddress>& wanted,
                        const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add);
+    boost::asio::awaitable<Result<topology::Device>> add_vhost_user_disk(spec::Disk disk,
+                                                                         Plan plan);
     // A scsi disk's LUN: its own `lun` when free, else the lowest free one.
     Result<Plan> place_lun(const spec::Disk& disk);
     // Opens the tray of cdrom `id` (see change_medium).
@@ -127,6 +138,7 @@ class Hotplug {
     QemuIdentity qemu_;
     Emit emit_;
     CanChange can_change_;
+    Helpers helpers_;
     std::function<std::shared_ptr<void>()> anchor_;
     qshim::detail::AsyncMutex mutex_;
 };

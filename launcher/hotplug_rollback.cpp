@@ -65,6 +65,8 @@ std::string to_string(const Stray& stray) {
             return "block-node " + stray.id;
         case Stray::Kind::netdev:
             return "netdev " + stray.id;
+        case Stray::Kind::chardev:
+            return "chardev " + stray.id;
     }
     return stray.id;
 }
@@ -100,6 +102,7 @@ asio::awaitable<Result<void>> Hotplug::forward(std::vector<Step>& done, const ch
 asio::awaitable<bool> Hotplug::remove_object(const Stray& object, std::string& why) {
     const char* command = object.kind == Stray::Kind::device       ? "device_del"
                           : object.kind == Stray::Kind::block_node ? "blockdev-del"
+                          : object.kind == Stray::Kind::chardev    ? "chardev-remove"
                                                                    : "netdev_del";
     const char* key = object.kind == Stray::Kind::block_node ? "node-name" : "id";
     auto r = co_await qmp_.execute(command, one(key, object.id));

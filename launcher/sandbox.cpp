@@ -114,6 +114,18 @@ Result<SandboxPlan> plan_sandbox(const spec::VmSpec& spec, const HostCredentials
     return plan;
 }
 
+SandboxPlan within_current_credentials(SandboxPlan plan, const HostCredentials& host) {
+    if (!host.cap_setpcap) plan.clear_bounding = false;
+    if (!host.cap_sys_resource)
+        for (auto& l : plan.rlimits) {
+            rlimit now{};
+            if (getrlimit(l.resource, &now) != 0) continue;
+            l.value.rlim_max = std::min(l.value.rlim_max, now.rlim_max);
+            l.value.rlim_cur = std::min(l.value.rlim_cur, l.value.rlim_max);
+        }
+    return plan;
+}
+
 int apply_sandbox(const SandboxPlan& plan, pid_t parent) {
     // Limits first: raising one needs CAP_SYS_RESOURCE, which goes with the other capabilities.
     for (const auto& l : plan.rlimits)

@@ -67,6 +67,12 @@ Ids qemu_ids(const spec::VmSpec& spec, const HostCredentials& host);
 // seccomp program. Errc::launch with a message naming the spec field.
 Result<SandboxPlan> plan_sandbox(const spec::VmSpec& spec, const HostCredentials& host);
 
+// A plan made at launch, for a process started later, once qshim has given up what it no longer
+// needs (lock_down_supervisor): the bounding set is left alone without CAP_SETPCAP (qshim's own
+// is already down to the few it kept), and without CAP_SYS_RESOURCE each limit is held to what
+// qshim may still set (its own hard limits).
+SandboxPlan within_current_credentials(SandboxPlan plan, const HostCredentials& host);
+
 // Runs in the forked child, after its fds are in place and before exec: rlimits, ids and
 // supplementary groups, every capability (libcap-ng), no_new_privs, the parent-death signal again
 // (an id change clears it), then the seccomp program last. Returns 0 or the errno of the step

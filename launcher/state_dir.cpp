@@ -233,6 +233,8 @@ std::string unmigratable_disks(const spec::VmSpec& spec) {
 
 bool needs_state(const spec::VmSpec& spec) {
     if (spec.firmware.type == spec::FirmwareType::uefi || spec.cloud_init) return true;
+    // Shared RAM is there for vhost-user disks hot-plugged later: their daemons' folders.
+    if (spec.memory.shared) return true;
     for (const auto& d : spec.disks)
         if (d.ephemeral || d.blank() || d.storage_daemon) return true;
     for (const auto& i : spec.interfaces)

@@ -87,7 +87,10 @@ Vm::Impl::Impl(asio::any_io_executor ex, spec::VmSpec spec, topology::Topology t
       hotplug_(
           ex, qmp_, live_, [this](const char* event, json data) { emit(event, std::move(data)); },
           [this] { return can_change(); },
-          [this] { return std::shared_ptr<void>(shared_from_this()); }) {}
+          [this] { return std::shared_ptr<void>(shared_from_this()); }) {
+    hotplug_.set_helpers({[this](spec::Disk disk) { return start_disk_helper(std::move(disk)); },
+                          [this](std::string disk) { return stop_disk_helper(std::move(disk)); }});
+}
 
 void Vm::Impl::abandon() {
     options_.on_event = nullptr;

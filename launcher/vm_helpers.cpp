@@ -23,33 +23,76 @@ constexpr auto helper_exit_settle = 2s;
 
 }  // namespace
 
-asio::awaitable<Result<void>> Vm::Impl::start_helpers(
-    const launcher::detail::SandboxPlan& sandbox) {
+launcher::detail::HelperBinaries Vm::Impl::helper_binaries() const {
     launcher::detail::HelperBinaries binaries;
     binaries.storage_daemon = options_.command.storage_daemon_binary;
     binaries.virtiofsd = options_.command.virtiofsd_binary;
     binaries.passt = options_.command.passt_binary;
-    auto planned = launcher::detail::plan_helpers(spec_, state_dir(), binaries);
+    return binaries;
+}
+
+asio::awaitable<Result<void>> Vm::Impl::start_helpers(
+    const launcher::detail::SandboxPlan& sandbox) {
+    helper_sandbox_ = sandbox;  // for helpers of devices hot-plugged later
+    auto planned = launcher::detail::plan_helpers(spec_, state_dir(), helper_binaries());
     if (!planned) co_return std::move(planned).error();
+    for (auto& plan : *planned)
+        if (auto started = co_await start_helper(std::move(plan)); !started)
+            co_return std::move(started).error();
+    co_return Result<void>{};
+}
+
+asio::awaitable<Result<void>> Vm::Impl::start_helper(launcher::detail::HelperSpec plan) {
     std::vector<unsigned> affinity;
     if (placement_.pinned())
         affinity.assign(placement_.emulator.begin(), placement_.emulator.end());
     std::weak_ptr<Impl> weak = weak_from_this();
-    for (auto& plan : *planned) {
-        auto helper = std::make_shared<launcher::detail::Helper>(ex_, std::move(plan));
-        helpers_.push_back(helper);
-        // Named, not a temporary in the co_await (see Helper::start).
-        const std::function<void(int)> on_exit = [weak, raw = helper.get()](int status) {
-            if (auto self = weak.lock()) self->on_helper_exit(*raw, status);
-        };
-        auto started = co_await helper->start(sandbox, affinity, options_.helper_timeout, on_exit);
-        if (!started) co_return std::move(started).error();
-        emit("helper-started", {{"name", helper->spec().name},
-                                {"device", helper->spec().device},
-                                {"pid", helper->pid()},
-                                {"argv", helper->spec().argv}});
-    }
+    auto helper = std::make_shared<launcher::detail::Helper>(ex_, std::move(plan));
+    helpers_.push_back(helper);
+    // Named, not a temporary in the co_await (see Helper::start).
+    const std::function<void(int)> on_exit = [weak, raw = helper.get()](int status) {
+        if (auto self = weak.lock()) self->on_helper_exit(*raw, status);
+    };
+    // A helper started while the VM runs gets the launch's plan within what qshim still holds.
+    const launcher::detail::SandboxPlan sandbox = launcher::detail::within_current_credentials(
+        *helper_sandbox_, launcher::detail::current_credentials());
+    auto started = co_await helper->start(sandbox, affinity, options_.helper_timeout, on_exit);
+    if (!started) co_return std::move(started).error();
+    emit("helper-started", {{"name", helper->spec().name},
+                            {"device", helper->spec().device},
+                            {"pid", helper->pid()},
+                            {"argv", helper->spec().argv}});
     co_return Result<void>{};
+}
+
+asio::awaitable<Result<std::string>> Vm::Impl::start_disk_helper(spec::Disk disk) {
+    if (!helper_sandbox_) co_return make_error(Errc::state, "the VM has not started its helpers");
+    // Planned as a VM with this disk alone would be: the same argv, the same checks.
+    spec::VmSpec alone = live_.spec;
+    alone.disks = {disk};
+    alone.filesystems.clear();
+    alone.interfaces.clear();
+    auto planned = launcher::detail::plan_helpers(alone, state_dir(), helper_binaries());
+    if (!planned) co_return std::move(planned).error();
+    const std::string socket = planned->front().socket;
+    auto started = co_await start_helper(std::move(planned->front()));
+    if (!started) {
+        // A helper that never served is dropped at once (its folder went with its failure).
+        helpers_.pop_back();
+        co_return std::move(started).error();
+    }
+    co_return socket;
+}
+
+asio::awaitable<void> Vm::Impl::stop_disk_helper(std::string disk) {
+    const std::string device = fmt::format("disks[{}]", disk);
+    for (size_t i = 0; i < helpers_.size(); ++i) {
+        if (helpers_[i]->spec().device != device) continue;
+        auto helper = helpers_[i];
+        helpers_.erase(helpers_.begin() + static_cast<long>(i));
+        co_await helper->stop(helper_stop_grace);
+        co_return;
+    }
 }
 
 // A helper that ends on its own takes its device with it; the VM goes on (docs/helpers.md).

@@ -12,6 +12,7 @@
 #include "launcher/console.hpp"
 #include "launcher/cpu_placement.hpp"
 #include "launcher/helper.hpp"
+#include "launcher/helper_plan.hpp"
 #include "launcher/hotplug.hpp"
 #include "launcher/lifecycle.hpp"
 #include "launcher/migration.hpp"
@@ -108,8 +109,13 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     boost::asio::awaitable<void> confirm_incoming(bool running, std::string reason);
 
     // vm_helpers.cpp
+    launcher::detail::HelperBinaries helper_binaries() const;
     boost::asio::awaitable<Result<void>> start_helpers(
         const launcher::detail::SandboxPlan& sandbox);
+    boost::asio::awaitable<Result<void>> start_helper(launcher::detail::HelperSpec plan);
+    // The qemu-storage-daemon of a hot-plugged storageDaemon disk, and its stop at the unplug.
+    boost::asio::awaitable<Result<std::string>> start_disk_helper(spec::Disk disk);
+    boost::asio::awaitable<void> stop_disk_helper(std::string disk);
     void on_helper_exit(const launcher::detail::Helper& helper, int status);
     static boost::asio::awaitable<void> report_helper_exit(
         std::shared_ptr<Impl> self, std::shared_ptr<launcher::detail::Helper> helper, int status);
@@ -163,6 +169,8 @@ class Vm::Impl : public std::enable_shared_from_this<Impl> {
     launcher::detail::RunFiles run_files_;  // seed, overlays: removed when the VM ends
     // Helper processes serving devices (qemu-storage-daemon), in the order they started.
     std::vector<std::shared_ptr<launcher::detail::Helper>> helpers_;
+    // How helpers are sandboxed, kept from the start for the helpers of hot-plugged devices.
+    std::optional<launcher::detail::SandboxPlan> helper_sandbox_;
     // The serial console, when qshim holds it (VmOptions::own_console); set at spawn.
     std::shared_ptr<launcher::detail::ConsoleRelay> console_;
     // CPU placement (vm_placement.cpp): what was planned in which cpuset, and QEMU's threads.

@@ -163,7 +163,8 @@ asio::awaitable<Result<void>> Vm::Impl::migrate(MigrationRequest request) {
                              context);
     if (request.downtime_limit < 1ms || request.downtime_limit > 60s)
         co_return make_error(Errc::invalid_spec, "downtimeLimitMs must be 1 to 60000", context);
-    if (auto why = launcher::detail::unmigratable_disks(spec_); !why.empty())
+    // The live spec: a hot-plugged vhost-user disk holds the migration back too.
+    if (auto why = launcher::detail::unmigratable_disks(live_.spec); !why.empty())
         co_return make_error(Errc::unsupported, why, context);
     if (!request.tls_dir.empty()) {
         std::error_code ec;

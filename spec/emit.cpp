@@ -82,7 +82,8 @@ Json spec_json(const VmSpec& s) {
                    {"hugepages", s.memory.hugepage_bytes == 0            ? "none"
                                  : s.memory.hugepage_bytes == (2u << 20) ? "2Mi"
                                                                          : "1Gi"},
-                   {"prealloc", s.memory.prealloc}};
+                   {"prealloc", s.memory.prealloc},
+                   {"shared", s.memory.shared}};
     if (s.numa.automatic) {
         j["numa"] = {{"guestNodes", "auto"}};
     } else if (!s.numa.nodes.empty()) {

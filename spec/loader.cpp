@@ -85,12 +85,6 @@ class SpecReader {
             diags_.add(*root.find("capacity"), "capacity",
                        "a blank disk is made when the VM starts; hot-plug an image (qemu-img "
                        "create makes a blank one)");
-        if (d.vhost_user()) {
-            const char* key = d.storage_daemon ? "storageDaemon" : "backend";
-            diags_.add(*root.find(key), key,
-                       "hot-plugging a disk served over vhost-user-blk is not supported yet: "
-                       "declare it in the spec");
-        }
         if (!d.iothread) return;
         const Node& at = *root.find("iothread");
         if (*d.iothread >= spec_.iothreads)
@@ -299,6 +293,7 @@ class SpecReader {
         f.choice("hugepages", spec_.memory.hugepage_bytes,
                  {{"none", uint64_t{0}}, {"2Mi", uint64_t{2} << 20}, {"1Gi", uint64_t{1} << 30}});
         f.boolean("prealloc", spec_.memory.prealloc);
+        f.boolean("shared", spec_.memory.shared);
         f.finish();
     }
 

@@ -69,10 +69,18 @@ QSHIM_API Result<CommandLine> build_command(const spec::VmSpec& spec,
 // supervisor of a QEMU running as another uid still uses: CAP_KILL (signalling QEMU),
 // CAP_SETUID and CAP_SETGID (checking a hot-plugged image as QEMU's uid, in a short-lived child),
 // CAP_DAC_OVERRIDE (removing the sockets QEMU left in folders only QEMU's uid may write),
-// CAP_SYS_NICE (setting the CPU affinity of QEMU's threads again when the cpuset changes). The
-// bounding set shrinks to the same when allowed. Without capabilities (a non-root pod), only
-// no_new_privs changes. Process-wide and one-way: not for a controller that needs more.
-QSHIM_API Result<void> lock_down_supervisor();
+// CAP_SYS_NICE (setting the CPU affinity of QEMU's threads again when the cpuset changes), and,
+// when `needs` says so, CAP_CHOWN (giving the folder of a helper started while the VM runs to
+// QEMU's uid). The bounding set shrinks to the same when allowed. Without capabilities (a
+// non-root pod), only no_new_privs changes. Process-wide and one-way: not for a controller that
+// needs more.
+struct SupervisorNeeds {
+    // Helper processes may start while the VM runs: a storageDaemon disk hot-plugged into a VM
+    // whose RAM is shared (docs/helpers.md).
+    bool helpers_while_running = false;
+};
+QSHIM_API SupervisorNeeds supervisor_needs(const spec::VmSpec& spec);
+QSHIM_API Result<void> lock_down_supervisor(const SupervisorNeeds& needs = {});
 
 // Escapes a value for QEMU's key=value,... option syntax (used only where QEMU 7.2 has no JSON
 // form: -chardev, -name): a comma is written twice.

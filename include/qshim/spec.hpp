@@ -90,6 +90,9 @@ struct Memory {
     // Touch all guest RAM before the guest runs, so the pod's peak is reached (and an OOM
     // happens) at start rather than hours later.
     bool prealloc = false;
+    // Guest RAM a shared memfd (share=on) even without a vhost-user device in the spec, so that
+    // vhost-user disks can be hot-plugged: their server maps guest RAM.
+    bool shared = false;
 };
 
 // One guest NUMA node.

@@ -11,9 +11,11 @@ import socket
 import subprocess
 import sys
 
+from qshim_api import call, expect
 from qshim_cli import qshim, qshim_bin
-from qshim_guest import give_to_qemu
+from qshim_guest import Qmp, give_to_qemu
 from qshim_run import QshimRun, guest_spec, process_gone, wait_until
+from test_scsi_media import GuestShell
 
 MARK = "QSHIM-HOST-DATA-0123"
 EXT_MARK = "QSHIM-EXTERNAL-4567"
@@ -199,8 +201,60 @@ def bad_input():
         assert "helper-started" not in events, events
 
 
+def hotplugged():
+    """A storageDaemon disk hot-plugged through the API into a VM whose RAM is shared
+    (memory.shared): qshim starts its daemon, then QEMU's connection, then the device; the guest
+    reads the image there. Unplugged: the device, the connection and the daemon go."""
+    with QshimRun() as run:
+        api, qmp_path = run.tmp / "api.sock", run.tmp / "qmp.sock"
+        data = image(run.tmp / "data.raw", MARK)
+        spec = guest_spec(run.tmp, name="vu", cmdline_extra="qshim.cmd", grace=5,
+                          memory={"size": "256Mi", "shared": True},
+                          serial={"log": str(run.tmp / "console.log")})
+        run.run(spec, "--api-socket", str(api), "--qmp-socket", str(qmp_path))
+        run.console.wait_ready(timeout=120)
+        qmp = Qmp(qmp_path)
+        if os.geteuid() == 0:
+            # qshim keeps CAP_CHOWN (bit 0) beside its usual five, to give a daemon started now
+            # its folder (test_sandbox.py: 0x8000e2 without shared RAM).
+            with open(f"/proc/{run.proc.pid}/status") as f:
+                caps = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            assert caps["CapEff"] == "00000000008000e3", caps["CapEff"]
+        chardevs = sorted(c["label"] for c in qmp.execute("query-chardev"))
+        disk = expect(api, "POST", "/v1/vm/disks",
+                      {"name": "data", "path": str(data), "format": "raw", "storageDaemon": True}, 201)
+        assert disk["driver"] == "vhost-user-blk-pci" and disk["address"] == "0000:02:00.0", disk
+        started = run.wait_event("helper-started", 10, name="qsd-data")
+        report = run.console.wait_report(lambda r: any(d["pci"] == disk["address"] for d in r.disks.values()),
+                                         timeout=60)
+        name = next(n for n, d in report.disks.items() if d["pci"] == disk["address"])
+        shell = GuestShell(run, api)
+        try:
+            shell.ask(f"cd-read {name}", f"cd {name} head={MARK}")
+        finally:
+            shell.close()
+        assert "vu.data" in [c["label"] for c in qmp.execute("query-chardev")]
+        spec_disks = expect(api, "GET", "/v1/vm")["spec"]["disks"]
+        assert any(d["name"] == "data" and d.get("storageDaemon") for d in spec_disks), spec_disks
+
+        expect(api, "DELETE", "/v1/vm/disks/data")
+        run.console.wait_report(lambda r: disk["address"] not in r.pci, timeout=60)
+        assert process_gone(started["pid"]), "the hot-plugged disk's daemon outlived its unplug"
+        assert not helper_folder(run).exists(), "the daemon's folder was left behind"
+        assert sorted(c["label"] for c in qmp.execute("query-chardev")) == chardevs
+        # Migration refuses a VM holding one (the live spec is what counts).
+        expect(api, "POST", "/v1/vm/disks",
+               {"name": "data", "path": str(data), "format": "raw", "storageDaemon": True}, 201)
+        status, err = call(api, "POST", "/v1/vm/migrate", {"uri": f"unix:{run.tmp}/m.sock"})
+        assert status == 501 and "vhost-user-blk" in err["error"]["message"], (status, err)
+        qmp.close()
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.wait_exit(30) == 0, run.stderr_text()
+        assert not helper_folder(run).exists()
+
+
 def main():
-    tests = (storage_daemon_disk, external_server, helper_dies, qshim_killed, bad_input)
+    tests = (storage_daemon_disk, external_server, helper_dies, qshim_killed, bad_input, hotplugged)
     for test in tests:
         test()
         print(f"ok: {test.__name__}")

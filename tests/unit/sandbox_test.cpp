@@ -94,6 +94,28 @@ TEST_CASE("the bounding set is emptied only when qshim may (CAP_SETPCAP)", "[san
     CHECK_FALSE(in_pod->clear_bounding);
 }
 
+TEST_CASE("a plan made at launch, for a helper started after qshim gave up capabilities",
+          "[sandbox]") {
+    SandboxPlan plan;
+    plan.clear_bounding = true;
+    rlimit files{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &files) == 0);
+    const rlim_t above = files.rlim_max == RLIM_INFINITY ? RLIM_INFINITY : files.rlim_max + 4096;
+    plan.rlimits = {{RLIMIT_NOFILE, "RLIMIT_NOFILE", {above, above}},
+                    {RLIMIT_CORE, "RLIMIT_CORE", {0, 0}}};
+    HostCredentials locked;  // no CAP_SETPCAP, no CAP_SYS_RESOURCE any more
+    auto later = within_current_credentials(plan, locked);
+    CHECK_FALSE(later.clear_bounding);
+    CHECK(later.rlimits[0].value.rlim_max == files.rlim_max);  // as far as qshim may still go
+    CHECK(later.rlimits[0].value.rlim_cur == files.rlim_max);
+    CHECK(later.rlimits[1].value.rlim_max == 0);  // lowering is always allowed
+    HostCredentials privileged;
+    privileged.cap_setpcap = privileged.cap_sys_resource = true;
+    auto launch = within_current_credentials(plan, privileged);
+    CHECK(launch.clear_bounding);
+    CHECK(launch.rlimits[0].value.rlim_max == above);
+}
+
 TEST_CASE("a runAs qshim cannot switch to is refused before launch", "[sandbox]") {
     auto r = plan_sandbox(vm("security: {runAs: {uid: 4242, gid: 4242}}\n"), pod_user());
     REQUIRE_FALSE(r.ok());

@@ -107,13 +107,21 @@ TEST_CASE("what a vhost-user disk cannot have is refused by path", "[spec][vhost
                Contains("disks[0].capacity: a storageDaemon disk exports an image"));
 }
 
-TEST_CASE("a vhost-user disk is not hot-plugged yet, and says so", "[spec][vhost-user]") {
+TEST_CASE("a vhost-user disk as a hotplug body is read by the same rules", "[spec][vhost-user]") {
     auto vm = test::must_parse("name: vm\n");
-    auto r = parse_disk(
+    auto served = parse_disk(
         R"({"name": "hot", "path": "/i.raw", "format": "raw", "storageDaemon": true})", vm);
-    REQUIRE_FALSE(r);
-    REQUIRE_FALSE(r.error().diagnostics.empty());
-    CHECK_THAT(to_string(r.error().diagnostics[0]),
-               Contains("storageDaemon: hot-plugging a disk served over vhost-user-blk is not "
-                        "supported yet"));
+    REQUIRE(served);
+    CHECK(served->storage_daemon);
+    auto ext =
+        parse_disk(R"({"name": "ext", "backend": {"type": "vhostUser", "socket": "s"}})", vm);
+    REQUIRE(ext);
+    CHECK(ext->vhost_user_socket == vm.base_dir + "/s");
+    auto both = parse_disk(
+        R"({"name": "x", "path": "/i.raw", "format": "raw", "backend": {"type": "vhostUser",
+            "socket": "/s"}})",
+        vm);
+    REQUIRE_FALSE(both);
+    CHECK_THAT(to_string(both.error().diagnostics.at(0)),
+               Contains("path: a vhostUser disk's image belongs to its server"));
 }

@@ -1,7 +1,10 @@
-// SCSI LUN hotplug and cdrom media changes against the fake QEMU: the commands in their order,
-// the live spec after each outcome, and every failure path.
+// SCSI LUN hotplug, cdrom media changes and vhost-user disk hotplug against the fake QEMU: the
+// commands in their order, the live spec after each outcome, and every failure path.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -282,4 +285,95 @@ TEST_CASE("scsi hotplug: a LUN taken, no controller, or a sata disk is refused b
         CHECK_THAT(r.error().message, Catch::Contains("LUN 0 is taken by disk cd"));
     }()));
     CHECK(g.commands().empty());
+}
+
+namespace {
+
+// A unix socket file nobody serves: enough for the checks before QEMU (the fake connects nowhere).
+std::string bound_socket(const std::filesystem::path& path) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    close(fd);
+    return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("a vhost-user disk plugs as chardev then device, and unplugs device then chardev") {
+    Fixture f("name: t\nmemory: {size: 256Mi, shared: true}\n");
+    const std::string server = bound_socket(f.qemu.dir.path / "ext.sock");
+    f.serve({s::expect("chardev-add"), s::expect("device_add"), s::expect("device_del"),
+             s::event("DEVICE_DELETED", {{"device", "ext"}}), s::expect("chardev-remove")});
+    REQUIRE(f.ends_cleanly([&]() -> asio::awaitable<void> {
+        auto d = spec::parse_disk(
+            fmt::format(R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})",
+                        server),
+            f.vm->live_spec());
+        require_ok(d);
+        auto placed = co_await f.vm->add_disk(*d);
+        require_ok(placed);
+        CHECK(placed->driver == "vhost-user-blk-pci");
+        require_ok(co_await f.vm->remove_disk("ext", 10s));
+        CHECK(f.vm->live_spec().disks.empty());
+        CHECK(f.vm->diverged().empty());
+    }()));
+    CHECK(
+        f.sent("chardev-add")["arguments"] ==
+        Json{
+            {"id", "vu.ext"},
+            {"backend",
+             {{"type", "socket"},
+              {"data",
+               {{"addr", {{"type", "unix"}, {"data", {{"path", server}}}}}, {"server", false}}}}}});
+    CHECK(f.sent("device_add")["arguments"] == Json{{"driver", "vhost-user-blk-pci"},
+                                                    {"id", "ext"},
+                                                    {"chardev", "vu.ext"},
+                                                    {"bus", "rp.disks.0"},
+                                                    {"addr", "0x0"}});
+    CHECK(f.sent("chardev-remove")["arguments"] == Json{{"id", "vu.ext"}});
+}
+
+TEST_CASE("vhost-user hotplug: RAM not shared, a missing socket, a refused device") {
+    Fixture plain("name: t\n");
+    const std::string server = bound_socket(plain.qemu.dir.path / "ext.sock");
+    const std::string body = fmt::format(
+        R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})", server);
+    plain.serve({});
+    REQUIRE(plain.ends_cleanly([&]() -> asio::awaitable<void> {
+        auto d = spec::parse_disk(body, plain.vm->live_spec());
+        require_ok(d);
+        auto r = co_await plain.vm->add_disk(*d);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == Errc::conflict);
+        CHECK_THAT(r.error().message, Catch::Contains("memory.shared: true"));
+    }()));
+    CHECK(plain.commands().empty());
+
+    Fixture f("name: t\nmemory: {size: 256Mi, shared: true}\n");
+    const std::string served =
+        fmt::format(R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})",
+                    bound_socket(f.qemu.dir.path / "ext.sock"));
+    f.serve({s::expect("chardev-add"),
+             s::expect_error("device_add", "GenericError", "vhost-user-blk: cannot get config"),
+             s::expect("chardev-remove")});
+    REQUIRE(f.ends_cleanly([&]() -> asio::awaitable<void> {
+        auto gone = spec::parse_disk(
+            fmt::format(R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})",
+                        (f.qemu.dir.path / "none.sock").string()),
+            f.vm->live_spec());
+        require_ok(gone);
+        auto r = co_await f.vm->add_disk(*gone);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().diagnostics.at(0).path == "backend.socket");
+        auto d = spec::parse_disk(served, f.vm->live_spec());
+        require_ok(d);
+        r = co_await f.vm->add_disk(*d);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().qmp_class == "GenericError");
+        CHECK(f.vm->live_spec().disks.empty());
+        CHECK(f.vm->diverged().empty());
+    }()));
 }
