@@ -130,6 +130,18 @@ Result<void> Hotplug::check_new_name(const std::string& name,
     return {};
 }
 
+Result<topology::Topology> Hotplug::plan_candidate(spec::VmSpec& candidate) const {
+    refresh_hotplug_counts(candidate, live_.topology);
+    auto planned = topology::plan(candidate);
+    if (!planned)
+        return make_error(Errc::internal,
+                          "the live spec no longer plans: " + planned.error().what());
+    // Hotplug adds a device, never a port: anything else would be a bug in the live state.
+    if (planned->controllers.size() != live_.topology.controllers.size())
+        return make_error(Errc::internal, "hotplug would change the set of root ports");
+    return planned;
+}
+
 Result<Hotplug::Plan> Hotplug::place(
     const std::string& cls, const std::optional<spec::PciAddress>& wanted,
     const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add) {
@@ -160,14 +172,8 @@ Result<Hotplug::Plan> Hotplug::place(
     }
     spec::VmSpec candidate = live_.spec;
     add(candidate, port->address);
-    refresh_hotplug_counts(candidate, live_.topology);
-    auto planned = topology::plan(candidate);
-    if (!planned)
-        return make_error(Errc::internal,
-                          "the live spec no longer plans: " + planned.error().what());
-    // Hotplug adds a device, never a port: anything else would be a bug in the live state.
-    if (planned->controllers.size() != live_.topology.controllers.size())
-        return make_error(Errc::internal, "hotplug would change the set of root ports");
+    auto planned = plan_candidate(candidate);
+    if (!planned) return Error(planned.error());
     for (const auto& d : planned->devices)
         if (d.address == port->address && d.spec_index >= 0)
             return Plan{std::move(candidate), std::move(*planned), d};
@@ -189,13 +195,8 @@ Result<Hotplug::Plan> Hotplug::place_lun(const spec::Disk& disk) {
                                                       spec::max_scsi_luns));
     spec::VmSpec candidate = live_.spec;
     candidate.disks.push_back(disk);
-    refresh_hotplug_counts(candidate, live_.topology);
-    auto planned = topology::plan(candidate);
-    if (!planned)
-        return make_error(Errc::internal,
-                          "the live spec no longer plans: " + planned.error().what());
-    if (planned->controllers.size() != live_.topology.controllers.size())
-        return make_error(Errc::internal, "hotplug would change the set of root ports");
+    auto planned = plan_candidate(candidate);
+    if (!planned) return Error(planned.error());
     const Device* placed = planned->find_device(disk.name, DeviceKind::disk);
     if (!placed || !placed->unit) return make_error(Errc::internal, "the planned disk has no LUN");
     candidate.disks.back().lun = placed->unit;  // written down: it never moves

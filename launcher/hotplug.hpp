@@ -97,6 +97,9 @@ class Hotplug {
                        const std::function<void(spec::VmSpec&, const spec::PciAddress&)>& add);
     boost::asio::awaitable<Result<topology::Device>> add_vhost_user_disk(spec::Disk disk,
                                                                          Plan plan);
+    // The live spec with one device more, planned: its hotplug counts refreshed, and checked to
+    // add no root port.
+    Result<topology::Topology> plan_candidate(spec::VmSpec& candidate) const;
     // A scsi disk's LUN: its own `lun` when free, else the lowest free one.
     Result<Plan> place_lun(const spec::Disk& disk);
     // Opens the tray of cdrom `id` (see change_medium).

@@ -1,6 +1,8 @@
 // The fake-QEMU harness: a listening socket, a scripted server, and event waits for Vm tests.
 #include "vm_harness.hpp"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <stdexcept>
 
@@ -154,6 +157,21 @@ Script graceful_stop() {
     return {steps::expect("system_powerdown"),
             steps::event("SHUTDOWN", {{"guest", true}, {"reason", "guest-shutdown"}}),
             steps::close()};
+}
+
+bool ends_cleanly(asio::io_context& io, Vm& vm, FakeQemu& qemu, const EventLog& events,
+                  asio::awaitable<void> driver) {
+    VmExit exit;
+    bool ran = run_test(io, [&]() -> asio::awaitable<void> {
+        auto started = co_await vm.start();
+        require_ok(started);
+        co_await std::move(driver);
+        vm.request_stop();
+        exit = co_await vm.wait_exit();
+    }());
+    INFO(fmt::format("events: {}", fmt::join(events.names(), " ")));
+    CHECK(qemu.server()->failures().empty());
+    return ran && exit.reason == VmExit::Reason::stopped;
 }
 
 bool run_test(asio::io_context& io, asio::awaitable<void> driver, Duration bound) {

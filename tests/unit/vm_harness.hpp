@@ -92,4 +92,10 @@ Script graceful_stop();
 bool run_test(boost::asio::io_context& io, boost::asio::awaitable<void> driver,
               Duration bound = Duration(30'000));
 
+// Starts `vm`, runs `driver`, then stops the VM (the guest honours the button: graceful_stop()).
+// True when the driver ran to its end and the VM stopped as asked; checks that the fake QEMU's
+// script went to plan, and names the events the VM emitted when it did not.
+bool ends_cleanly(boost::asio::io_context& io, Vm& vm, FakeQemu& qemu, const EventLog& events,
+                  boost::asio::awaitable<void> driver);
+
 }  // namespace qshim::test

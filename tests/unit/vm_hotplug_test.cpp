@@ -56,17 +56,7 @@ struct Fixture {
         return out;
     }
     bool ends_cleanly(asio::awaitable<void> driver) {
-        VmExit exit;
-        bool ran = run_test(io, [&]() -> asio::awaitable<void> {
-            auto started = co_await vm->start();
-            require_ok(started);
-            co_await std::move(driver);
-            vm->request_stop();
-            exit = co_await vm->wait_exit();
-        }());
-        INFO(fmt::format("events: {}", fmt::join(events.names(), " ")));
-        CHECK(qemu.server()->failures().empty());
-        return ran && exit.reason == VmExit::Reason::stopped;
+        return test::ends_cleanly(io, *vm, qemu, events, std::move(driver));
     }
 };
 

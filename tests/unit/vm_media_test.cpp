@@ -1,7 +1,6 @@
 // SCSI LUN hotplug, cdrom media changes and vhost-user disk hotplug against the fake QEMU: the
 // commands in their order, the live spec after each outcome, and every failure path.
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -71,17 +70,7 @@ struct Fixture {
         throw std::runtime_error("not sent: " + command);
     }
     bool ends_cleanly(asio::awaitable<void> driver) {
-        VmExit exit;
-        bool ran = run_test(io, [&]() -> asio::awaitable<void> {
-            auto started = co_await vm->start();
-            require_ok(started);
-            co_await std::move(driver);
-            vm->request_stop();
-            exit = co_await vm->wait_exit();
-        }());
-        INFO(fmt::format("events: {}", fmt::join(events.names(), " ")));
-        CHECK(qemu.server()->failures().empty());
-        return ran && exit.reason == VmExit::Reason::stopped;
+        return test::ends_cleanly(io, *vm, qemu, events, std::move(driver));
     }
 };
 
