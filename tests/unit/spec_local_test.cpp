@@ -15,26 +15,11 @@ using namespace qshim;
 using namespace qshim::spec;
 using Catch::Contains;
 using qshim::test::must_parse;
+using qshim::test::problem;
+using qshim::test::problems;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::vector<std::string> problems(std::string_view text, const std::string& file = "vm.yaml") {
-    auto r = parse_spec(text, file);
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == Errc::invalid_spec);
-    std::vector<std::string> out;
-    for (const Diagnostic& d : r.error().diagnostics) out.push_back(to_string(d));
-    REQUIRE_FALSE(out.empty());
-    return out;
-}
-
-std::string problem(std::string_view text, const std::string& file = "vm.yaml") {
-    auto all = problems(text, file);
-    INFO(fmt::format("{}", fmt::join(all, "\n")));
-    REQUIRE(all.size() == 1);
-    return all[0];
-}
 
 struct TempDir {
     fs::path path = fs::temp_directory_path() / fmt::format("qshim-spec-local-{}", getpid());

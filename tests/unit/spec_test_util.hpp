@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <qshim/spec.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qshim::test {
@@ -23,8 +24,9 @@ inline spec::VmSpec must_parse(const std::string& text,
 }
 
 // Every diagnostic of spec text that must be rejected, as file:line:col: path: reason.
-inline std::vector<std::string> problems(const std::string& text) {
-    auto r = spec::parse_spec(text, "vm.yaml");
+inline std::vector<std::string> problems(std::string_view text,
+                                         const std::string& file = "vm.yaml") {
+    auto r = spec::parse_spec(text, file);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::invalid_spec);
     std::vector<std::string> out;
@@ -34,8 +36,8 @@ inline std::vector<std::string> problems(const std::string& text) {
 }
 
 // The single diagnostic of spec text with one mistake.
-inline std::string problem(const std::string& text) {
-    auto all = problems(text);
+inline std::string problem(std::string_view text, const std::string& file = "vm.yaml") {
+    auto all = problems(text, file);
     INFO(fmt::format("{}", fmt::join(all, "\n")));
     REQUIRE(all.size() == 1);
     return all[0];

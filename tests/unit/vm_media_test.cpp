@@ -289,6 +289,12 @@ std::string bound_socket(const std::filesystem::path& path) {
     return path.string();
 }
 
+// A hotplug body for disk "ext" served by the vhost-user-blk server at `socket`.
+std::string vhost_user_body(const std::string& socket) {
+    return fmt::format(R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})",
+                       socket);
+}
+
 }  // namespace
 
 TEST_CASE("a vhost-user disk plugs as chardev then device, and unplugs device then chardev") {
@@ -297,10 +303,7 @@ TEST_CASE("a vhost-user disk plugs as chardev then device, and unplugs device th
     f.serve({s::expect("chardev-add"), s::expect("device_add"), s::expect("device_del"),
              s::event("DEVICE_DELETED", {{"device", "ext"}}), s::expect("chardev-remove")});
     REQUIRE(f.ends_cleanly([&]() -> asio::awaitable<void> {
-        auto d = spec::parse_disk(
-            fmt::format(R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})",
-                        server),
-            f.vm->live_spec());
+        auto d = spec::parse_disk(vhost_user_body(server), f.vm->live_spec());
         require_ok(d);
         auto placed = co_await f.vm->add_disk(*d);
         require_ok(placed);
@@ -328,8 +331,7 @@ TEST_CASE("a vhost-user disk plugs as chardev then device, and unplugs device th
 TEST_CASE("vhost-user hotplug: RAM not shared, a missing socket, a refused device") {
     Fixture plain("name: t\n");
     const std::string server = bound_socket(plain.qemu.dir.path / "ext.sock");
-    const std::string body = fmt::format(
-        R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})", server);
+    const std::string body = vhost_user_body(server);
     plain.serve({});
     REQUIRE(plain.ends_cleanly([&]() -> asio::awaitable<void> {
         auto d = spec::parse_disk(body, plain.vm->live_spec());
@@ -342,17 +344,13 @@ TEST_CASE("vhost-user hotplug: RAM not shared, a missing socket, a refused devic
     CHECK(plain.commands().empty());
 
     Fixture f("name: t\nmemory: {size: 256Mi, shared: true}\n");
-    const std::string served =
-        fmt::format(R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})",
-                    bound_socket(f.qemu.dir.path / "ext.sock"));
+    const std::string served = vhost_user_body(bound_socket(f.qemu.dir.path / "ext.sock"));
     f.serve({s::expect("chardev-add"),
              s::expect_error("device_add", "GenericError", "vhost-user-blk: cannot get config"),
              s::expect("chardev-remove")});
     REQUIRE(f.ends_cleanly([&]() -> asio::awaitable<void> {
-        auto gone = spec::parse_disk(
-            fmt::format(R"({{"name": "ext", "backend": {{"type": "vhostUser", "socket": "{}"}}}})",
-                        (f.qemu.dir.path / "none.sock").string()),
-            f.vm->live_spec());
+        auto gone = spec::parse_disk(vhost_user_body((f.qemu.dir.path / "none.sock").string()),
+                                     f.vm->live_spec());
         require_ok(gone);
         auto r = co_await f.vm->add_disk(*gone);
         REQUIRE_FALSE(r.ok());
