@@ -3,7 +3,6 @@
 #include "launcher/hotplug.hpp"
 
 #include <fmt/format.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/steady_timer.hpp>
@@ -243,16 +242,10 @@ asio::awaitable<Result<Device>> Hotplug::add_disk(spec::Disk disk) {
                                  "must map; start the VM with memory.shared: true (or a vhost-user "
                                  "device in its spec) to hot-plug vhost-user disks",
                                  context);
-        if (!disk.vhost_user_socket.empty()) {
-            struct stat st {};
-            if (lstat(disk.vhost_user_socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
-                co_return field_error(
-                    "backend.socket",
-                    disk.vhost_user_socket + (lstat(disk.vhost_user_socket.c_str(), &st) != 0
-                                                  ? ": no such socket (is the server running?)"
-                                                  : ": not a unix socket"),
-                    context);
-        }
+        if (!disk.vhost_user_socket.empty())
+            if (auto why = vhost_user_socket_problem(disk.vhost_user_socket); !why.empty())
+                co_return field_error("backend.socket", disk.vhost_user_socket + ": " + why,
+                                      context);
     }
     if (!disk.no_medium() && disk.vhost_user_socket.empty())
         if (auto why = disk_file_problem(disk, qemu_); !why.empty())

@@ -205,17 +205,11 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
         }
         if (!d.vhost_user_socket.empty()) {
             // QEMU connects to the server's socket: it must be one, and QEMU may write to it.
-            struct stat st {};
             const std::string field = fmt::format("disks[{}] ({}).backend.socket", i, d.name);
             const std::string at = fmt::format("disks[{}].backend.socket", i);
-            if (lstat(d.vhost_user_socket.c_str(), &st) != 0)
+            if (auto why = vhost_user_socket_problem(d.vhost_user_socket); !why.empty())
                 problems.push_back(
-                    {fmt::format("{}: {}: no such socket (is the vhost-user-blk server running?)",
-                                 field, d.vhost_user_socket),
-                     at});
-            else if (!S_ISSOCK(st.st_mode))
-                problems.push_back(
-                    {fmt::format("{}: {}: not a unix socket", field, d.vhost_user_socket), at});
+                    {fmt::format("{}: {}: {}", field, d.vhost_user_socket, why), at});
             else
                 needs.push_back({field, d.vhost_user_socket, W_OK, mode_words(W_OK), at});
             continue;
@@ -335,6 +329,14 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
     }
     if (problems.empty()) return {};
     return preflight_error(spec, problems);
+}
+
+std::string vhost_user_socket_problem(const std::string& path) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0)
+        return "no such socket (is the vhost-user-blk server running?)";
+    if (!S_ISSOCK(st.st_mode)) return "not a unix socket";
+    return {};
 }
 
 std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu) {

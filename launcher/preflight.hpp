@@ -37,6 +37,10 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
 // QEMU's uid, a directory); empty when it can.
 std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu);
 
+// Why QEMU cannot connect to a vhost-user-blk server's socket at `path` (missing, or not a
+// socket); empty when it can try.
+std::string vhost_user_socket_problem(const std::string& path);
+
 // Removes the unix sockets QEMU serves for this spec (serial, guest agent) when they exist as
 // sockets: left behind by a QEMU that was killed, they would make the next start fail.
 void remove_stale_sockets(const spec::VmSpec& spec);
