@@ -10,7 +10,9 @@ namespace qshim::cli {
 
 namespace {
 
-constexpr const char* help = R"(Usage: qshim convert [--json] [--volume-root KIND=DIR]... MANIFEST
+constexpr const char* help =
+    R"(Usage: qshim convert [--json] [--pin-from DOMAIN.xml] [--volume-root KIND=DIR]...
+                     MANIFEST
 
 Print the qshim spec that a KubeVirt manifest (kubevirt.io/v1
 VirtualMachineInstance, or a VirtualMachine's template) becomes, every field
@@ -25,13 +27,25 @@ device, else /var/run/kubevirt-private/vmi-disks/VOLUME/disk.img. A field
 qshim does not support is an error naming it; nothing is silently dropped.
 docs/kubevirt.md maps every field.
 
+A VM that ran under libvirt (KubeVirt's virt-launcher) keeps its guest ABI
+with --pin-from: every disk and NIC (matched by KubeVirt's alias ua-NAME, a
+NIC else by MAC), the SCSI controller, balloon and rng take the PCI address
+or LUN that libvirt domain gave them, in libvirt's root-port layout
+(machine.layout: libvirt). What the domain has and qshim's VM does not (a USB
+controller, say) is listed on stderr: its place stays empty in the guest.
+
 Options:
   --json               print JSON instead of YAML
+  --pin-from DOMAIN.xml
+                       pin every address from a libvirt domain XML
+                       (virsh dumpxml of the VM)
 )"
-                             R"(%VOLUME_ROOT%  -h, --help           show this help
+    R"(%VOLUME_ROOT%  -h, --help           show this help
 
 Example:
   qshim convert --volume-root container-disks=./images vmi.yaml > vm.yaml
+  virsh dumpxml default_myvm > myvm.xml
+  qshim convert --pin-from myvm.xml vmi.yaml > vm.yaml
 
 Exit status: 0 converted, 2 invalid manifest or usage.
 )";
@@ -57,7 +71,7 @@ int cmd_convert(const std::vector<std::string>& argv) {
         fmt::print("{}", help_text());
         return exit_ok;
     }
-    Args args(argv, {volume_root_option}, {"--json"});
+    Args args(argv, {volume_root_option, "--pin-from"}, {"--json"});
     if (!args.ok()) return usage_error("convert", args.error());
     if (args.positional().size() != 1)
         return usage_error("convert", "expected exactly one MANIFEST file");
@@ -71,7 +85,13 @@ int cmd_convert(const std::vector<std::string>& argv) {
                    path);
         return exit_invalid;
     }
+    std::vector<std::string> notes;
+    if (args.has("--pin-from")) {
+        options->pin_from = *args.get("--pin-from");
+        options->notes = &notes;
+    }
     auto spec = load_or_report(path, *options);
+    for (const auto& note : notes) fmt::print(stderr, "qshim convert: note: {}\n", note);
     if (!spec) return exit_invalid;
     // A manifest that converts but does not fit a machine is as invalid as a spec that does not.
     if (auto topo = topology::plan(*spec); !topo) {

@@ -51,8 +51,9 @@ const char* const volume_root_help =
     R"(  --volume-root KIND=DIR
                        for a KubeVirt manifest: find its volumes in DIR instead
                        of virt-launcher's folder (docs/kubevirt.md). KIND is
-                       container-disks, vmi-disks, block, secrets or
-                       kernel-boot; repeat for each.
+                       container-disks, vmi-disks, block, secrets, kernel-boot,
+                       config-maps, downward-api or service-account; repeat
+                       for each.
 )";
 
 std::optional<spec::LoadOptions> load_options(const std::string& command, const Args& args) {
@@ -64,6 +65,9 @@ std::optional<spec::LoadOptions> load_options(const std::string& command, const 
         {"block", &roots.block_devices},
         {"secrets", &roots.secrets},
         {"kernel-boot", &roots.kernel_boot},
+        {"config-maps", &roots.config_maps},
+        {"downward-api", &roots.downward_api},
+        {"service-account", &roots.service_account},
     };
     for (const auto& value : args.all(volume_root_option)) {
         auto eq = value.find('=');
@@ -73,7 +77,8 @@ std::optional<spec::LoadOptions> load_options(const std::string& command, const 
         if (eq == std::string::npos || eq + 1 == value.size() || it == std::end(kinds)) {
             usage_error(command, fmt::format("--volume-root {}: expected KIND=DIR, KIND one of "
                                              "container-disks, vmi-disks, block, secrets, "
-                                             "kernel-boot",
+                                             "kernel-boot, config-maps, downward-api, "
+                                             "service-account",
                                              value));
             return std::nullopt;
         }

@@ -23,11 +23,19 @@ namespace {
 
 constexpr auto token = asio::as_tuple(asio::use_awaitable);
 
-bool on_disk_port(const Device& d) { return d.parent.rfind("rp.disks.", 0) == 0; }
-bool on_nic_port(const Device& d) { return d.parent.rfind("rp.interfaces.", 0) == 0; }
 bool on_scsi(const Device& d) { return d.kind == DeviceKind::disk && d.parent == "scsi.0.0"; }
-// What can be unplugged: PCIe hotplug ports' devices, and the LUNs of the virtio-scsi controller.
-bool unpluggable(const Device& d) { return on_disk_port(d) || on_nic_port(d) || on_scsi(d); }
+// A root port with hotplug on: the disks and interfaces regions' ports, every libvirt-layout port.
+bool on_hotplug_port(const topology::Topology& topo, const Device& d) {
+    return std::any_of(topo.controllers.begin(), topo.controllers.end(), [&d](const auto& c) {
+        return c.id == d.parent && c.model == "pcie-root-port" && c.hotplug;
+    });
+}
+// What can be unplugged: disks and NICs on hotplug ports, and the LUNs of the virtio-scsi
+// controller. Built-in devices (the seed, rng, ...) stay, whatever port they sit on.
+bool unpluggable(const topology::Topology& topo, const Device& d) {
+    return on_scsi(d) || ((d.kind == DeviceKind::disk || d.kind == DeviceKind::interface) &&
+                          d.spec_index >= 0 && on_hotplug_port(topo, d));
+}
 
 bool has_scsi_controller(const topology::Topology& topo) {
     return std::any_of(topo.devices.begin(), topo.devices.end(),
@@ -381,7 +389,7 @@ asio::awaitable<Result<void>> Hotplug::remove(DeviceKind kind, std::string name,
                 co_return make_error(Errc::not_found,
                                      fmt::format("no {} named '{}'", to_string(kind), name),
                                      context);
-            if (!unpluggable(*found))
+            if (!unpluggable(live_.topology, *found))
                 co_return make_error(Errc::unsupported,
                                      "only virtio and scsi disks and virtio/e1000e NICs can be "
                                      "unplugged (sata disks and e1000 NICs cannot)",
@@ -485,7 +493,7 @@ asio::awaitable<void> Hotplug::finish_removal(std::shared_ptr<void> anchor, std:
 void Hotplug::device_deleted(const std::string& id) {
     // Only a hot-plugged device that nobody is removing: the guest ejected it by itself.
     for (const auto& d : live_.topology.devices) {
-        if (d.id != id || d.spec_index < 0 || !unpluggable(d)) continue;
+        if (d.id != id || d.spec_index < 0 || !unpluggable(live_.topology, d)) continue;
         if (live_.removing.count(fmt::format("{}/{}", to_string(d.kind), d.name))) return;
         qshim::detail::spawn(
             ex_,

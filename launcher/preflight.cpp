@@ -65,6 +65,18 @@ std::string file_state(const std::string& path) {
     return {};
 }
 
+// cache none opens the image with O_DIRECT, which some file systems refuse (tmpfs: EINVAL);
+// QEMU would then fail to start with a less helpful message.
+std::string direct_io_problem(const std::string& path) {
+    int fd = open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) {
+        close(fd);
+        return {};
+    }
+    if (errno != EINVAL) return {};  // a missing or unreadable file is told on its own
+    return "its file system does not take O_DIRECT (tmpfs does not): use cache writethrough";
+}
+
 // An inherited tap fd must be open here and be a tap: any other fd (one of qshim's own, which
 // may have taken a number nobody passed) would silently give QEMU the wrong file.
 std::string tap_fd_problem(int fd) {
@@ -219,6 +231,11 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
         // An ephemeral disk's image is only read: the guest writes to its overlay.
         file(fmt::format("disks[{}] ({})", i, d.name), d.path,
              d.read_only || d.ephemeral ? R_OK : R_OK | W_OK, fmt::format("disks[{}].path", i));
+        if (d.cache == spec::DiskCache::none)
+            if (auto why = direct_io_problem(d.path); !why.empty())
+                problems.push_back(
+                    {fmt::format("disks[{}] ({}).cache none: {}: {}", i, d.name, d.path, why),
+                     fmt::format("disks[{}].cache", i)});
     }
     for (size_t i = 0; i < spec.interfaces.size(); ++i)
         if (spec.interfaces[i].backend.type == spec::BackendType::passt) {

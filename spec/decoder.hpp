@@ -21,6 +21,8 @@ class Diagnostics {
     void add(const Node& at, std::string path, std::string reason) {
         list_.push_back({file_, at.line, at.column, std::move(path), std::move(reason)});
     }
+    // A problem in another file than the document (the domain XML of --pin-from).
+    void add(Diagnostic d) { list_.push_back(std::move(d)); }
     bool empty() const { return list_.empty(); }
     std::vector<Diagnostic> take() { return std::move(list_); }
     const std::string& file() const { return file_; }

@@ -33,6 +33,8 @@ Json disk_json(const Disk& d) {
     if (d.boot_order) j["bootOrder"] = *d.boot_order;
     if (d.pci_address) j["pciAddress"] = to_string(*d.pci_address);
     if (d.lun) j["lun"] = *d.lun;
+    if (d.sata_port) j["sataPort"] = *d.sata_port;
+    if (d.cache) j["cache"] = to_string(*d.cache);
     if (d.iothread) j["iothread"] = *d.iothread;
     if (d.ephemeral) j["ephemeral"] = true;
     return j;
@@ -67,7 +69,8 @@ Json spec_json(const VmSpec& s) {
     j["name"] = s.name;
     j["machine"] = {{"type", s.machine.type},
                     {"accel", to_string(s.machine.accel)},
-                    {"topologyVersion", s.machine.topology_version}};
+                    {"topologyVersion", s.machine.topology_version},
+                    {"layout", to_string(s.machine.layout)}};
     j["cpu"] = {
         {"sockets", s.cpu.sockets},     {"cores", s.cpu.cores},
         {"threads", s.cpu.threads},     {"model", s.cpu.model},
@@ -145,6 +148,18 @@ Json spec_json(const VmSpec& s) {
         {"disks", s.hotplug.disks}, {"interfaces", s.hotplug.interfaces}, {"scsi", s.hotplug.scsi}};
     j["devices"] = {{"balloon", s.devices.balloon}, {"rng", s.devices.rng}};
     optional_string(j["devices"], "guestAgent", s.devices.guest_agent_as_written);
+    if (const auto& pins = s.devices.pci_addresses; pins.any()) {
+        Json a = Json::object();
+        auto pin = [&a](const char* key, const std::optional<PciAddress>& v) {
+            if (v) a[key] = to_string(*v);
+        };
+        pin("rng", pins.rng);
+        pin("balloon", pins.balloon);
+        pin("scsi", pins.scsi);
+        pin("virtioSerial", pins.virtio_serial);
+        pin("cloudInit", pins.cloud_init);
+        j["devices"]["pciAddresses"] = std::move(a);
+    }
     if (!s.serial.log.empty() || !s.serial.socket.empty()) {
         Json serial = Json::object();
         optional_string(serial, "log", s.serial.log_as_written);

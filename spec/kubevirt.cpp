@@ -104,6 +104,7 @@ std::optional<Converted> Converter::run(const Node& root) {
     out_.spec = map(root);
     disks_ = sequence(root);
     interfaces_ = sequence(root);
+    filesystems_ = sequence(root);
     Fields f(diags_, root, "");
     f.require("apiVersion");
     f.require("kind");
@@ -151,12 +152,23 @@ std::optional<Converted> Converter::run(const Node& root) {
     else if (expect(*spec, Node::Kind::map, "spec"))
         kind == "VirtualMachine" ? vm_spec(*spec, "spec") : vmi_spec(*spec, "spec");
     if (!diags_.empty()) return std::nullopt;
+    if (domain_) {
+        pin_from();
+        if (!diags_.empty()) return std::nullopt;
+    }
 
     put(out_.spec, "disks", std::move(disks_));
     put(out_.spec, "interfaces", std::move(interfaces_));
+    if (!filesystems_.items.empty()) put(out_.spec, "filesystems", std::move(filesystems_));
     Node devices = map(devices_node_ ? *devices_node_ : root);
     put(devices, "rng", boolean(rng_, devices));
     put(devices, "balloon", boolean(balloon_, devices));
+    if (!builtin_pins_.empty()) {
+        Node pins = map(devices);
+        for (const auto& [key, d] : builtin_pins_)
+            put(pins, key, text(spec::to_string(*d->pci), devices));
+        put(devices, "pciAddresses", std::move(pins));
+    }
     put(out_.spec, "devices", std::move(devices));
     return std::move(out_);
 }
@@ -472,8 +484,9 @@ bool is_manifest(const Node& root) {
 }
 
 std::optional<Converted> convert_manifest(Diagnostics& diags, const Node& root,
-                                          const VolumeRoots& roots) {
-    return kubevirt::Converter(diags, roots).run(root);
+                                          const VolumeRoots& roots, const Domain* pins,
+                                          std::vector<std::string>* notes) {
+    return kubevirt::Converter(diags, roots, pins, notes).run(root);
 }
 
 std::string manifest_path(const Converted& c, const std::string& spec_path) {

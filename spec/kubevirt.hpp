@@ -25,8 +25,12 @@ bool is_manifest(const Node& root);
 
 // Converts a manifest; every problem (a field qshim does not support, a volume no disk uses,
 // another kind) is added to `diags` at the manifest's path, and nothing is returned then.
+// With `pins`, every device takes the place that libvirt domain gave it (machine.layout:
+// libvirt); what the domain has and the spec cannot keep is added to `notes`.
+struct Domain;
 std::optional<Converted> convert_manifest(Diagnostics& diags, const Node& root,
-                                          const VolumeRoots& roots);
+                                          const VolumeRoots& roots, const Domain* pins = nullptr,
+                                          std::vector<std::string>* notes = nullptr);
 
 // Rewrites a spec path ("disks[0].serial") to the manifest's ("spec.domain.devices.disks[2]
 // .serial") by the longest matching origin.

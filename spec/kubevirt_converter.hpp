@@ -13,6 +13,7 @@
 
 #include "spec/decoder.hpp"
 #include "spec/kubevirt.hpp"
+#include "spec/libvirt_domain.hpp"
 
 namespace qshim::spec::detail::kubevirt {
 
@@ -32,7 +33,9 @@ std::optional<uint64_t> parse_quantity(std::string_view text);
 
 class Converter {
   public:
-    Converter(Diagnostics& diags, const VolumeRoots& roots) : diags_(diags), roots_(roots) {}
+    Converter(Diagnostics& diags, const VolumeRoots& roots, const Domain* pins,
+              std::vector<std::string>* notes)
+        : diags_(diags), roots_(roots), domain_(pins), notes_(notes) {}
 
     std::optional<Converted> run(const Node& root);
 
@@ -57,7 +60,17 @@ class Converter {
     bool volume_source(size_t volume, Node& out, bool cdrom);
     void cloud_init(const Node& source, const std::string& path, const std::string& disk_path);
     void interface(const Node& iface, const std::string& path);
+    void filesystem(const Node& fs, const std::string& path);
     void unused_volumes_and_networks();
+
+    // kubevirt_pins.cpp: --pin-from
+    void pin_from();
+    // Puts `key` into the spec's `item` (at spec path `spec_path`, "disks[0]").
+    void pin(Node& item, const char* key, Node value, const std::string& spec_path,
+             const DomainDevice& from);
+    const DomainDevice* domain_device(const std::string& element, const std::string& name,
+                                      const std::string& mac);
+    bool on_root_port(const DomainDevice& d, const Node& at, const std::string& path);
 
     bool expect(const Node& n, Node::Kind kind, const std::string& path) {
         return expect_kind(diags_, n, kind, path);
@@ -77,10 +90,15 @@ class Converter {
 
     Diagnostics& diags_;
     const VolumeRoots& roots_;
+    const Domain* domain_;             // --pin-from, or nullptr
+    std::vector<std::string>* notes_;  // what --pin-from could not keep; may be nullptr
+    // devices.pciAddresses keys with the domain device giving each its place
+    std::vector<std::pair<std::string, const DomainDevice*>> builtin_pins_;
+    std::string cloud_init_disk_;  // the disk that names the cloud-init volume
     Converted out_;
     const Node* root_ = nullptr;
     std::vector<Named> volumes_, networks_;
-    Node disks_, interfaces_;
+    Node disks_, interfaces_, filesystems_;
     bool iothreads_shared_ = false;
     unsigned dedicated_iothreads_ = 0;
     bool cloud_init_seen_ = false;

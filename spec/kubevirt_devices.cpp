@@ -21,6 +21,8 @@ namespace {
 // The volume sources qshim maps; any other (configMap, emptyDisk, ...) is refused by name.
 constexpr const char* disk_sources[] = {
     "containerDisk", "persistentVolumeClaim", "dataVolume", "hostDisk", "ephemeral", "emptyDisk"};
+// The sources a filesystem (virtio-fs) shares; as disks they would be ISO images KubeVirt makes.
+constexpr const char* folder_sources[] = {"configMap", "secret", "serviceAccount", "downwardAPI"};
 // The cloud-init sources, each qshim's seed for that datasource.
 constexpr const char* no_cloud = "cloudInitNoCloud";
 constexpr const char* config_drive = "cloudInitConfigDrive";
@@ -170,6 +172,10 @@ void Converter::devices(const Node& devices, const std::string& path) {
     if (const Node* d = f.get("disks"); d && expect(*d, Node::Kind::sequence, path + ".disks"))
         for (size_t i = 0; i < d->items.size(); ++i)
             disk(d->items[i], fmt::format("{}.disks[{}]", path, i));
+    if (const Node* fs = f.get("filesystems");
+        fs && expect(*fs, Node::Kind::sequence, path + ".filesystems"))
+        for (size_t i = 0; i < fs->items.size(); ++i)
+            filesystem(fs->items[i], fmt::format("{}.filesystems[{}]", path, i));
     const Node* ifaces = f.get("interfaces");
     if (ifaces && expect(*ifaces, Node::Kind::sequence, path + ".interfaces"))
         for (size_t i = 0; i < ifaces->items.size(); ++i)
@@ -213,11 +219,6 @@ void Converter::disk(const Node& node, const std::string& path) {
             target = t;
             kind = k;
         }
-    if (kind == "lun") {
-        diags_.add(*target, path + ".lun", fmt::format("{} yet (SCSI passthrough)", unsupported));
-        f.finish(unsupported);
-        return;
-    }
     if (cloud_init_source(*volume->node)) {
         // The seed is qshim's own virtio disk at a fixed address (docs/topology.md).
         for (const char* k : {"bootOrder", "serial"})
@@ -232,6 +233,7 @@ void Converter::disk(const Node& node, const std::string& path) {
             tf.finish(unsupported);
         }
         f.finish(unsupported);
+        cloud_init_disk_ = name;
         cloud_init(*volume->node, volume->path, path);
         return;
     }
@@ -240,18 +242,27 @@ void Converter::disk(const Node& node, const std::string& path) {
     put(out, "name", *node.find("name"));
     const bool cdrom = kind == "cdrom";
     if (cdrom) put(out, "device", text("cdrom", *target));
-    std::string bus = "sata";  // KubeVirt's default on x86: every guest has an AHCI driver
+    // KubeVirt's default on x86 is sata (every guest has an AHCI driver); a lun is a SCSI LUN.
+    const bool lun = kind == "lun";
+    std::string bus = lun ? "scsi" : "sata";
     if (target && expect(*target, Node::Kind::map, path + "." + kind)) {
         Fields tf(diags_, *target, path + "." + kind);
         if (const Node* b = tf.get("bus")) {
             if (b->kind == Node::Kind::scalar && b->value == "usb")
                 diags_.add(*b, path + "." + kind + ".bus", fmt::format("usb: {}", unsupported));
+            else if (lun && b->kind == Node::Kind::scalar && b->value != "scsi")
+                diags_.add(*b, path + ".lun.bus", "a lun is on the scsi bus");
             else if (b->kind == Node::Kind::scalar)
                 bus = b->value;
             put(out, "bus", *b);
         } else {
             put(out, "bus", text(bus, *target));
         }
+        // qshim's lun is an emulated SCSI disk (scsi-hd), not SG_IO passthrough: nothing of the
+        // device's own (vendor pages, reservations) reaches the guest (docs/kubevirt.md).
+        if (lun)
+            refuse_true(tf, "reservation",
+                        "persistent reservations need SCSI passthrough and qemu-pr-helper");
         if (const Node* ro = tf.get("readonly")) put(out, "readOnly", *ro);
         if (const Node* pci = tf.get("pciAddress")) put(out, "pciAddress", *pci);
         if (cdrom)
@@ -268,6 +279,8 @@ void Converter::disk(const Node& node, const std::string& path) {
            path + "." + kind + ".pciAddress");
     if (const Node* b = f.get("bootOrder")) put(out, "bootOrder", *b);
     if (const Node* s = f.get("serial")) put(out, "serial", *s);
+    // none, writethrough, writeback: the same names and meanings as qshim's.
+    if (const Node* c = f.get("cache")) put(out, "cache", *c);
     bool dedicated = false;
     if (f.boolean("dedicatedIOThread", dedicated) && dedicated) {
         if (bus != "virtio")
@@ -301,6 +314,12 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
         }
     f.get(no_cloud);
     f.get(config_drive);
+    for (const char* k : folder_sources)
+        if (const Node* s = f.get(k))
+            diags_.add(*s, volume.path + "." + k,
+                       fmt::format("as a disk (an ISO KubeVirt makes of it): {} yet; share it "
+                                   "with spec.domain.devices.filesystems (virtiofs) instead",
+                                   unsupported));
     f.finish(unsupported);
     if (!source) {
         // finish() has named the source qshim does not take, if there was one.
@@ -449,6 +468,76 @@ void Converter::cloud_init(const Node& volume, const std::string& volume_path,
     origin("cloudInit", p);
 }
 
+// A folder of the pod shared with the guest over virtio-fs, its tag the volume's name (as
+// KubeVirt's): a configMap, secret, downwardAPI or serviceAccount volume read-only, a claim
+// writable.
+void Converter::filesystem(const Node& node, const std::string& path) {
+    if (!expect(node, Node::Kind::map, path)) return;
+    Fields f(diags_, node, path);
+    f.require("name");
+    f.require("virtiofs");
+    if (const Node* v = f.get("virtiofs"); v && expect(*v, Node::Kind::map, path + ".virtiofs"))
+        Fields(diags_, *v, path + ".virtiofs").finish(unsupported);
+    std::string name;
+    if (!f.string("name", name) || name.empty()) {
+        f.finish(unsupported);
+        return;
+    }
+    f.finish(unsupported);
+    Named* volume = find(volumes_, name);
+    if (!volume) {
+        diags_.add(*node.find("name"), path + ".name",
+                   fmt::format("no volume named {} in spec.volumes", name));
+        return;
+    }
+    if (volume->used) {
+        diags_.add(*node.find("name"), path + ".name",
+                   fmt::format("volume {} is used by a disk too", name));
+        return;
+    }
+    volume->used = true;
+    const Node& v = *volume->node;
+    Fields vf(diags_, v, volume->path);
+    vf.get("name");
+    std::string folder;
+    bool read_only = true;
+    const Node* source = nullptr;
+    for (const char* k : {"configMap", "secret", "downwardAPI", "serviceAccount",
+                          "persistentVolumeClaim", "dataVolume"}) {
+        const Node* s = vf.get(k);
+        if (!s) continue;
+        source = s;
+        std::string_view kind = k;
+        if (kind == "configMap")
+            folder = roots_.config_maps + "/" + name;
+        else if (kind == "secret")
+            folder = roots_.secrets + "/" + name;
+        else if (kind == "downwardAPI")
+            folder = roots_.downward_api + "/" + name;
+        else if (kind == "serviceAccount")
+            folder = roots_.service_account;
+        else  // a filesystem claim, mounted as a folder
+            folder = roots_.vmi_disks + "/" + name, read_only = false;
+        // What the source names (the configMap's name, its items, ...) is the cluster's: the
+        // pod has it mounted at the folder by now.
+        if (expect(*s, Node::Kind::map, volume->path + "." + k))
+            for (const auto& e : s->entries)
+                if (e.key.value == "readOnly" && e.value.value == "true") read_only = true;
+    }
+    vf.finish(
+        "not a folder to share: a filesystem shares a configMap, secret, downwardAPI, "
+        "serviceAccount or claim volume");
+    if (!source) return;
+    Node out = map(node);
+    put(out, "name", *node.find("name"));
+    put(out, "path", text(folder, *source));
+    put(out, "tag", *node.find("name"));
+    put(out, "readOnly", boolean(read_only, *source));
+    origin(fmt::format("filesystems[{}]", filesystems_.items.size()), path);
+    origin(fmt::format("filesystems[{}].path", filesystems_.items.size()), volume->path);
+    filesystems_.items.push_back(std::move(out));
+}
+
 void Converter::interface(const Node& node, const std::string& path) {
     if (!expect(node, Node::Kind::map, path)) return;
     Fields f(diags_, node, path);
@@ -475,21 +564,58 @@ void Converter::interface(const Node& node, const std::string& path) {
     }
     if (const Node* pci = f.get("pciAddress")) put(out, "pciAddress", *pci);
     if (const Node* b = f.get("bootOrder")) put(out, "bootOrder", *b);
+    // The binding: how the pod's network reaches the NIC.
     const Node* masquerade = f.get("masquerade");
-    if (const Node* bridge = f.get("bridge"))
-        diags_.add(*bridge, path + ".bridge",
-                   fmt::format("{} yet: use masquerade (the pod's tap comes with the pod "
-                               "backends)",
-                               unsupported));
-    Node backend = map(masquerade ? *masquerade : node);
-    if (masquerade) {
-        if (expect(*masquerade, Node::Kind::map, path + ".masquerade"))
-            Fields(diags_, *masquerade, path + ".masquerade").finish(unsupported);
+    const Node* passt = f.get("passt");
+    const Node* bridge = f.get("bridge");
+    const Node* plugin = f.get("binding");
+    const Node* chosen = nullptr;
+    std::string binding;
+    for (auto [key, n] : {std::pair{"masquerade", masquerade}, std::pair{"passt", passt},
+                          std::pair{"bridge", bridge}, std::pair{"binding", plugin}}) {
+        if (!n) continue;
+        if (chosen)
+            diags_.add(*n, path + "." + key, fmt::format("a second binding: {} is set", binding));
+        else if (expect(*n, Node::Kind::map, path + "." + key))
+            chosen = n, binding = key;
+    }
+    if (plugin && chosen == plugin) {
+        // A network binding plugin, by the name the cluster registered it under: passt's is
+        // the one qshim knows (KubeVirt ships it as "passt").
+        Fields bf(diags_, *plugin, path + ".binding");
+        bf.require("name");
+        std::string name;
+        if (bf.string("name", name) && name != "passt")
+            diags_.add(
+                *plugin->find("name"), path + ".binding.name",
+                fmt::format("{}: {} (the binding plugin qshim knows is passt)", name, unsupported));
+        binding = "passt";
+        bf.finish(unsupported);
+    } else if (chosen) {
+        Fields(diags_, *chosen, path + "." + binding).finish(unsupported);
+    }
+    for (const char* other : {"sriov", "slirp", "macvtap", "passtBinding"})
+        if (const Node* n = f.get(other))
+            diags_.add(*n, path + "." + other,
+                       std::string(other) == "sriov"
+                           ? fmt::format("{} (SR-IOV needs a VFIO device the cluster assigns)",
+                                         unsupported)
+                           : std::string(unsupported));
+    Node backend = map(chosen ? *chosen : node);
+    if (binding == "masquerade") {
         // NAT with DHCP, as masquerade gives the guest: QEMU's user network.
-        put(backend, "type", text("user", *masquerade));
+        put(backend, "type", text("user", *chosen));
+    } else if (binding == "passt") {
+        // qshim runs passt in the pod's network namespace: the guest gets the pod's address.
+        put(backend, "type", text("passt", *chosen));
+    } else if (binding == "bridge") {
+        // The tap that the cluster's network setup makes in the pod for the pod network
+        // (KubeVirt names it tap0); QEMU opens it by name and runs no scripts.
+        put(backend, "type", text("tap", *chosen));
+        put(backend, "name", text("tap0", *chosen));
     } else if (std::none_of(std::begin(bindings), std::end(bindings),
                             [&](const char* b) { return node.find(b) != nullptr; })) {
-        diags_.add(node, path, "needs a binding: masquerade");
+        diags_.add(node, path, "needs a binding: masquerade, passt or bridge");
     }
     if (const Node* ports = f.get("ports");
         ports && expect(*ports, Node::Kind::sequence, path + ".ports")) {
@@ -516,8 +642,9 @@ void Converter::interface(const Node& node, const std::string& path) {
             origin(fmt::format("interfaces[{}].backend.portForwards[{}]", index, i), pp + ".port");
             forwards.items.push_back(std::move(fwd));
         }
-        if (!masquerade)
-            diags_.add(*ports, path + ".ports", "forwarded ports need the masquerade binding");
+        if (binding == "bridge")
+            diags_.add(*ports, path + ".ports",
+                       "the bridge binding forwards nothing: the guest has the pod's address");
         put(backend, "portForwards", std::move(forwards));
     }
     f.finish(unsupported);

@@ -13,6 +13,7 @@
 #include "spec/decoder.hpp"
 #include "spec/document.hpp"
 #include "spec/kubevirt.hpp"
+#include "spec/libvirt_domain.hpp"
 #include "spec/values.hpp"
 
 namespace qshim::spec {
@@ -209,6 +210,8 @@ class SpecReader {
                                 version));
             spec_.machine.topology_version = static_cast<int>(version);
         }
+        f.choice("layout", spec_.machine.layout,
+                 {{"regions", PciLayout::regions}, {"libvirt", PciLayout::libvirt}});
         f.finish();
     }
 
@@ -484,7 +487,30 @@ class SpecReader {
                     *f.get("lun"), at(p, "lun"),
                     fmt::format("only scsi disks have a LUN; a {} disk has {}", to_string(d.bus),
                                 d.bus == DiskBus::virtio ? "a PCI function (pciAddress)"
-                                                         : "an AHCI port, by list order"));
+                                                         : "an AHCI port (sataPort)"));
+        }
+        DiskCache cache = DiskCache::writeback;
+        if (f.choice("cache", cache,
+                     {{"none", DiskCache::none},
+                      {"writethrough", DiskCache::writethrough},
+                      {"writeback", DiskCache::writeback}})) {
+            if (d.vhost_user() || d.no_medium())
+                diags_.add(*f.get("cache"), at(p, "cache"),
+                           d.vhost_user() ? "a vhost-user disk's server caches as it likes"
+                                          : "an empty drive has no image to cache");
+            else
+                d.cache = cache;
+        }
+        unsigned port = 0;
+        if (f.uint("sataPort", port, 0, max_sata_ports - 1)) {
+            if (d.bus == DiskBus::sata)
+                d.sata_port = port;
+            else
+                diags_.add(
+                    *f.get("sataPort"), at(p, "sataPort"),
+                    fmt::format(
+                        "only sata disks sit on an AHCI port; a {} disk has {}", to_string(d.bus),
+                        d.bus == DiskBus::virtio ? "a PCI function (pciAddress)" : "a LUN (lun)"));
         }
         f.finish();
         spec_.disks.push_back(std::move(d));
@@ -704,6 +730,17 @@ class SpecReader {
         f.boolean("balloon", spec_.devices.balloon);
         f.boolean("rng", spec_.devices.rng);
         path(f, "guestAgent", spec_.devices.guest_agent, spec_.devices.guest_agent_as_written);
+        if (auto* a = f.get("pciAddresses");
+            a && expect(*a, Node::Kind::map, "devices.pciAddresses")) {
+            Fields af(diags_, *a, "devices.pciAddresses");
+            auto& pins = spec_.devices.pci_addresses;
+            pins.rng = pci(af, "rng");
+            pins.balloon = pci(af, "balloon");
+            pins.scsi = pci(af, "scsi");
+            pins.virtio_serial = pci(af, "virtioSerial");
+            pins.cloud_init = pci(af, "cloudInit");
+            af.finish();
+        }
         f.finish();
     }
 
@@ -755,7 +792,7 @@ class SpecReader {
         std::map<unsigned, std::string> boot_orders;
         std::map<std::string, std::string> serials;
         std::map<MacAddress, std::string> macs;
-        std::map<unsigned, std::string> luns;
+        std::map<unsigned, std::string> luns, sata_ports;
         // `p` ends in the field's key; report at that field, or at its item when it is a default.
         auto unique = [this](auto& seen, const auto& key, const Node& item, const std::string& p,
                              const std::string& what) {
@@ -776,6 +813,9 @@ class SpecReader {
             if (!d.serial.empty())
                 unique(serials, d.serial, at, p + ".serial", "serial '" + d.serial + "'");
             if (d.lun) unique(luns, *d.lun, at, p + ".lun", fmt::format("LUN {}", *d.lun));
+            if (d.sata_port)
+                unique(sata_ports, *d.sata_port, at, p + ".sataPort",
+                       fmt::format("SATA port {}", *d.sata_port));
         }
         for (size_t i = 0; i < spec_.interfaces.size(); ++i) {
             const Interface& n = spec_.interfaces[i];
@@ -957,10 +997,25 @@ Result<VmSpec> parse_spec(std::string_view text, const std::string& filename,
     Diagnostics diags(filename);
     std::optional<detail::Converted> converted;
     const bool manifest = detail::is_manifest(*doc);
+    std::optional<detail::Domain> domain;
+    if (!options.pin_from.empty()) {
+        if (!manifest)
+            return make_error(Errc::invalid_spec,
+                              "pinning addresses from a libvirt domain takes a KubeVirt "
+                              "manifest; a spec pins them with pciAddress",
+                              context);
+        auto read = detail::read_domain_xml(options.pin_from);
+        if (!read) return std::move(read).error();
+        domain = std::move(*read);
+    }
     if (manifest) {
         // A KubeVirt manifest: converted to a spec, whose problems are then the manifest's.
-        converted = detail::convert_manifest(diags, *doc, options.volume_roots);
-        if (converted) SpecReader(diags, spec).read(converted->spec);
+        converted = detail::convert_manifest(diags, *doc, options.volume_roots,
+                                             domain ? &*domain : nullptr, options.notes);
+        if (converted) {
+            SpecReader(diags, spec).read(converted->spec);
+            spec.origins = converted->origins;
+        }
     } else {
         SpecReader(diags, spec).read(*doc);
     }
@@ -1020,6 +1075,10 @@ Result<Disk> parse_disk(std::string_view json, const VmSpec& vm) {
 Result<Interface> parse_interface(std::string_view json, const VmSpec& vm) {
     return parse_device<Interface>(json, vm, "interface",
                                    [](SpecReader& r, const Node& n) { r.read_interface(n); });
+}
+
+std::string source_path(const VmSpec& spec, const std::string& spec_path) {
+    return detail::manifest_path(detail::Converted{{}, spec.origins}, spec_path);
 }
 
 bool is_kubevirt_manifest(std::string_view text) {

@@ -109,6 +109,11 @@ const char* to_string(DiskBus v) {
 }
 const char* to_string(DiskFormat v) { return v == DiskFormat::raw ? "raw" : "qcow2"; }
 const char* to_string(DiskDevice v) { return v == DiskDevice::disk ? "disk" : "cdrom"; }
+const char* to_string(DiskCache v) {
+    return v == DiskCache::none           ? "none"
+           : v == DiskCache::writethrough ? "writethrough"
+                                          : "writeback";
+}
 const char* to_string(NicModel v) {
     switch (v) {
         case NicModel::virtio:
@@ -150,6 +155,7 @@ const char* to_string(SeccompMode v) {
 
 const char* to_string(FirmwareType v) { return v == FirmwareType::uefi ? "uefi" : "bios"; }
 const char* to_string(Protocol v) { return v == Protocol::udp ? "udp" : "tcp"; }
+const char* to_string(PciLayout v) { return v == PciLayout::libvirt ? "libvirt" : "regions"; }
 const char* to_string(Datasource v) {
     return v == Datasource::config_drive ? "configDrive" : "noCloud";
 }

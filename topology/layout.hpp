@@ -47,11 +47,15 @@ inline constexpr unsigned bridge_last_slot = 31;
 inline constexpr unsigned legacy_bridge_bus = 122;
 
 // q35's built-in AHCI controller (00:1f.2) has six ports, QEMU buses ide.0 to ide.5.
-inline constexpr unsigned sata_ports = 6;
+inline constexpr unsigned sata_ports = spec::max_sata_ports;
 // One virtio-scsi target, LUN per disk. 256 LUNs is far beyond any VM's need and below the
 // 16384 virtio-scsi allows.
 inline constexpr unsigned scsi_max_luns = spec::max_scsi_luns;
 
 inline constexpr std::string_view v1_machine = "pc-q35-7.2";
+
+// The libvirt layout (machine.layout: libvirt): root ports at pcie.0 slots 01-1e, 240 in all,
+// the one with index i (1-240) holding bus i, as libvirt numbers q35's ports.
+inline constexpr unsigned libvirt_ports = 30 * 8;
 
 }  // namespace qshim::topology::detail

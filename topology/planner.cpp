@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <qshim/topology.hpp>
 
@@ -29,44 +30,21 @@ class Planner {
     Result<Topology> run() {
         topo_.version = 1;
         topo_.machine = spec_.machine.type == "q35" ? std::string(v1_machine) : spec_.machine.type;
-
-        auto disk_positions = place_region(disks_region, virtio_disk_requests(), "virtio disks");
-        auto nic_positions =
-            place_region(interfaces_region, nic_requests(false), "virtio/e1000e interfaces");
-        auto hostdev_positions =
-            place_region(host_devices_region, host_device_requests(), "host devices");
-        auto legacy_slots = place_bridge_slots(nic_requests(true));
+        disk_places_.resize(spec_.disks.size());
+        nic_places_.resize(spec_.interfaces.size());
+        hostdev_places_.resize(spec_.host_devices.size());
+        filesystem_places_.resize(spec_.filesystems.size());
+        if (spec_.machine.layout == spec::PciLayout::libvirt)
+            lay_out_libvirt();
+        else
+            lay_out_regions();
         if (!problems_.empty()) return failure();
 
-        unsigned disk_ports =
-            region_size(disks_region, disk_positions, spec_.hotplug.disks, "hotplug.disks", 1);
-        unsigned nic_ports = region_size(interfaces_region, nic_positions, spec_.hotplug.interfaces,
-                                         "hotplug.interfaces", 0);
-        unsigned hostdev_ports = region_size(host_devices_region, hostdev_positions, 0, "", 0);
-        unsigned controller_ports = controllers_needed();
-        unsigned legacy_ports = legacy_slots.empty() ? 0 : 1;
-        unsigned filesystem_ports = static_cast<unsigned>(spec_.filesystems.size());
-        if (filesystem_ports > filesystems_region.ports())
-            problem("filesystems", fmt::format("{} filesystems do not fit: the layout holds {}",
-                                               filesystem_ports, filesystems_region.ports()));
-        if (!problems_.empty()) return failure();
-
-        add_ports(disks_region, disk_ports, true);
-        add_ports(interfaces_region, nic_ports, true);
-        add_ports(controllers_region, controller_ports, false);
-        add_ports(host_devices_region, hostdev_ports, false);
-        add_ports(legacy_region, legacy_ports, false);
-        add_ports(filesystems_region, filesystem_ports, false);
-        pad_bus_numbers();
-        if (legacy_ports) add_bridge();
-
-        add_disks(disk_positions);
-        add_nics(nic_positions, legacy_slots);
-        add_host_devices(hostdev_positions);
+        add_disks();
+        add_nics();
+        add_host_devices();
         add_filesystems();
         add_builtins();
-        add_hotplug_ports(disks_region, disk_positions, disk_ports);
-        add_hotplug_ports(interfaces_region, nic_positions, nic_ports);
         if (!problems_.empty()) return failure();
         // Output order is by class, then spec order, whatever the pins.
         std::stable_sort(
@@ -79,8 +57,186 @@ class Planner {
   private:
     using Positions = std::vector<std::optional<int>>;  // position -> spec index
 
-    void problem(std::string path, std::string reason) {
-        problems_.push_back({spec_.source_file, 0, 0, std::move(path), std::move(reason)});
+    // Where one device goes: its address, the QEMU bus it plugs into, its slot there.
+    struct Place {
+        PciAddress address;
+        std::string parent;
+        unsigned slot = 0;
+    };
+    using Places = std::vector<std::optional<Place>>;  // spec index -> place
+    // The built-in devices, by their position in the controllers region.
+    static constexpr unsigned builtin_count = cloud_init_position + 1;
+
+    // Layout v1 in regions (topology/layout.hpp): each class in its own run of ports and buses.
+    void lay_out_regions() {
+        if (spec_.devices.pci_addresses.any())
+            problem("devices.pciAddresses",
+                    "the regions layout puts built-in devices at fixed places; pinning them "
+                    "needs machine.layout: libvirt");
+        auto disk_positions = place_region(disks_region, virtio_disk_requests(), "virtio disks");
+        auto nic_positions =
+            place_region(interfaces_region, nic_requests(false), "virtio/e1000e interfaces");
+        auto hostdev_positions =
+            place_region(host_devices_region, host_device_requests(), "host devices");
+        auto legacy_slots = place_bridge_slots(nic_requests(true));
+        if (!problems_.empty()) return;
+
+        unsigned disk_ports =
+            region_size(disks_region, disk_positions, spec_.hotplug.disks, "hotplug.disks", 1);
+        unsigned nic_ports = region_size(interfaces_region, nic_positions, spec_.hotplug.interfaces,
+                                         "hotplug.interfaces", 0);
+        unsigned hostdev_ports = region_size(host_devices_region, hostdev_positions, 0, "", 0);
+        unsigned controller_ports = controllers_needed();
+        unsigned legacy_ports = legacy_slots.empty() ? 0 : 1;
+        unsigned filesystem_ports = static_cast<unsigned>(spec_.filesystems.size());
+        if (filesystem_ports > filesystems_region.ports())
+            problem("filesystems", fmt::format("{} filesystems do not fit: the layout holds {}",
+                                               filesystem_ports, filesystems_region.ports()));
+        if (!problems_.empty()) return;
+
+        add_ports(disks_region, disk_ports, true);
+        add_ports(interfaces_region, nic_ports, true);
+        add_ports(controllers_region, controller_ports, false);
+        add_ports(host_devices_region, hostdev_ports, false);
+        add_ports(legacy_region, legacy_ports, false);
+        add_ports(filesystems_region, filesystem_ports, false);
+        pad_bus_numbers();
+        if (legacy_ports) add_bridge();
+
+        in_region(disks_region, disk_positions, disk_places_);
+        in_region(interfaces_region, nic_positions, nic_places_);
+        in_region(host_devices_region, hostdev_positions, hostdev_places_);
+        for (unsigned p = 0; p < legacy_slots.size(); ++p)
+            if (legacy_slots[p]) {
+                unsigned slot = bridge_first_slot + p;
+                nic_places_[static_cast<size_t>(*legacy_slots[p])] =
+                    Place{PciAddress{0, uint8_t(legacy_bridge_bus), uint8_t(slot), 0},
+                          "bridge.legacy", slot};
+            }
+        for (unsigned p = 0; p < spec_.filesystems.size(); ++p)
+            filesystem_places_[p] = region_place(filesystems_region, p);
+        for (unsigned p = 0; p < builtin_count; ++p)
+            builtin_places_[p] = region_place(controllers_region, p);
+        add_hotplug_ports(disks_region, disk_positions, disk_ports);
+        add_hotplug_ports(interfaces_region, nic_positions, nic_ports);
+    }
+
+    static Place region_place(const Region& region, unsigned position) {
+        return Place{PciAddress{0, uint8_t(region.first_bus + position), 0, 0},
+                     port_id(region, position)};
+    }
+
+    static void in_region(const Region& region, const Positions& positions, Places& places) {
+        for (unsigned p = 0; p < positions.size(); ++p)
+            if (positions[p]) places[static_cast<size_t>(*positions[p])] = region_place(region, p);
+    }
+
+    // libvirt's q35 numbering: one pcie-root-port per device from 00:01.0 on, eight to a slot,
+    // the port with index i at bus i, chassis i, port 0x8 * slot + function (what libvirt
+    // writes), so that a VM that ran under libvirt keeps the addresses its domain XML pins.
+    void lay_out_libvirt() {
+        struct Wanted {
+            Places* places;   // nullptr for a built-in
+            size_t index;     // in its list, or its builtin position
+            std::string tag;  // the class the port serves
+        };
+        std::vector<Request> requests;
+        std::vector<Wanted> wanted;
+        auto want = [&](std::string label, std::string path, std::optional<PciAddress> pin,
+                        Places* places, size_t index, std::string tag) {
+            requests.push_back(
+                {static_cast<int>(requests.size()), std::move(label), std::move(path), pin});
+            wanted.push_back({places, index, std::move(tag)});
+        };
+        for (const auto& r : virtio_disk_requests())
+            want(r.label, r.path, r.pin, &disk_places_, size_t(r.spec_index), "disks");
+        for (const auto& r : nic_requests(false))
+            want(r.label, r.path, r.pin, &nic_places_, size_t(r.spec_index), "interfaces");
+        for (const auto& r : nic_requests(true))
+            problem(fmt::format("interfaces[{}].model", r.spec_index),
+                    "e1000 is conventional PCI, behind a bridge the libvirt layout does not "
+                    "have; use e1000e");
+        for (const auto& r : host_device_requests())
+            want(r.label, r.path, r.pin, &hostdev_places_, size_t(r.spec_index), "hostDevices");
+        for (size_t i = 0; i < spec_.filesystems.size(); ++i)
+            want(fmt::format("filesystems[{}] ({})", i, spec_.filesystems[i].name), "", {},
+                 &filesystem_places_, i, "filesystems");
+        const auto& pins = spec_.devices.pci_addresses;
+        auto builtin = [&](bool present, unsigned position, const char* key,
+                           const std::optional<PciAddress>& pin) {
+            if (present)
+                want(fmt::format("the {} device", key), fmt::format("devices.pciAddresses.{}", key),
+                     pin, nullptr, position, "controllers");
+            else if (pin)
+                problem(fmt::format("devices.pciAddresses.{}", key),
+                        "pins a device the VM does not have");
+        };
+        builtin(has_scsi(), scsi_position, "scsi", pins.scsi);
+        builtin(!spec_.devices.guest_agent.empty(), virtio_serial_position, "virtioSerial",
+                pins.virtio_serial);
+        builtin(spec_.devices.rng, rng_position, "rng", pins.rng);
+        builtin(spec_.devices.balloon, balloon_position, "balloon", pins.balloon);
+        builtin(spec_.cloud_init.has_value(), cloud_init_position, "cloudInit", pins.cloud_init);
+
+        auto position_of = [](const PciAddress& a) -> std::optional<unsigned> {
+            if (a.domain != 0 || a.slot != 0 || a.function != 0) return std::nullopt;
+            if (a.bus < 1 || a.bus > libvirt_ports) return std::nullopt;
+            return a.bus - 1u;
+        };
+        std::string allowed = fmt::format(
+            "0000:01:00.0 to {} (behind root ports 1 to {})",
+            spec::to_string(PciAddress{0, uint8_t(libvirt_ports), 0, 0}), libvirt_ports);
+        Positions positions = place(requests, libvirt_ports, position_of, allowed, "PCIe devices");
+        if (!problems_.empty()) return;
+
+        const unsigned spares = spec_.hotplug.disks + spec_.hotplug.interfaces;
+        unsigned used = 0, highest = 0;
+        for (unsigned p = 0; p < positions.size(); ++p)
+            if (positions[p]) {
+                ++used;
+                highest = p + 1;
+            }
+        const unsigned ports = std::max(highest, used + spares);
+        if (ports > libvirt_ports) {
+            problem("hotplug", fmt::format("{} devices and {} spare ports need {} root ports; the "
+                                           "libvirt layout holds {}",
+                                           used, spares, used + spares, libvirt_ports));
+            return;
+        }
+        // Empty ports serve hotplug: the lowest hotplug.disks ones disks, the others NICs.
+        unsigned disk_spares = 0;
+        for (unsigned p = 0; p < ports; ++p) {
+            Controller c;
+            c.id = fmt::format("pci.{}", p + 1);  // libvirt's own QEMU ids
+            c.model = "pcie-root-port";
+            c.address = {0, 0, uint8_t(1 + p / 8), uint8_t(p % 8)};
+            c.parent = "pcie.0";
+            c.bus = p + 1;
+            c.chassis = p + 1;
+            c.port = 8 * c.address.slot + c.address.function;
+            c.hotplug = true;
+            c.multifunction = p % 8 == 0;
+            c.io_reserve_zero = true;
+            Place place{PciAddress{0, uint8_t(c.bus), 0, 0}, c.id};
+            if (positions[p]) {
+                const Wanted& w = wanted[static_cast<size_t>(*positions[p])];
+                c.region = w.tag;
+                if (w.places)
+                    (*w.places)[w.index] = place;
+                else
+                    builtin_places_[w.index] = place;
+            } else {
+                c.region = disk_spares++ < spec_.hotplug.disks ? "disks" : "interfaces";
+                topo_.hotplug_ports.push_back({c.region, c.id, place.address, c.address});
+            }
+            topo_.controllers.push_back(std::move(c));
+        }
+    }
+
+    // At the field as the user wrote it: a converted manifest's own path (spec::source_path).
+    void problem(const std::string& path, std::string reason) {
+        problems_.push_back(
+            {spec_.source_file, 0, 0, spec::source_path(spec_, path), std::move(reason)});
     }
 
     Error failure() {
@@ -221,6 +377,35 @@ class Planner {
     // Each scsi disk's LUN: its own `lun`, or else the lowest one still free, in list order. A
     // spec without `lun` gets 0, 1, 2, ... in list order, as topology v1 always did; a disk
     // removed from the middle keeps the others' LUNs once they are written down (resolve()).
+    // Each sata disk's AHCI port: its own `sataPort`, or else the lowest one still free, in list
+    // order (which is what v1 did before sataPort: every golden file is unchanged).
+    std::vector<unsigned> sata_ports_of() {
+        std::vector<unsigned> port(spec_.disks.size(), 0);
+        std::vector<bool> taken(sata_ports, false);
+        unsigned count = 0;
+        for (const auto& d : spec_.disks)
+            if (d.bus == spec::DiskBus::sata && d.sata_port && *d.sata_port < sata_ports)
+                taken[*d.sata_port] = true;
+        unsigned next = 0;
+        for (size_t i = 0; i < spec_.disks.size(); ++i) {
+            const auto& d = spec_.disks[i];
+            if (d.bus != spec::DiskBus::sata) continue;
+            ++count;
+            if (d.sata_port) {
+                port[i] = *d.sata_port;
+                continue;
+            }
+            while (next < sata_ports && taken[next]) ++next;
+            if (next == sata_ports) break;  // reported below, by count
+            taken[next] = true;
+            port[i] = next;
+        }
+        if (count > sata_ports)
+            problem("disks", fmt::format("{} sata disks; q35's AHCI controller has {} ports", count,
+                                         sata_ports));
+        return port;
+    }
+
     std::vector<unsigned> scsi_luns() {
         std::vector<unsigned> lun(spec_.disks.size(), 0);
         std::vector<bool> taken(scsi_max_luns, false);
@@ -310,12 +495,9 @@ class Planner {
         topo_.controllers.push_back(std::move(b));
     }
 
-    void add_disks(const Positions& positions) {
-        std::vector<std::optional<unsigned>> position_of(spec_.disks.size());
-        for (unsigned p = 0; p < positions.size(); ++p)
-            if (positions[p]) position_of[static_cast<size_t>(*positions[p])] = p;
+    void add_disks() {
         const std::vector<unsigned> luns = scsi_luns();
-        unsigned sata_port = 0;
+        const std::vector<unsigned> ports = sata_ports_of();
         for (size_t i = 0; i < spec_.disks.size(); ++i) {
             const auto& d = spec_.disks[i];
             Device dev;
@@ -330,46 +512,27 @@ class Planner {
                     // The same disks port whoever serves the blocks: a vhost-user-blk disk
                     // is placed exactly as a virtio-blk one would be (docs/topology.md).
                     dev.driver = d.vhost_user() ? "vhost-user-blk-pci" : "virtio-blk-pci";
-                    dev.parent = port_id(disks_region, *position_of[i]);
-                    dev.address = {0, uint8_t(disks_region.first_bus + *position_of[i]), 0, 0};
+                    dev.parent = disk_places_[i]->parent;
+                    dev.address = disk_places_[i]->address;
                     break;
                 case spec::DiskBus::scsi:
                     dev.driver = cdrom ? "scsi-cd" : "scsi-hd";
                     dev.parent = "scsi.0.0";
                     dev.unit = luns[i];
-                    dev.address = {0, uint8_t(controllers_region.first_bus + scsi_position), 0, 0};
+                    dev.address = builtin_places_[scsi_position]->address;
                     break;
                 case spec::DiskBus::sata:
                     dev.driver = cdrom ? "ide-cd" : "ide-hd";
-                    dev.unit = sata_port;
-                    dev.parent = fmt::format("ide.{}", sata_port++);
+                    dev.unit = ports[i];
+                    dev.parent = fmt::format("ide.{}", ports[i]);
                     dev.address = {0, 0, 0x1f, 2};
                     break;
             }
             topo_.devices.push_back(std::move(dev));
         }
-        if (sata_port > sata_ports)
-            problem("disks", fmt::format("{} sata disks; q35's AHCI controller has {} ports",
-                                         sata_port, sata_ports));
     }
 
-    void add_nics(const Positions& positions, const Positions& bridge_slots) {
-        std::vector<std::optional<PciAddress>> address(spec_.interfaces.size());
-        std::vector<std::string> parent(spec_.interfaces.size());
-        std::vector<unsigned> slot(spec_.interfaces.size(), 0);
-        for (unsigned p = 0; p < positions.size(); ++p)
-            if (positions[p]) {
-                auto i = static_cast<size_t>(*positions[p]);
-                address[i] = PciAddress{0, uint8_t(interfaces_region.first_bus + p), 0, 0};
-                parent[i] = port_id(interfaces_region, p);
-            }
-        for (unsigned p = 0; p < bridge_slots.size(); ++p)
-            if (bridge_slots[p]) {
-                auto i = static_cast<size_t>(*bridge_slots[p]);
-                slot[i] = bridge_first_slot + p;
-                address[i] = PciAddress{0, uint8_t(legacy_bridge_bus), uint8_t(slot[i]), 0};
-                parent[i] = "bridge.legacy";
-            }
+    void add_nics() {
         for (size_t i = 0; i < spec_.interfaces.size(); ++i) {
             const auto& n = spec_.interfaces[i];
             Device dev;
@@ -379,41 +542,39 @@ class Planner {
             dev.driver = n.model == spec::NicModel::virtio   ? "virtio-net-pci"
                          : n.model == spec::NicModel::e1000e ? "e1000e"
                                                              : "e1000";
-            dev.address = *address[i];
-            dev.parent = parent[i];
-            dev.slot = slot[i];
+            dev.address = nic_places_[i]->address;
+            dev.parent = nic_places_[i]->parent;
+            dev.slot = nic_places_[i]->slot;
             dev.mac = spec::to_string(n.mac);
             dev.spec_index = static_cast<int>(i);
             topo_.devices.push_back(std::move(dev));
         }
     }
 
-    void add_host_devices(const Positions& positions) {
-        for (unsigned p = 0; p < positions.size(); ++p) {
-            if (!positions[p]) continue;
-            auto i = static_cast<size_t>(*positions[p]);
+    void add_host_devices() {
+        for (size_t i = 0; i < spec_.host_devices.size(); ++i) {
             Device dev;
             dev.name = spec_.host_devices[i].name;
             dev.kind = DeviceKind::hostdev;
             dev.id = dev.name;
             dev.driver = "vfio-pci";
-            dev.address = {0, uint8_t(host_devices_region.first_bus + p), 0, 0};
-            dev.parent = port_id(host_devices_region, p);
+            dev.address = hostdev_places_[i]->address;
+            dev.parent = hostdev_places_[i]->parent;
             dev.spec_index = static_cast<int>(i);
             topo_.devices.push_back(std::move(dev));
         }
     }
 
     void add_filesystems() {
-        for (unsigned p = 0; p < spec_.filesystems.size(); ++p) {
+        for (size_t i = 0; i < spec_.filesystems.size(); ++i) {
             Device dev;
-            dev.name = spec_.filesystems[p].name;
+            dev.name = spec_.filesystems[i].name;
             dev.kind = DeviceKind::filesystem;
             dev.id = dev.name;
             dev.driver = "vhost-user-fs-pci";
-            dev.address = {0, uint8_t(filesystems_region.first_bus + p), 0, 0};
-            dev.parent = port_id(filesystems_region, p);
-            dev.spec_index = static_cast<int>(p);
+            dev.address = filesystem_places_[i]->address;
+            dev.parent = filesystem_places_[i]->parent;
+            dev.spec_index = static_cast<int>(i);
             topo_.devices.push_back(std::move(dev));
         }
     }
@@ -427,8 +588,8 @@ class Planner {
         dev.kind = kind;
         dev.driver = std::move(driver);
         dev.id = std::move(id);
-        dev.address = {0, uint8_t(controllers_region.first_bus + position), 0, 0};
-        dev.parent = port_id(controllers_region, position);
+        dev.address = builtin_places_[position]->address;
+        dev.parent = builtin_places_[position]->parent;
         topo_.devices.push_back(std::move(dev));
     }
 
@@ -459,6 +620,8 @@ class Planner {
     const VmSpec& spec_;
     Topology topo_;
     std::vector<Diagnostic> problems_;
+    Places disk_places_, nic_places_, hostdev_places_, filesystem_places_;
+    std::array<std::optional<Place>, builtin_count> builtin_places_;
 };
 
 }  // namespace

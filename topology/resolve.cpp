@@ -9,14 +9,24 @@ namespace qshim::topology {
 spec::VmSpec resolve(const spec::VmSpec& spec, const Topology& topology) {
     spec::VmSpec out = spec;
     for (const auto& d : topology.devices) {
-        if (d.spec_index < 0) continue;
+        if (d.spec_index < 0) {
+            // Built-in devices have places of their own only in the libvirt layout.
+            if (spec.machine.layout != spec::PciLayout::libvirt) continue;
+            auto& pins = out.devices.pci_addresses;
+            if (d.name == "scsi") pins.scsi = d.address;
+            if (d.name == "virtio-serial") pins.virtio_serial = d.address;
+            if (d.name == "rng") pins.rng = d.address;
+            if (d.name == "balloon") pins.balloon = d.address;
+            if (d.name == "cloud-init") pins.cloud_init = d.address;
+            continue;
+        }
         auto i = static_cast<size_t>(d.spec_index);
         switch (d.kind) {
             case DeviceKind::disk:
-                // Virtio disks own a PCI function and scsi disks a LUN; sata disks are placed
-                // by list order.
+                // Virtio disks own a PCI function, scsi disks a LUN, sata disks an AHCI port.
                 if (out.disks[i].bus == spec::DiskBus::virtio) out.disks[i].pci_address = d.address;
                 if (out.disks[i].bus == spec::DiskBus::scsi) out.disks[i].lun = d.unit;
+                if (out.disks[i].bus == spec::DiskBus::sata) out.disks[i].sata_port = d.unit;
                 break;
             case DeviceKind::interface:
                 out.interfaces[i].pci_address = d.address;

@@ -36,26 +36,35 @@ enum class Accel { automatic, kvm, tcg };
 enum class DiskBus { virtio, scsi, sata };
 enum class DiskFormat { raw, qcow2 };
 enum class DiskDevice { disk, cdrom };
+// The host page cache and the guest's view of the disk's write cache, as libvirt names the modes.
+enum class DiskCache { none, writethrough, writeback };
 enum class NicModel { virtio, e1000e, e1000 };
 enum class BackendType { user, tap, stream, passt };
 enum class SeccompMode { enforce, kill, log, off };
 enum class FirmwareType { bios, uefi };
 enum class Protocol { tcp, udp };
+// How topology v1 lays out root ports (docs/topology.md): a fixed region per device class, or
+// libvirt's q35 numbering, one port per device from slot 01, for VMs that keep libvirt's
+// addresses (`qshim convert --pin-from`).
+enum class PciLayout { regions, libvirt };
 
 QSHIM_API const char* to_string(Accel v);
 QSHIM_API const char* to_string(DiskBus v);
 QSHIM_API const char* to_string(DiskFormat v);
 QSHIM_API const char* to_string(DiskDevice v);
+QSHIM_API const char* to_string(DiskCache v);
 QSHIM_API const char* to_string(NicModel v);
 QSHIM_API const char* to_string(BackendType v);
 QSHIM_API const char* to_string(SeccompMode v);
 QSHIM_API const char* to_string(FirmwareType v);
 QSHIM_API const char* to_string(Protocol v);
+QSHIM_API const char* to_string(PciLayout v);
 
 struct Machine {
     std::string type = "q35";  // q35, or a versioned pc-q35-X.Y
     Accel accel = Accel::automatic;
     int topology_version = 1;
+    PciLayout layout = PciLayout::regions;
 };
 
 // Host CPU or NUMA node numbers, written as a kernel CPU list ("0-3,8").
@@ -144,6 +153,9 @@ struct Disk {
     // A scsi disk's LUN on the virtio-scsi controller (target 0). Unset: the lowest one no other
     // scsi disk takes, in list order (docs/topology.md).
     std::optional<unsigned> lun;
+    std::optional<unsigned> sata_port;  // sata disks: the AHCI port (0-5); unset: list order
+    // Unset: QEMU's default, which is writeback.
+    std::optional<DiskCache> cache;
     // The IOThread (0 .. iothreads-1) that runs this disk's I/O: virtio disks, and the SCSI
     // controller of scsi disks. Unset: QEMU's main loop.
     std::optional<unsigned> iothread;
@@ -170,6 +182,8 @@ struct Disk {
 };
 // LUNs of the virtio-scsi controller qshim lays out (docs/topology.md).
 inline constexpr unsigned max_scsi_luns = 256;
+// q35's built-in AHCI controller (00:1f.2) has six ports.
+inline constexpr unsigned max_sata_ports = 6;
 
 // A host port of a user network forwarded into the guest (QEMU's hostfwd).
 struct PortForward {
@@ -231,11 +245,19 @@ struct Hotplug {
     bool scsi = false;
 };
 
+// Pins for the built-in PCI devices; only the libvirt layout takes them (the regions layout
+// gives each a fixed place).
+struct BuiltinAddresses {
+    std::optional<PciAddress> rng, balloon, scsi, virtio_serial, cloud_init;
+    bool any() const { return rng || balloon || scsi || virtio_serial || cloud_init; }
+};
+
 struct Devices {
     bool balloon = false;
     bool rng = true;          // a guest without entropy boots slowly
     std::string guest_agent;  // unix socket path for the guest agent channel; empty = none
     std::string guest_agent_as_written;
+    BuiltinAddresses pci_addresses;
 };
 
 struct Serial {
@@ -316,6 +338,9 @@ struct VmSpec {
     // Where each field naming a host file was written ("disks[0].path" -> its position in
     // source_file), so a problem found when the VM starts (a missing image) points at it too.
     std::map<std::string, SourcePosition> positions;
+    // For a converted KubeVirt manifest: (spec path prefix, manifest path) pairs, so a problem
+    // found later (by the topology) names the manifest's field (source_path()).
+    std::vector<std::pair<std::string, std::string>> origins;
 };
 
 // Largest spec file accepted; a VM spec is a few KiB, so more is a mistake or an attack.
@@ -338,16 +363,32 @@ struct VolumeRoots {
     std::string secrets = "/var/run/kubevirt-private/secret";
     // firmware.kernelBoot: the kernel and initrd, by their file names.
     std::string kernel_boot = "/var/run/kubevirt/container-disks/kernel-boot-volume";
+    // Shared with the guest over virtio-fs (devices.filesystems): a configMap's files are in
+    // VOLUME/ here, a downwardAPI volume's too; the serviceAccount's token is this folder.
+    std::string config_maps = "/var/run/kubevirt-private/config-map";
+    std::string downward_api = "/var/run/kubevirt-private/downwardapi";
+    std::string service_account = "/var/run/secrets/kubernetes.io/serviceaccount";
 };
 
 struct LoadOptions {
     Format format = Format::automatic;  // automatic: by extension, then by content
     VolumeRoots volume_roots;           // for KubeVirt manifests
+    // A KubeVirt manifest's devices take the places this libvirt domain XML (`virsh dumpxml`)
+    // gives them: machine.layout libvirt, every address pinned (docs/kubevirt.md).
+    std::string pin_from;
+    // Where loading a manifest with pin_from says what of the domain the VM cannot keep (a USB
+    // controller, ...); may be nullptr.
+    std::vector<std::string>* notes = nullptr;
 };
 
 // Whether spec text is a KubeVirt manifest (it has apiVersion or kind) rather than a qshim spec.
 // load_spec and parse_spec take both; a manifest is converted to a spec as docs/kubevirt.md says.
 QSHIM_API bool is_kubevirt_manifest(std::string_view text);
+
+// The field of the file the spec came from that `spec_path` ("disks[0].pciAddress") was written
+// as: the same path for a spec, the manifest's ("spec.domain.devices.disks[2].pciAddress") for a
+// converted KubeVirt manifest.
+QSHIM_API std::string source_path(const VmSpec& spec, const std::string& spec_path);
 
 // Reads and validates a spec file. On failure the Error (code invalid_spec or io) lists every
 // problem found in Error::diagnostics.

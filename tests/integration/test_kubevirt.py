@@ -5,6 +5,8 @@ test guest's kernel and onto scratch images, and the guest sees every disk and N
 import json
 import signal
 import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from qshim_cli import qshim, qshim_bin
 from qshim_guest import QemuProcess, give_to_qemu, guest_dir
@@ -146,8 +148,83 @@ def config_drive():
         print("ok: a config drive, labelled config-2, in OpenStack's layout")
 
 
+LIBVIRT = Path(__file__).resolve().parents[1] / "kubevirt" / "libvirt"
+
+
+def libvirt_addresses(domain_xml):
+    """What libvirt 9.0 wrote: KubeVirt alias (or element) -> PCI address, and drive units."""
+    pci, units = {}, {}
+    for dev in ET.parse(domain_xml).getroot().find("devices"):
+        alias = dev.find("alias")
+        name = alias.get("name") if alias is not None else dev.tag
+        if dev.tag == "controller":
+            name = f"controller {dev.get('type')}"
+        a = dev.find("address")
+        if a is None:
+            continue
+        if a.get("type") == "pci":
+            pci[name] = "{:04x}:{:02x}:{:02x}.{:x}".format(
+                *(int(a.get(k), 16) for k in ("domain", "bus", "slot", "function")))
+        elif a.get("type") == "drive":
+            units[name] = int(a.get("unit"))
+    return pci, units
+
+
+def pinned_from_libvirt():
+    """A VMI moved from libvirt keeps every address libvirt's domain XML gives it: in qshim's
+    topology, and in the guest's own view."""
+    domain = LIBVIRT / "vmi-migrated.domain.xml"
+    libvirt, units = libvirt_addresses(domain)
+    with QemuProcess() as proc:
+        tmp = proc.tmp
+        image(tmp / "container-disks" / "disk_0.img")   # containerdisk, volume 0
+        image(tmp / "container-disks" / "disk_4.img")   # installer, volume 4 (a cdrom)
+        image(tmp / "vmi-disks" / "data" / "disk.img")
+        image(tmp / "vmi-disks" / "scratch" / "disk.img")
+        give_to_qemu(tmp)
+        roots = ["--volume-root", f"container-disks={tmp / 'container-disks'}",
+                 "--volume-root", f"vmi-disks={tmp / 'vmi-disks'}",
+                 "--volume-root", f"kernel-boot={guest_dir()}"]
+        out = qshim("convert", *roots, "--pin-from", domain, LIBVIRT / "vmi-migrated.yaml",
+                    check=0)
+        assert "controller usb 0 at 0000:04:00.0" in out.stderr, out.stderr
+        assert "controller virtio-serial 0 at 0000:03:00.0" in out.stderr, out.stderr
+        spec = tmp / "vm.yaml"
+        spec.write_text(out.stdout)
+        topology = json.loads(qshim("topology", spec, check=0).stdout)
+        where = {d["name"]: d for d in topology["devices"]}
+        expected = {"containerdisk": libvirt["ua-containerdisk"], "data": libvirt["ua-data"],
+                    "cloud-init": libvirt["ua-cloudinitdisk"], "default": libvirt["ua-default"],
+                    "scsi": libvirt["controller scsi"], "balloon": libvirt["memballoon"],
+                    "rng": libvirt["rng"]}
+        for name, address in expected.items():
+            assert where[name]["address"] == address, (name, where[name], address)
+        assert where["scratch"]["unit"] == units["ua-scratch"]
+        assert where["installer"]["unit"] == units["ua-installer"] == 1
+
+        proc.start([qshim_bin(), "run", "--accel", "tcg", "--console", spec])
+        report = proc.console.wait_report(
+            lambda r: all(r.disk_by_serial(s) for s in ("containerdisk", "DATA0001", "cidata",
+                                                        "scratch")) and
+            r.nic_by_mac("02:8a:1f:00:00:01"), timeout=180)
+        seen = {"containerdisk": report.disk_by_serial("containerdisk")["pci"],
+                "data": report.disk_by_serial("DATA0001")["pci"],
+                "cloud-init": report.disk_by_serial("cidata")["pci"],
+                "scsi": report.disk_by_serial("scratch")["pci"],
+                "default": report.nic_by_mac("02:8a:1f:00:00:01")["pci"]}
+        for name, address in seen.items():
+            assert address == expected[name], f"{name}: guest sees {address}, libvirt had {expected[name]}"
+        # virtio (1af4) balloon and rng, modern device ids, at libvirt's places.
+        assert report.pci.get(expected["balloon"], (None,) * 3)[:2] == ("1af4", "1045"), report.pci
+        assert report.pci.get(expected["rng"], (None,) * 3)[:2] == ("1af4", "1044"), report.pci
+        print(f"ok: the guest sees every device where libvirt put it: {expected}")
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.wait_exit(60) == 0, (tmp / "stderr.log").read_text()
+
+
 def main():
     config_drive()
+    pinned_from_libvirt()
     with QemuProcess() as proc:
         tmp = proc.tmp
         # The pod's folders, as virt-launcher lays them out, here under tmp.

@@ -17,6 +17,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+LoadOptions format_option(Format format) {
+    LoadOptions o;
+    o.format = format;
+    return o;
+}
+
 // Every field of schema v1, each set away from its default where it has one.
 constexpr const char* full_yaml = R"(# Every field of schema v1.
 name: full
@@ -223,7 +229,7 @@ TEST_CASE("the full example reads every field", "[spec][loader]") {
 
 TEST_CASE("the same spec in JSON loads to an equal VmSpec", "[spec][loader]") {
     CHECK(dump(loaded(full_json, "/srv/vms/full.json")) ==
-          dump(loaded(full_yaml, "/srv/vms/full.json", {Format::yaml, {}})));
+          dump(loaded(full_yaml, "/srv/vms/full.json", format_option(Format::yaml))));
 }
 
 TEST_CASE("defaults fill every field left out", "[spec][loader]") {
@@ -381,9 +387,9 @@ TEST_CASE("the format comes from the extension, then the content", "[spec][loade
     CHECK(parse_spec("name: vm\n", "vm").ok());
 
     SECTION("an explicit format beats the extension") {
-        CHECK_FALSE(parse_spec(lax, "vm.yaml", {Format::json, {}}).ok());
-        CHECK(parse_spec(lax, "vm.json", {Format::yaml, {}}).ok());
-        auto r = parse_spec("name: vm\n", "vm.yaml", {Format::json, {}});
+        CHECK_FALSE(parse_spec(lax, "vm.yaml", format_option(Format::json)).ok());
+        CHECK(parse_spec(lax, "vm.json", format_option(Format::yaml)).ok());
+        auto r = parse_spec("name: vm\n", "vm.yaml", format_option(Format::json));
         REQUIRE_FALSE(r.ok());
         CHECK_THAT(r.error().diagnostics.at(0).reason, Catch::StartsWith("malformed JSON"));
     }
@@ -391,7 +397,7 @@ TEST_CASE("the format comes from the extension, then the content", "[spec][loade
         TempDir dir;
         CHECK(load_spec(dir.write("a.yaml", lax).string()).ok());
         CHECK_FALSE(load_spec(dir.write("a.json", lax).string()).ok());
-        CHECK(load_spec(dir.write("a.json", lax).string(), {Format::yaml, {}}).ok());
+        CHECK(load_spec(dir.write("a.json", lax).string(), format_option(Format::yaml)).ok());
     }
 }
 

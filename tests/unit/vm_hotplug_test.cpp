@@ -21,10 +21,12 @@ struct Fixture {
     asio::io_context io;
     FakeQemu qemu{io};
     EventLog events{io.get_executor()};
-    PlannedVm planned = plan_vm("name: t\n", qemu.dir.path.string());
+    PlannedVm planned;
     std::unique_ptr<Vm> vm;
 
-    explicit Fixture(std::chrono::milliseconds command_timeout = 10s) {
+    explicit Fixture(std::chrono::milliseconds command_timeout = 10s,
+                     const std::string& spec = "name: t\n")
+        : planned(plan_vm(spec, qemu.dir.path.string())) {
         for (const char* name : {"one.raw", "two.raw"}) make_image(qemu.dir.path / name);
         auto options = qemu.options();
         options.command_timeout = command_timeout;
@@ -285,5 +287,32 @@ TEST_CASE("a device the guest ejects by itself leaves the live state, and its ba
         const auto& ports = f.vm->topology().hotplug_ports;
         CHECK(std::count_if(ports.begin(), ports.end(),
                             [](const auto& p) { return p.cls == "disks"; }) == 8);
+    }()));
+}
+
+TEST_CASE("in the libvirt layout, hotplug takes the empty ports and gives them back") {
+    // rng (on by default) takes port 1; 8 disk spares are ports 2-9, 4 NIC spares 10-13.
+    Fixture f(10s, "name: t\nmachine: {layout: libvirt}\n");
+    REQUIRE(f.planned.topology.controllers.size() == 13);
+    f.serve({s::expect("blockdev-add"), s::expect("blockdev-add"), s::expect("device_add"),
+             s::expect("netdev_add"), s::expect("device_add"), s::expect("device_del"),
+             s::event("DEVICE_DELETED", {{"device", "one"}}), s::expect("blockdev-del"),
+             s::expect("blockdev-del"), s::expect("device_del"),
+             s::event("DEVICE_DELETED", {{"device", "n1"}}), s::expect("netdev_del")});
+    REQUIRE(f.ends_cleanly([&]() -> asio::awaitable<void> {
+        auto disk = co_await f.vm->add_disk(f.disk("one"));
+        require_ok(disk);
+        CHECK(disk->address == spec::PciAddress{0, 2, 0, 0});
+        CHECK(disk->parent == "pci.2");
+        auto nic = co_await f.vm->add_interface(f.nic("n1"));
+        require_ok(nic);
+        CHECK(nic->address == spec::PciAddress{0, 10, 0, 0});
+        CHECK(f.vm->live_spec().hotplug.disks == 7);
+        CHECK(f.vm->live_spec().hotplug.interfaces == 3);
+        require_ok(co_await f.vm->remove_disk("one", 10s));
+        require_ok(co_await f.vm->remove_interface("n1", 10s));
+        CHECK(f.vm->live_spec().hotplug.disks == 8);
+        CHECK(f.vm->live_spec().hotplug.interfaces == 4);
+        CHECK(f.vm->topology().controllers.size() == 13);
     }()));
 }
