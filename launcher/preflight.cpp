@@ -65,8 +65,8 @@ std::string file_state(const std::string& path) {
     return {};
 }
 
-// cache none opens the image with O_DIRECT, which some file systems refuse (tmpfs: EINVAL);
-// QEMU would then fail to start with a less helpful message.
+// cache none opens the image with O_DIRECT, which some file systems refuse with EINVAL (tmpfs
+// before Linux 6.6, as on Debian 12's kernel); QEMU would then fail with a vaguer message.
 std::string direct_io_problem(const std::string& path) {
     int fd = open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0) {
@@ -74,7 +74,8 @@ std::string direct_io_problem(const std::string& path) {
         return {};
     }
     if (errno != EINVAL) return {};  // a missing or unreadable file is told on its own
-    return "its file system does not take O_DIRECT (tmpfs does not): use cache writethrough";
+    return "its file system does not take O_DIRECT (tmpfs before Linux 6.6 does not): use cache "
+           "writethrough";
 }
 
 // An inherited tap fd must be open here and be a tap: any other fd (one of qshim's own, which
@@ -235,7 +236,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
             if (auto why = direct_io_problem(d.path); !why.empty())
                 problems.push_back(
                     {fmt::format("disks[{}] ({}).cache none: {}: {}", i, d.name, d.path, why),
-                     fmt::format("disks[{}].cache", i)});
+                     fmt::format("disks[{}].path", i)});
     }
     for (size_t i = 0; i < spec.interfaces.size(); ++i)
         if (spec.interfaces[i].backend.type == spec::BackendType::passt) {
@@ -358,6 +359,8 @@ std::string vhost_user_socket_problem(const std::string& path) {
 
 std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu) {
     if (auto why = file_state(disk.path); !why.empty()) return why;
+    if (disk.cache == spec::DiskCache::none)
+        if (auto why = direct_io_problem(disk.path); !why.empty()) return "cache none: " + why;
     int mode = disk.read_only || disk.ephemeral ? R_OK : R_OK | W_OK;
     auto result = access_as(qemu, {{disk.path, mode}});
     if (!result) return result.error().what();

@@ -34,7 +34,7 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
                        std::vector<std::string>& warnings);
 
 // Why a disk's image cannot be used as the spec says (missing, unreadable or not writable by
-// QEMU's uid, a directory); empty when it can.
+// QEMU's uid, a directory, cache none on a file system without O_DIRECT); empty when it can.
 std::string disk_file_problem(const spec::Disk& disk, const QemuIdentity& qemu);
 
 // Why QEMU cannot connect to a vhost-user-blk server's socket at `path` (missing, or not a

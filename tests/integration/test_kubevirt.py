@@ -44,10 +44,12 @@ spec:
             bus: virtio
         - name: data
           serial: KV-DATA
+          cache: none
           disk:
             bus: virtio
         - name: logs
           serial: KV-LOGS
+          cache: writethrough
           disk:
             bus: scsi
         - name: scratch

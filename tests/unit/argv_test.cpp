@@ -1,6 +1,7 @@
 // The QEMU command line: JSON options that no path can break, and the escaping of the rest.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <qshim/launcher.hpp>
 #include <qshim/topology.hpp>
@@ -228,4 +229,31 @@ TEST_CASE("IOThreads are objects, and disks name theirs", "[placement]") {
     CHECK(scsi_on_io0);
     CHECK(a_on_io1);
     CHECK(c_without);
+}
+
+TEST_CASE("cache modes: O_DIRECT on the image's file node, the write cache on the device") {
+    auto argv = argv_for(
+        "name: vm\ndisks:\n  - {name: n, path: /n, format: raw, cache: none}\n"
+        "  - {name: t, path: /t, format: qcow2, bus: sata, cache: writethrough}\n"
+        "  - {name: b, path: /b, format: raw, bus: scsi, cache: writeback}\n"
+        "  - {name: d, path: /d, format: raw}\n"
+        "  - {name: e, path: /e, format: raw, ephemeral: true, cache: none}\n");
+    std::map<std::string, nlohmann::json> files, devices;
+    for (const auto& b : json_args(argv, "-blockdev"))
+        if (b["driver"] == "file") files[b["filename"]] = b;
+    for (const auto& d : json_args(argv, "-device"))
+        if (d.contains("id")) devices[d["id"]] = d;
+    CHECK(files["/n"]["cache"] == nlohmann::json{{"direct", true}});
+    CHECK(devices["n"]["write-cache"] == "on");
+    CHECK(files["/t"]["cache"] == nlohmann::json{{"direct", false}});
+    CHECK(devices["t"]["write-cache"] == "off");
+    CHECK(files["/b"]["cache"] == nlohmann::json{{"direct", false}});
+    CHECK(devices["b"]["write-cache"] == "on");
+    // Unset: QEMU's own defaults, nothing written.
+    CHECK_FALSE(files["/d"].contains("cache"));
+    CHECK_FALSE(devices["d"].contains("write-cache"));
+    // An ephemeral disk: the image as asked; its overlay (in the state directory) QEMU's default.
+    CHECK(files["/e"]["cache"] == nlohmann::json{{"direct", true}});
+    for (const auto& [name, node] : files)
+        if (name.find("e.overlay") != std::string::npos) CHECK_FALSE(node.contains("cache"));
 }

@@ -1,5 +1,6 @@
 // Local-VM pieces of the launcher: the cloud-init seed, the state directory, and what the
 // command line says about firmware, seeds, overlays and port forwards.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -485,4 +486,43 @@ TEST_CASE("ephemeral disks do not migrate") {
                Contains("disks[1] (e) is ephemeral") && Contains("cannot be live-migrated"));
     CHECK_THAT(unmigratable_disks(must_parse("name: a\ndisks: [{name: s, capacity: 1Gi}]\n")),
                Contains("disks[0] (s) is blank"));
+}
+
+TEST_CASE("preflight: cache none where the file system refuses O_DIRECT, at the image's line") {
+    // tmpfs refuses O_DIRECT before Linux 6.6 (Debian 12's kernel) and takes it since: whichever
+    // this kernel does, preflight must say the same, and nothing for an image on ext4.
+    const fs::path shm = fs::path("/dev/shm") / fmt::format("qshim-direct-{}.raw", getpid());
+    std::ofstream(shm, std::ios::binary) << std::string(4096, '\0');
+    struct Remove {
+        fs::path p;
+        ~Remove() { fs::remove(p); }
+    } remove_shm{shm};
+    int fd = open(shm.c_str(), O_RDONLY | O_DIRECT);
+    const bool tmpfs_refuses = fd < 0 && errno == EINVAL;
+    if (fd >= 0) close(fd);
+    TempDir tmp;
+    const std::string disk = tmp.write("disk.raw", std::string(4096, '\0'));
+    PreflightInput input;
+    input.qemu = me();
+    std::vector<std::string> warnings;
+    auto spec_for = [](const std::string& path, const char* cache) {
+        return must_parse(fmt::format("name: a\nmachine: {{accel: tcg}}\ndisks:\n"
+                                      "  - name: root\n    path: {}\n    format: raw\n"
+                                      "    cache: {}\n",
+                                      path, cache),
+                          "/specs/vm.yaml");
+    };
+    auto r = preflight(spec_for(shm.string(), "none"), input, warnings);
+    if (tmpfs_refuses) {
+        REQUIRE_FALSE(r.ok());
+        REQUIRE(r.error().diagnostics.size() == 1);
+        CHECK(to_string(r.error().diagnostics[0]) ==
+              "/specs/vm.yaml:5:11: disks[0] (root).cache none: " + shm.string() +
+                  ": its file system does not take O_DIRECT (tmpfs before Linux 6.6 does not): "
+                  "use cache writethrough");
+    } else {
+        CHECK(r.ok());
+    }
+    CHECK(preflight(spec_for(shm.string(), "writethrough"), input, warnings).ok());
+    CHECK(preflight(spec_for(disk, "none"), input, warnings).ok());
 }
