@@ -23,9 +23,13 @@ Each volume is found where KubeVirt's virt-launcher puts it in the VM's pod:
 a containerDisk's image is /var/run/kubevirt/container-disks/disk_N.img (N:
 the volume's index in spec.volumes), opened under a throw-away overlay; a
 persistentVolumeClaim or dataVolume is /dev/VOLUME when that is a block
-device, else /var/run/kubevirt-private/vmi-disks/VOLUME/disk.img. A field
-qshim does not support is an error naming it; nothing is silently dropped.
-docs/kubevirt.md maps every field.
+device, else /var/run/kubevirt-private/vmi-disks/VOLUME/disk.img; a
+configMap, secret, serviceAccount or downwardAPI disk is an ISO image of its
+folder, made at start. A field qshim does not support is an error naming it;
+nothing is silently dropped. What qshim decides on its own is a note on
+stderr: a volume no disk names gets a sata disk (KubeVirt's default), and a
+volume that is not here to look at (converting on another host) is taken as
+raw, or as a filesystem claim. docs/kubevirt.md maps every field.
 
 A VM that ran under libvirt (KubeVirt's virt-launcher) keeps its guest ABI
 with --pin-from: every disk and NIC (matched by KubeVirt's alias ua-NAME, a
@@ -86,10 +90,8 @@ int cmd_convert(const std::vector<std::string>& argv) {
         return exit_invalid;
     }
     std::vector<std::string> notes;
-    if (args.has("--pin-from")) {
-        options->pin_from = *args.get("--pin-from");
-        options->notes = &notes;
-    }
+    options->notes = &notes;
+    if (args.has("--pin-from")) options->pin_from = *args.get("--pin-from");
     auto spec = load_or_report(path, *options);
     for (const auto& note : notes) fmt::print(stderr, "qshim convert: note: {}\n", note);
     if (!spec) return exit_invalid;

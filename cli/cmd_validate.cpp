@@ -56,11 +56,8 @@ int cmd_validate(const std::vector<std::string>& argv) {
             return usage_error("validate", "--format must be yaml or json");
     }
     const std::string& path = args.positional()[0];
-    auto loaded = spec::load_spec(path, options);
-    if (!loaded) {
-        print_error(loaded.error());
-        return exit_invalid;
-    }
+    auto loaded = load_or_report(path, options);
+    if (!loaded) return exit_invalid;
     auto topo = topology::plan(*loaded);
     if (!topo) {
         print_error(topo.error());

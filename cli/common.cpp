@@ -28,7 +28,11 @@ int usage_error(const std::string& command, const std::string& message) {
 
 std::optional<spec::VmSpec> load_or_report(const std::string& path,
                                            const spec::LoadOptions& options) {
-    auto loaded = spec::load_spec(path, options);
+    std::vector<std::string> notes;
+    spec::LoadOptions with_notes = options;
+    if (!with_notes.notes) with_notes.notes = &notes;
+    auto loaded = spec::load_spec(path, with_notes);
+    for (const auto& note : notes) fmt::print(stderr, "qshim: note: {}: {}\n", path, note);
     if (!loaded) {
         print_error(loaded.error());
         return std::nullopt;

@@ -354,9 +354,11 @@ class ArgvBuilder {
         } else if (disk.no_medium()) {
             // An empty cdrom drive: QEMU gives the device a BlockBackend of its own, without a
             // medium, for blockdev-insert-medium to fill.
-        } else if (disk.blank()) {
+        } else if (disk.blank() || disk.from_folder()) {
             spec::Disk made = disk;  // the image qshim makes in the state directory
-            made.path = detail::blank_path(state_dir(), disk.name);
+            made.path = disk.blank() ? detail::blank_path(state_dir(), disk.name)
+                                     : detail::folder_image_path(state_dir(), disk.name);
+            made.format = disk.blank() ? spec::DiskFormat::qcow2 : spec::DiskFormat::raw;
             for (const auto& node : detail::disk_blockdevs(made)) json("-blockdev", node);
         } else {
             for (const auto& node : detail::disk_blockdevs(disk)) json("-blockdev", node);

@@ -227,7 +227,17 @@ Result<void> preflight(const spec::VmSpec& spec, const PreflightInput& input,
                 needs.push_back({field, d.vhost_user_socket, W_OK, mode_words(W_OK), at});
             continue;
         }
-        if (d.blank()) continue;      // qshim makes it, in the state directory
+        if (d.blank()) continue;  // qshim makes it, in the state directory
+        if (d.from_folder()) {
+            // qshim reads the folder itself to make the image: QEMU never opens it.
+            std::error_code ec;
+            if (!fs::is_directory(d.folder, ec))
+                problems.push_back(
+                    {fmt::format("disks[{}] ({}).folder: {}: {}", i, d.name, d.folder,
+                                 fs::exists(d.folder, ec) ? "not a folder" : "no such folder"),
+                     fmt::format("disks[{}].folder", i)});
+            continue;
+        }
         if (d.no_medium()) continue;  // an empty cdrom drive
         // An ephemeral disk's image is only read: the guest writes to its overlay.
         file(fmt::format("disks[{}] ({})", i, d.name), d.path,

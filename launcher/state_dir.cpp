@@ -15,6 +15,7 @@
 
 #include "common/unique_fd.hpp"
 #include "launcher/cloud_init_seed.hpp"
+#include "launcher/iso_image.hpp"
 #include "launcher/process.hpp"
 
 extern char** environ;
@@ -156,6 +157,46 @@ std::string blank_path(const std::string& state_dir, std::string_view disk_name)
     return fmt::format("{}/{}.blank.qcow2", state_dir, disk_name);
 }
 
+std::string folder_image_path(const std::string& state_dir, std::string_view disk_name) {
+    return fmt::format("{}/{}.folder.iso", state_dir, disk_name);
+}
+
+Result<std::map<std::string, std::string>> folder_files(const std::string& folder) {
+    // The whole image is made in memory; a config volume is a few KiB (Kubernetes caps a
+    // configMap at 1 MiB), so more than this is a mistake.
+    constexpr uintmax_t max_bytes = 64ull << 20;
+    const std::string context = "reading the folder disk " + folder;
+    std::map<std::string, std::string> files;
+    uintmax_t total = 0;
+    std::error_code ec;
+    fs::recursive_directory_iterator it(folder, fs::directory_options::none, ec), end;
+    if (ec) return make_error(Errc::io, fmt::format("{}: {}", folder, ec.message()), context);
+    for (; it != end; it.increment(ec)) {
+        if (ec) return make_error(Errc::io, fmt::format("{}: {}", folder, ec.message()), context);
+        const fs::path& p = it->path();
+        if (p.filename().string().starts_with("..")) {
+            if (it->is_directory(ec)) it.disable_recursion_pending();
+            continue;
+        }
+        if (it.depth() >= 8) it.disable_recursion_pending();  // a link loop, or not a config
+        if (!it->is_regular_file(ec)) continue;               // folders, sockets, devices
+        const uintmax_t size = it->file_size(ec);
+        if (ec || (total += size) > max_bytes)
+            return make_error(
+                Errc::io,
+                ec ? fmt::format("{}: {}", p.string(), ec.message())
+                   : fmt::format("{} holds more than {} MiB", folder, max_bytes >> 20),
+                context);
+        std::ifstream in(p, std::ios::binary);
+        std::stringstream bytes;
+        bytes << in.rdbuf();
+        if (!in)
+            return make_error(Errc::io, fmt::format("{}: cannot read it", p.string()), context);
+        files[p.lexically_relative(folder).generic_string()] = bytes.str();
+    }
+    return files;
+}
+
 std::string storage_daemon_dir(const std::string& state_dir, std::string_view disk_name) {
     return fmt::format("{}/{}.qsd", state_dir, disk_name);
 }
@@ -236,7 +277,7 @@ bool needs_state(const spec::VmSpec& spec) {
     // Shared RAM is there for vhost-user disks hot-plugged later: their daemons' folders.
     if (spec.memory.shared) return true;
     for (const auto& d : spec.disks)
-        if (d.ephemeral || d.blank() || d.storage_daemon) return true;
+        if (d.ephemeral || d.blank() || d.storage_daemon || d.from_folder()) return true;
     for (const auto& i : spec.interfaces)
         if (i.backend.type == spec::BackendType::passt) return true;
     return !spec.filesystems.empty();
@@ -287,6 +328,20 @@ Result<RunFiles> prepare_state(const spec::VmSpec& spec, const StateInput& in) {
             unlink(path.c_str());  // whatever qemu-img left half made
             return std::move(ok).error();
         }
+        run.add(path);
+        if (auto handed = hand_over(path, in.qemu); !handed) return std::move(handed).error();
+    }
+    for (size_t i = 0; i < spec.disks.size(); ++i) {
+        const auto& d = spec.disks[i];
+        if (!d.from_folder()) continue;
+        auto files = folder_files(d.folder);
+        if (!files) return std::move(files).error();
+        // Without a label, KubeVirt's: its config disks are "cfgdata" unless the volume says.
+        auto image = iso_image(d.volume_label.empty() ? "cfgdata" : d.volume_label, *files);
+        if (!image) return std::move(image).error();
+        std::string path = folder_image_path(in.dir, d.name);
+        // A secret's folder: the image is as private as the seed.
+        if (auto ok = write_file(path, *image, 0600); !ok) return std::move(ok).error();
         run.add(path);
         if (auto handed = hand_over(path, in.qemu); !handed) return std::move(handed).error();
     }

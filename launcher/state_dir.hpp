@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <qshim/error.hpp>
 #include <qshim/spec.hpp>
 #include <string>
@@ -26,6 +27,12 @@ std::string efi_vars_path(const std::string& state_dir, bool secure_boot);
 std::string seed_path(const std::string& state_dir);
 std::string overlay_path(const std::string& state_dir, std::string_view disk_name);
 std::string blank_path(const std::string& state_dir, std::string_view disk_name);
+// A folder disk's ISO image, made at each start.
+std::string folder_image_path(const std::string& state_dir, std::string_view disk_name);
+// The files of a folder disk, by path within it, as iso_image() takes them: regular files,
+// followed through symlinks, in sub-folders too; names starting with ".." are left out (the
+// ..data links a Kubernetes volume mount keeps its versions behind).
+Result<std::map<std::string, std::string>> folder_files(const std::string& folder);
 // A storageDaemon disk's qemu-storage-daemon: its own folder (the helper's uid may create
 // files there, not in the state directory), and its vhost-user-blk socket in it.
 std::string storage_daemon_dir(const std::string& state_dir, std::string_view disk_name);

@@ -21,6 +21,9 @@ Json disk_json(const Disk& d) {
         j["capacity"] = d.capacity_text;
     } else if (!d.vhost_user_socket.empty()) {
         j["backend"] = Json{{"type", "vhostUser"}, {"socket", d.vhost_user_socket_as_written}};
+    } else if (d.from_folder()) {
+        j["folder"] = d.folder_as_written;
+        if (!d.volume_label.empty()) j["volumeLabel"] = d.volume_label;
     } else if (!d.no_medium()) {
         j["path"] = d.path_as_written;
         j["format"] = to_string(d.format);

@@ -232,7 +232,8 @@ void Converter::domain(const Node& domain, const std::string& path) {
     }
     if (const Node* m = f.get("machine"); m && expect(*m, Node::Kind::map, path + ".machine")) {
         Fields mf(diags_, *m, path + ".machine");
-        if (const Node* type = mf.get("type")) {
+        // An empty type is KubeVirt's "unset": the cluster's default, q35.
+        if (const Node* type = mf.get("type"); type && !type->value.empty()) {
             Node machine = map(*m);
             put(machine, "type", *type);
             put(out_.spec, "machine", std::move(machine));
@@ -468,6 +469,11 @@ void Converter::features(const Node& features, const std::string& path) {
             diags_.add(*on, p + ".enabled", fmt::format("turning {} off: {}", key, unsupported));
         ff.finish(unsupported);
     }
+    if (const Node* hv = f.get("hyperv"))
+        diags_.add(*hv, path + ".hyperv",
+                   fmt::format("{} (Hyper-V enlightenments are CPU flags, which cpu.model does "
+                               "not take)",
+                               unsupported));
     f.finish(unsupported);
 }
 

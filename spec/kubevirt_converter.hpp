@@ -61,6 +61,11 @@ class Converter {
     void cloud_init(const Node& source, const std::string& path, const std::string& disk_path);
     void interface(const Node& iface, const std::string& path);
     void filesystem(const Node& fs, const std::string& path);
+    // Where the pod has a configMap, secret, downwardAPI or serviceAccount volume's files, or a
+    // filesystem claim's folder.
+    std::string folder_of_volume(std::string_view kind, const std::string& name) const;
+    void note_absent_claim(const std::string& path, const std::string& name,
+                           const std::string& file);
     void unused_volumes_and_networks();
 
     // kubevirt_pins.cpp: --pin-from
@@ -90,8 +95,10 @@ class Converter {
 
     Diagnostics& diags_;
     const VolumeRoots& roots_;
-    const Domain* domain_;             // --pin-from, or nullptr
-    std::vector<std::string>* notes_;  // what --pin-from could not keep; may be nullptr
+    const Domain* domain_;  // --pin-from, or nullptr
+    // What the user should know and is not an error (what --pin-from could not keep, a disk
+    // KubeVirt's defaults add); may be nullptr.
+    std::vector<std::string>* notes_;
     // devices.pciAddresses keys with the domain device giving each its place
     std::vector<std::pair<std::string, const DomainDevice*>> builtin_pins_;
     std::string cloud_init_disk_;  // the disk that names the cloud-init volume

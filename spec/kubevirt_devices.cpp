@@ -9,6 +9,7 @@
 #include <array>
 #include <cctype>
 #include <cstring>
+#include <filesystem>
 
 #include "common/unique_fd.hpp"
 #include "spec/kubevirt_converter.hpp"
@@ -16,12 +17,15 @@
 
 namespace qshim::spec::detail::kubevirt {
 
+namespace fs = std::filesystem;
+
 namespace {
 
-// The volume sources qshim maps; any other (configMap, emptyDisk, ...) is refused by name.
+// The volume sources qshim maps as images; folder_sources below are the others it maps.
 constexpr const char* disk_sources[] = {
     "containerDisk", "persistentVolumeClaim", "dataVolume", "hostDisk", "ephemeral", "emptyDisk"};
-// The sources a filesystem (virtio-fs) shares; as disks they would be ISO images KubeVirt makes.
+// Folders Kubernetes mounts in the pod: as a disk, an ISO image of the folder (as KubeVirt
+// makes); as a filesystem, shared over virtio-fs.
 constexpr const char* folder_sources[] = {"configMap", "secret", "serviceAccount", "downwardAPI"};
 // The cloud-init sources, each qshim's seed for that datasource.
 constexpr const char* no_cloud = "cloudInitNoCloud";
@@ -165,6 +169,12 @@ void Converter::devices(const Node& devices, const std::string& path) {
     refuse_true(f, "blockMultiQueue", "disks have QEMU's default queues");
     refuse_true(f, "useVirtioTransitional", "virtio devices are modern only");
     refuse_true(f, "logSerialConsole", "serial.log is the spec's own");
+    if (const Node* hd = f.get("hostDevices"))
+        diags_.add(*hd, path + ".hostDevices",
+                   fmt::format("{} (each names a device plugin's resource, whose host device "
+                               "only the cluster knows; qshim's own spec pins hostDevices by "
+                               "host address)",
+                               unsupported));
     if (const Node* rng = f.get("rng"); rng && expect(*rng, Node::Kind::map, path + ".rng")) {
         rng_ = true;
         Fields(diags_, *rng, path + ".rng").finish(unsupported);
@@ -306,20 +316,17 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
     f.get("name");
     const Node* source = nullptr;
     std::string kind;
-    for (const char* k : disk_sources)
+    auto take = [&](const char* k) {
         if (const Node* s = f.get(k)) {
             if (source) diags_.add(*s, volume.path + "." + k, "a volume has one source");
             source = s;
             kind = k;
         }
+    };
+    for (const char* k : disk_sources) take(k);
+    for (const char* k : folder_sources) take(k);
     f.get(no_cloud);
     f.get(config_drive);
-    for (const char* k : folder_sources)
-        if (const Node* s = f.get(k))
-            diags_.add(*s, volume.path + "." + k,
-                       fmt::format("as a disk (an ISO KubeVirt makes of it): {} yet; share it "
-                                   "with spec.domain.devices.filesystems (virtiofs) instead",
-                                   unsupported));
     f.finish(unsupported);
     if (!source) {
         // finish() has named the source qshim does not take, if there was one.
@@ -328,6 +335,15 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
     }
     const std::string p = volume.path + "." + kind;
     if (!expect(*source, Node::Kind::map, p)) return false;
+    if (std::find_if(std::begin(folder_sources), std::end(folder_sources),
+                     [&](const char* k) { return kind == k; }) != std::end(folder_sources)) {
+        // As KubeVirt does: an ISO image of the folder Kubernetes mounts in the pod, read-only,
+        // labelled volumeLabel. What the source names is the cluster's: the pod has the folder.
+        put(out, "folder", text(folder_of_volume(kind, volume.name), *source));
+        for (const auto& e : source->entries)
+            if (e.key.value == "volumeLabel") put(out, "volumeLabel", e.value);
+        return true;
+    }
     Fields sf(diags_, *source, p);
     std::string path, format = "raw";
     bool ephemeral = false;
@@ -338,6 +354,9 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
         for (const char* k : {"image", "path", "imagePullPolicy", "imagePullSecret"}) sf.get(k);
         path = fmt::format("{}/disk_{}.img", roots_.container_disks, index);
         format = image_format(path);
+        if (notes_ && !fs::exists(path))
+            notes_->push_back(fmt::format("{} ({}): {} is not here to read: taken as raw",
+                                          volume.path, volume.name, path));
         ephemeral = !cdrom;  // a cdrom is read-only already
     } else if (kind == "persistentVolumeClaim" || kind == "dataVolume") {
         const char* ref = kind == "dataVolume" ? "name" : "claimName";
@@ -347,6 +366,7 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
         if (const Node* ro = sf.get("readOnly"); ro && ro->value == "true")
             put(out, "readOnly", *ro);
         path = claim_path(roots_, volume.name);
+        note_absent_claim(volume.path, volume.name, path);
     } else if (kind == "hostDisk") {
         sf.require("path");
         if (const Node* n = sf.get("path"); n && n->kind == Node::Kind::scalar) path = n->value;
@@ -385,6 +405,7 @@ bool Converter::volume_source(size_t index, Node& out, bool cdrom) {
             cf.finish(unsupported);
         }
         path = claim_path(roots_, volume.name);
+        note_absent_claim(volume.path, volume.name, path);
         ephemeral = !cdrom;
     }
     sf.finish(unsupported);
@@ -471,6 +492,25 @@ void Converter::cloud_init(const Node& volume, const std::string& volume_path,
 // A folder of the pod shared with the guest over virtio-fs, its tag the volume's name (as
 // KubeVirt's): a configMap, secret, downwardAPI or serviceAccount volume read-only, a claim
 // writable.
+// Outside the pod (converting on another host) a claim's files are not there: say which kind
+// of claim qshim took it for.
+void Converter::note_absent_claim(const std::string& path, const std::string& name,
+                                  const std::string& file) {
+    if (notes_ && !fs::exists(file))
+        notes_->push_back(
+            fmt::format("{} ({}): neither {}/{} nor {} is here: taken as a "
+                        "filesystem claim, not a block one",
+                        path, name, roots_.block_devices, name, file));
+}
+
+std::string Converter::folder_of_volume(std::string_view kind, const std::string& name) const {
+    if (kind == "configMap") return roots_.config_maps + "/" + name;
+    if (kind == "secret") return roots_.secrets + "/" + name;
+    if (kind == "downwardAPI") return roots_.downward_api + "/" + name;
+    if (kind == "serviceAccount") return roots_.service_account;
+    return roots_.vmi_disks + "/" + name;  // a filesystem claim
+}
+
 void Converter::filesystem(const Node& node, const std::string& path) {
     if (!expect(node, Node::Kind::map, path)) return;
     Fields f(diags_, node, path);
@@ -507,17 +547,9 @@ void Converter::filesystem(const Node& node, const std::string& path) {
         const Node* s = vf.get(k);
         if (!s) continue;
         source = s;
-        std::string_view kind = k;
-        if (kind == "configMap")
-            folder = roots_.config_maps + "/" + name;
-        else if (kind == "secret")
-            folder = roots_.secrets + "/" + name;
-        else if (kind == "downwardAPI")
-            folder = roots_.downward_api + "/" + name;
-        else if (kind == "serviceAccount")
-            folder = roots_.service_account;
-        else  // a filesystem claim, mounted as a folder
-            folder = roots_.vmi_disks + "/" + name, read_only = false;
+        folder = folder_of_volume(k, name);
+        if (std::string_view(k) == "persistentVolumeClaim" || std::string_view(k) == "dataVolume")
+            read_only = false;  // a filesystem claim, mounted as a folder
         // What the source names (the configMap's name, its items, ...) is the cluster's: the
         // pod has it mounted at the folder by now.
         if (expect(*s, Node::Kind::map, volume->path + "." + k))
@@ -566,13 +598,16 @@ void Converter::interface(const Node& node, const std::string& path) {
     if (const Node* b = f.get("bootOrder")) put(out, "bootOrder", *b);
     // The binding: how the pod's network reaches the NIC.
     const Node* masquerade = f.get("masquerade");
+    // KubeVirt's slirp binding (removed in KubeVirt 1.3) is QEMU's user network itself.
+    const Node* slirp = f.get("slirp");
     const Node* passt = f.get("passt");
     const Node* bridge = f.get("bridge");
     const Node* plugin = f.get("binding");
     const Node* chosen = nullptr;
     std::string binding;
-    for (auto [key, n] : {std::pair{"masquerade", masquerade}, std::pair{"passt", passt},
-                          std::pair{"bridge", bridge}, std::pair{"binding", plugin}}) {
+    for (auto [key, n] :
+         {std::pair{"masquerade", masquerade}, std::pair{"slirp", slirp}, std::pair{"passt", passt},
+          std::pair{"bridge", bridge}, std::pair{"binding", plugin}}) {
         if (!n) continue;
         if (chosen)
             diags_.add(*n, path + "." + key, fmt::format("a second binding: {} is set", binding));
@@ -594,7 +629,7 @@ void Converter::interface(const Node& node, const std::string& path) {
     } else if (chosen) {
         Fields(diags_, *chosen, path + "." + binding).finish(unsupported);
     }
-    for (const char* other : {"sriov", "slirp", "macvtap", "passtBinding"})
+    for (const char* other : {"sriov", "macvtap", "passtBinding"})
         if (const Node* n = f.get(other))
             diags_.add(*n, path + "." + other,
                        std::string(other) == "sriov"
@@ -602,7 +637,7 @@ void Converter::interface(const Node& node, const std::string& path) {
                                          unsupported)
                            : std::string(unsupported));
     Node backend = map(chosen ? *chosen : node);
-    if (binding == "masquerade") {
+    if (binding == "masquerade" || binding == "slirp") {
         // NAT with DHCP, as masquerade gives the guest: QEMU's user network.
         put(backend, "type", text("user", *chosen));
     } else if (binding == "passt") {
@@ -654,11 +689,21 @@ void Converter::interface(const Node& node, const std::string& path) {
 }
 
 void Converter::unused_volumes_and_networks() {
-    for (const auto& v : volumes_)
-        if (!v.used)
-            diags_.add(
-                *v.node, v.path,
-                fmt::format("volume {} is used by no disk in spec.domain.devices.disks", v.name));
+    // KubeVirt's webhook gives every volume that no disk or filesystem names a disk of its own,
+    // with the defaults (SetDefaultVolumeDisk): a sata disk on x86.
+    // Said on stderr, as a manifest that names no disk for a volume may well be a mistake.
+    for (size_t i = 0; i < volumes_.size(); ++i) {
+        if (volumes_[i].used) continue;
+        if (notes_)
+            notes_->push_back(fmt::format(
+                "{} ({}, line {}): no disk or filesystem names it: it gets a sata disk of its "
+                "own, as KubeVirt's admission webhook gives it",
+                volumes_[i].path, volumes_[i].name, volumes_[i].node->line));
+        Node implied = map(*volumes_[i].node);
+        put(implied, "name", *volumes_[i].node->find("name"));
+        const std::string path = volumes_[i].path;  // disk() may grow volumes_' users
+        disk(implied, path);
+    }
     for (const auto& n : networks_)
         if (!n.used)
             diags_.add(*n.node, n.path,

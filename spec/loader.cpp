@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,6 +26,13 @@ using detail::Node;
 namespace {
 
 namespace fs = std::filesystem;
+
+// An ISO 9660 volume id as qshim writes them (libisofs keeps these characters as they are).
+bool iso_label(std::string_view s) {
+    return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    });
+}
 
 class SpecReader {
   public:
@@ -86,6 +94,10 @@ class SpecReader {
             diags_.add(*root.find("capacity"), "capacity",
                        "a blank disk is made when the VM starts; hot-plug an image (qemu-img "
                        "create makes a blank one)");
+        if (d.from_folder())
+            diags_.add(*root.find("folder"), "folder",
+                       "a folder disk's image is made when the VM starts; hot-plug an ISO "
+                       "image (xorriso makes one) as a cdrom");
         if (!d.iothread) return;
         const Node& at = *root.find("iothread");
         if (*d.iothread >= spec_.iothreads)
@@ -413,6 +425,17 @@ class SpecReader {
                 d.capacity_text = c->value;
             }
             d.format = DiskFormat::qcow2;
+        } else if (f.get("folder")) {
+            // A folder qshim makes into an ISO image at each start.
+            for (const char* key : {"path", "format"})
+                if (f.get(key))
+                    diags_.add(*f.get(key), at(p, key),
+                               "a folder disk's image is the one qshim makes of the folder: give "
+                               "path and format, or folder");
+            path(f, "folder", d.folder, d.folder_as_written);
+            if (f.string("volumeLabel", d.volume_label) && !iso_label(d.volume_label))
+                diags_.add(*f.get("volumeLabel"), at(p, "volumeLabel"),
+                           "must be 1-32 of A-Z a-z 0-9 . _ - (an ISO 9660 volume id)");
         } else if (const Node* device = f.get("device");
                    device && device->value == "cdrom" && !f.get("path") && !f.get("format")) {
             // A cdrom drive with no disc: media come later (POST /v1/vm/disks/NAME/media).
@@ -433,11 +456,21 @@ class SpecReader {
             d.read_only = true;
         }
         bool ro = d.read_only;
-        if (f.boolean("readOnly", ro)) {
+        const bool ro_given = f.boolean("readOnly", ro);
+        if (ro_given) {
             if (!ro && d.device == DiskDevice::cdrom)
                 diags_.add(*f.get("readOnly"), at(p, "readOnly"), "a cdrom is always read-only");
             d.read_only = ro || d.device == DiskDevice::cdrom;
         }
+        const bool sata_disk = d.bus == DiskBus::sata && d.device == DiskDevice::disk;
+        // A folder disk's image is this run's own copy: read-only unless QEMU cannot have that
+        // (a sata disk, below), where the guest's writes go to the copy, as KubeVirt's do.
+        if (d.from_folder() && !ro_given) d.read_only = !sata_disk;
+        // QEMU's ide-hd refuses a read-only node ("Block node is read-only").
+        if (ro_given && d.read_only && sata_disk)
+            diags_.add(*f.get("readOnly"), at(p, "readOnly"),
+                       "a sata disk cannot be read-only (QEMU's ide-hd refuses it): use device "
+                       "cdrom, or bus virtio or scsi");
         f.boolean("storageDaemon", d.storage_daemon);
         d.serial = d.name;
         bool serial_given = f.string("serial", d.serial);
@@ -463,6 +496,10 @@ class SpecReader {
         if (f.boolean("ephemeral", d.ephemeral) && d.ephemeral && d.device == DiskDevice::cdrom)
             diags_.add(*f.get("ephemeral"), at(p, "ephemeral"),
                        "a cdrom is read-only already; ephemeral applies to disks");
+        if (d.from_folder() && (d.ephemeral || d.storage_daemon))
+            diags_.add(*f.get("folder"), at(p, "folder"),
+                       "a folder disk is an image qshim makes for this run: not ephemeral or "
+                       "served by a storage daemon");
         if (d.blank() && (d.ephemeral || d.read_only))
             diags_.add(*f.get("capacity"), at(p, "capacity"),
                        d.device == DiskDevice::cdrom

@@ -168,6 +168,13 @@ struct Disk {
     uint64_t capacity_bytes = 0;
     std::string capacity_text;  // as written
     bool blank() const { return capacity_bytes != 0; }
+    // Non-empty: an ISO 9660 image of this folder's files, which qshim makes in the state
+    // directory at each start and deletes when the VM ends (KubeVirt's configMap, secret,
+    // serviceAccount and downwardAPI disks); `path` empty, `format` raw. Read-only by default,
+    // except a sata disk (QEMU's ide-hd cannot be), whose writes go to this run's copy.
+    std::string folder, folder_as_written;
+    std::string volume_label;  // that image's volume id; empty: cfgdata, as KubeVirt's
+    bool from_folder() const { return !folder.empty(); }
     // A disk QEMU does not open itself, served over vhost-user-blk (vhost-user-blk-pci; the guest
     // sees a virtio disk): by an external server listening at `vhost_user_socket` (backend type
     // vhostUser; `path` is then empty), or by a qemu-storage-daemon that qshim runs to export
@@ -178,7 +185,7 @@ struct Disk {
     bool storage_daemon = false;
     bool vhost_user() const { return !vhost_user_socket.empty() || storage_daemon; }
     // A cdrom drive with no disc in it (no `path`): media can be inserted while the VM runs.
-    bool no_medium() const { return device == DiskDevice::cdrom && path.empty(); }
+    bool no_medium() const { return device == DiskDevice::cdrom && path.empty() && !from_folder(); }
 };
 // LUNs of the virtio-scsi controller qshim lays out (docs/topology.md).
 inline constexpr unsigned max_scsi_luns = 256;
@@ -362,7 +369,7 @@ struct VolumeRoots {
     // VOLUME/ here.
     std::string secrets = "/var/run/kubevirt-private/secret";
     // firmware.kernelBoot: the kernel and initrd, by their file names.
-    std::string kernel_boot = "/var/run/kubevirt/container-disks/kernel-boot-volume";
+    std::string kernel_boot = "/var/run/kubevirt/container-disks/kernel-boot";
     // Shared with the guest over virtio-fs (devices.filesystems): a configMap's files are in
     // VOLUME/ here, a downwardAPI volume's too; the serviceAccount's token is this folder.
     std::string config_maps = "/var/run/kubevirt-private/config-map";
@@ -376,8 +383,9 @@ struct LoadOptions {
     // A KubeVirt manifest's devices take the places this libvirt domain XML (`virsh dumpxml`)
     // gives them: machine.layout libvirt, every address pinned (docs/kubevirt.md).
     std::string pin_from;
-    // Where loading a manifest with pin_from says what of the domain the VM cannot keep (a USB
-    // controller, ...); may be nullptr.
+    // Where loading a manifest says what is not an error but the user should know: what of the
+    // pin_from domain the VM cannot keep (a USB controller, ...), a disk KubeVirt's defaults add
+    // for a volume no disk names; may be nullptr.
     std::vector<std::string>* notes = nullptr;
 };
 

@@ -3,6 +3,7 @@
 test guest's kernel and onto scratch images, and the guest sees every disk and NIC where
 `qshim topology vmi.yaml` puts it."""
 import json
+import re
 import signal
 import sys
 import xml.etree.ElementTree as ET
@@ -108,7 +109,7 @@ spec:
       guest: 256Mi
     firmware:
       kernelBoot:
-        kernelArgs: console=ttyS0 panic=-1 qshim.seed
+        kernelArgs: console=ttyS0 panic=-1 qshim.seed qshim.isos qshim.label=appcfg
         container:
           image: registry.example.com/test-guest:1
           kernelPath: /boot/vmlinuz
@@ -117,7 +118,17 @@ spec:
       disks:
         - name: drive
           disk: {}
+        - name: app-config
+          disk:
+            bus: virtio
   volumes:
+    - name: app-config
+      configMap:
+        name: app-config
+        volumeLabel: appcfg
+    - name: token
+      serviceAccount:
+        serviceAccountName: default
     - name: drive
       cloudInitConfigDrive:
         userData: |
@@ -127,14 +138,34 @@ spec:
 """
 
 
+def config_map(root):
+    """A configMap as Kubernetes mounts it: each key a link into ..data, the current version."""
+    version = root / "app-config" / "..2026_12_01_10_00_00.000000001"
+    version.mkdir(parents=True)
+    (version / "app.conf").write_text("color=blue\n")
+    (version / "motd").write_text("hello from a configMap\n")
+    (root / "app-config" / "..data").symlink_to(version.name)
+    for key in ("app.conf", "motd"):
+        (root / "app-config" / key).symlink_to(f"..data/{key}")
+
+
 def config_drive():
-    """cloudInitConfigDrive: the guest finds OpenStack's files on a volume labelled config-2."""
+    """cloudInitConfigDrive: the guest finds OpenStack's files on a volume labelled config-2. A
+    configMap disk is an ISO of the configMap's files labelled by its volumeLabel. A volume that
+    no disk names (the service account) gets a disk of its own, KubeVirt's default sata (which the
+    test guest's cloud kernel, without AHCI, cannot see: its image is checked on the host)."""
     with QemuProcess() as proc:
         manifest = proc.tmp / "drive.yaml"
         manifest.write_text(CONFIG_DRIVE)
+        config_map(proc.tmp / "config-maps")
+        (proc.tmp / "service-account").mkdir()
+        (proc.tmp / "service-account" / "token").write_text("token-marker-31\n")
         give_to_qemu(proc.tmp)
         proc.start([qshim_bin(), "run", "--accel", "tcg", "--console",
-                    "--volume-root", f"kernel-boot={guest_dir()}", manifest])
+                    "--volume-root", f"kernel-boot={guest_dir()}",
+                    "--volume-root", f"config-maps={proc.tmp / 'config-maps'}",
+                    "--volume-root", f"service-account={proc.tmp / 'service-account'}",
+                    manifest])
         proc.console.wait_for(r"QSHIM-GUEST: seed end", timeout=120)
         text = proc.console.text()
         for line in ("seed openstack/latest/user_data: drive-marker: 42",
@@ -144,10 +175,28 @@ def config_drive():
         meta = next(l for l in text.splitlines() if "seed openstack/latest/meta_data.json:" in l)
         assert '"hostname":"kv-drive"' in meta and '"uuid":"qshim-kv-drive-' in meta, meta
         assert "seed label cidata" not in text, text[-2000:]
+        proc.console.wait_for(r"QSHIM-GUEST: isos end", timeout=60)
+        text = proc.console.text()
+        label = re.search(r"QSHIM-GUEST: iso label appcfg (\w+)", text)
+        assert label, f"no disk labelled appcfg:\n{text[-3000:]}"
+        dev = label.group(1)
+        for line in (f"iso {dev} app.conf: color=blue", f"iso {dev} motd: hello from a configMap"):
+            assert f"QSHIM-GUEST: {line}" in text, f"{line!r} not on the console:\n{text[-3000:]}"
+        assert f"iso {dev} ..data" not in text, text[-3000:]  # the mount's bookkeeping stays out
+        # Made for this run in the state directory, gone after it.
+        state = proc.tmp / ".qshim" / "kv-drive"
+        assert (state / "app-config.folder.iso").is_file(), sorted(p.name for p in state.iterdir())
+        token = (state / "token.folder.iso").read_bytes()
+        assert b"token-marker-31" in token and "cfgdata".encode("utf-16-be") in token
         proc.console.wait_ready(timeout=60)  # acpid runs: the power button is heard
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.wait_exit(60) == 0, (proc.tmp / "stderr.log").read_text()
-        print("ok: a config drive, labelled config-2, in OpenStack's layout")
+        assert not (state / "app-config.folder.iso").exists()
+        assert not (state / "token.folder.iso").exists()
+        # The disk KubeVirt's defaults add is not silent: qshim says which volume got one.
+        err = (proc.tmp / "stderr.log").read_text()
+        assert "spec.volumes[1] (token, line 30): no disk or filesystem names it" in err, err
+        print("ok: a config drive labelled config-2 in OpenStack's layout; configMap, serviceAccount disks")
 
 
 LIBVIRT = Path(__file__).resolve().parents[1] / "kubevirt" / "libvirt"

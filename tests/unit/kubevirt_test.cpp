@@ -168,6 +168,42 @@ TEST_CASE("kubevirt: defaults are KubeVirt's") {
     CHECK(c->cpu.count() == 3);  // no topology: sockets from the CPU request
 }
 
+TEST_CASE("kubevirt: a volume no disk names gets a sata disk, as KubeVirt's, and a note") {
+    std::string orphan = minimal;
+    orphan.insert(orphan.rfind("]"),
+                  ", {name: data, persistentVolumeClaim: {claimName: data}}"
+                  ", {name: cfg, configMap: {name: app, volumeLabel: appcfg}}");
+    spec::LoadOptions o;
+    std::vector<std::string> notes;
+    o.notes = &notes;
+    auto s = convert(orphan, o);
+    REQUIRE(s.ok());
+    REQUIRE(s->disks.size() == 3);
+    CHECK(s->disks[1].name == "data");
+    CHECK(s->disks[1].bus == spec::DiskBus::sata);
+    CHECK(s->disks[1].path == "/var/run/kubevirt-private/vmi-disks/data/disk.img");
+    CHECK(s->disks[2].name == "cfg");
+    CHECK(s->disks[2].bus == spec::DiskBus::sata);
+    CHECK(s->disks[2].folder == "/var/run/kubevirt-private/config-map/cfg");
+    CHECK(s->disks[2].volume_label == "appcfg");
+    CHECK_FALSE(s->disks[2].read_only);  // a sata disk: QEMU's ide-hd cannot be read-only
+    // Not here to read (another host): the container disk's format and the claim's kind.
+    REQUIRE(notes.size() == 4);
+    CHECK(notes[0] ==
+          "spec.volumes[0] (root): /var/run/kubevirt/container-disks/disk_0.img is not here to "
+          "read: taken as raw");
+    CHECK(notes[2] ==
+          "spec.volumes[1] (data): neither /dev/data nor "
+          "/var/run/kubevirt-private/vmi-disks/data/disk.img is here: taken as a filesystem "
+          "claim, not a block one");
+    CHECK(notes[1] ==
+          "spec.volumes[1] (data, line 9): no disk or filesystem names it: it gets a sata disk of "
+          "its own, as KubeVirt's admission webhook gives it");
+    CHECK_THAT(notes[3], Catch::StartsWith("spec.volumes[2] (cfg, line 9)"));
+    // Without a place for notes, the same VM.
+    CHECK(convert(orphan)->disks.size() == 3);
+}
+
 TEST_CASE("kubevirt: cloud-init data in base64 is decoded, and refused when it is not base64") {
     std::string m = minimal;
     m.replace(m.find("disks: ["), 8, "disks: [{name: ci, disk: {}}, ");

@@ -477,6 +477,95 @@ TEST_CASE("prepare_state: a blank disk is an empty qcow2 of its capacity, gone a
     CHECK_FALSE(fs::exists(blank));
 }
 
+TEST_CASE("folder files: every regular file by its path, without a mount's ..data versions") {
+    TempDir tmp;
+    // A configMap as Kubernetes mounts it: each key a link into ..data, the current version.
+    const fs::path cm = tmp.path / "app-config";
+    const fs::path version = cm / "..2026_12_01_10_00_00.000000001";
+    fs::create_directories(version / "nested");
+    std::ofstream(version / "app.conf") << "color=blue\n";
+    std::ofstream(version / "nested" / "deep") << "deep\n";
+    fs::create_directory_symlink(version.filename(), cm / "..data");
+    fs::create_symlink("..data/app.conf", cm / "app.conf");
+    fs::create_directory(cm / "plain");
+    std::ofstream(cm / "plain" / "file") << "plain\n";
+    auto files = folder_files(cm.string());
+    REQUIRE(files.ok());
+    CHECK(*files == std::map<std::string, std::string>{{"app.conf", "color=blue\n"},
+                                                       {"plain/file", "plain\n"}});
+    // An empty folder is an empty image; a missing one is an error that names it.
+    fs::create_directory(tmp.path / "empty");
+    CHECK(folder_files((tmp.path / "empty").string())->empty());
+    auto missing = folder_files((tmp.path / "nope").string());
+    REQUIRE_FALSE(missing.ok());
+    CHECK_THAT(missing.error().what(),
+               Contains((tmp.path / "nope").string()) && Contains("reading the folder disk"));
+}
+
+TEST_CASE("prepare_state: a folder disk is an ISO of its files, labelled, gone after the run") {
+    TempDir tmp;
+    fs::create_directory(tmp.path / "cfg");
+    std::ofstream(tmp.path / "cfg" / "motd") << "folder-marker-77\n";
+    auto s =
+        must_parse(fmt::format("name: a\ndisks: [{{name: cfg, folder: {}, volumeLabel: "
+                               "appdata}}, {{name: plain, folder: {}}}]\n",
+                               (tmp.path / "cfg").string(), (tmp.path / "cfg").string()));
+    CHECK(launcher::needs_state_dir(s));
+    StateInput in{(tmp.path / "state").string(), (tmp.path / "ovmf").string(), "qemu-img", me()};
+    const std::string iso = folder_image_path(in.dir, "cfg");
+    const std::string plain = folder_image_path(in.dir, "plain");
+    {
+        auto run = prepare_state(s, in);
+        REQUIRE(run.ok());
+        REQUIRE(fs::exists(iso));
+        // A secret's files may be in it.
+        CHECK((fs::status(iso).permissions() & fs::perms::all) ==
+              (fs::perms::owner_read | fs::perms::owner_write));
+        const std::string image = read(iso);
+        REQUIRE(image.size() > 18 * 2048);
+        CHECK(image.find("folder-marker-77") != std::string::npos);
+        // Joliet's volume id, the label the guest sees; KubeVirt's default without one.
+        CHECK(image.substr(17 * 2048 + 40, 14) == std::string("\0a\0p\0p\0d\0a\0t\0a", 14));
+        CHECK(read(plain).substr(17 * 2048 + 40, 14) == std::string("\0c\0f\0g\0d\0a\0t\0a", 14));
+        // The command line opens it read-only, raw, from the state directory.
+        launcher::CommandOptions o;
+        o.state_dir = in.dir;
+        auto nodes = json_args(argv_for(s, o), "-blockdev");
+        const auto* file = node(nodes, launcher::file_node_name("cfg"));
+        REQUIRE(file);
+        CHECK((*file)["filename"] == iso);
+        const auto* format = node(nodes, launcher::format_node_name("cfg"));
+        REQUIRE(format);
+        CHECK((*format)["driver"] == "raw");
+        CHECK((*format)["read-only"] == true);
+    }
+    CHECK_FALSE(fs::exists(iso));
+    CHECK_FALSE(fs::exists(plain));
+}
+
+TEST_CASE("preflight: a folder disk's folder must be there, at its line") {
+    TempDir tmp;
+    const std::string file = tmp.write("file", "x");
+    PreflightInput input;
+    input.qemu = me();
+    std::vector<std::string> warnings;
+    auto spec_for = [](const std::string& folder) {
+        return must_parse(fmt::format("name: a\nmachine: {{accel: tcg}}\ndisks:\n"
+                                      "  - name: cfg\n    folder: {}\n",
+                                      folder),
+                          "/specs/vm.yaml");
+    };
+    CHECK(preflight(spec_for(tmp.path.string()), input, warnings).ok());
+    for (auto [folder, reason] : {std::pair{(tmp.path / "nope").string(), "no such folder"},
+                                  std::pair{file, "not a folder"}}) {
+        auto r = preflight(spec_for(folder), input, warnings);
+        REQUIRE_FALSE(r.ok());
+        REQUIRE(r.error().diagnostics.size() == 1);
+        CHECK(to_string(r.error().diagnostics[0]) ==
+              fmt::format("/specs/vm.yaml:5:13: disks[0] (cfg).folder: {}: {}", folder, reason));
+    }
+}
+
 TEST_CASE("ephemeral disks do not migrate") {
     CHECK(unmigratable_disks(must_parse("name: a\ndisks: [{name: d, path: /i, format: raw}]\n"))
               .empty());

@@ -230,6 +230,61 @@ TEST_CASE("blank disks: a capacity instead of an image, for one run") {
                Contains("capacity: a blank disk is made"));
 }
 
+TEST_CASE("folder disks: an ISO image of a folder, read-only, made at each start") {
+    auto s = must_parse(
+        "name: a\ndisks: [{name: cfg, folder: /run/config/app, volumeLabel: cfgdata, bus: "
+        "scsi}]\n");
+    REQUIRE(s.disks.size() == 1);
+    const auto& d = s.disks[0];
+    CHECK(d.from_folder());
+    CHECK(d.folder == "/run/config/app");
+    CHECK(d.volume_label == "cfgdata");
+    CHECK(d.read_only);
+    CHECK(d.path.empty());
+    CHECK_FALSE(d.no_medium());
+    CHECK_FALSE(d.blank());
+    // Written back as it was given, and read back the same.
+    auto yaml = to_yaml(s);
+    REQUIRE(yaml.ok());
+    CHECK_THAT(*yaml, Contains("folder: \"/run/config/app\"") && Contains("volumeLabel:") &&
+                          !Contains("path:") && !Contains("format:"));
+    // A cdrom can hold one too: then it is not an empty drive.
+    auto cd = must_parse("name: a\ndisks: [{name: cfg, folder: /f, device: cdrom, bus: sata}]\n");
+    CHECK(cd.disks[0].from_folder());
+    CHECK_FALSE(cd.disks[0].no_medium());
+
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, folder: /f, path: /i}]\n"),
+               Contains("disks[0].path: a folder disk's image is the one qshim makes"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, folder: /f, format: raw}]\n"),
+               Contains("disks[0].format: a folder disk's image"));
+    // A sata disk cannot be read-only in QEMU: its folder image is this run's copy to write.
+    auto sata = must_parse("name: a\ndisks: [{name: cfg, folder: /f, bus: sata}]\n");
+    CHECK_FALSE(sata.disks[0].read_only);
+    CHECK_FALSE(must_parse("name: a\ndisks: [{name: d, folder: /f, readOnly: false}]\n")
+                    .disks[0]
+                    .read_only);
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, folder: /f, bus: sata, readOnly: true}]\n"),
+               Contains("disks[0].readOnly: a sata disk cannot be read-only"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, path: /i, format: raw, bus: sata, readOnly: "
+                       "true}]\n"),
+               Contains("disks[0].readOnly: a sata disk cannot be read-only (QEMU's ide-hd "
+                        "refuses it): use device cdrom, or bus virtio or scsi"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, folder: /f, ephemeral: true}]\n"),
+               Contains("disks[0].folder: a folder disk is an image qshim makes for this run"));
+    CHECK_THAT(problem("name: a\ndisks: [{name: d, folder: /f, storageDaemon: true}]\n"),
+               Contains("not ephemeral or served by a storage daemon"));
+    for (const char* label : {"", "has space", "x23456789012345678901234567890123", "a/b"})
+        CHECK_THAT(problem(fmt::format("name: a\ndisks: [{{name: d, folder: /f, volumeLabel: "
+                                       "\"{}\"}}]\n",
+                                       label)),
+                   Contains("disks[0].volumeLabel: must be 1-32 of A-Z a-z 0-9 . _ -"));
+    // Hot-plugged disks name an image: the folder's is made at start.
+    auto hot = parse_disk(R"({"name": "d", "folder": "/f"})", s);
+    REQUIRE_FALSE(hot.ok());
+    CHECK_THAT(to_string(hot.error().diagnostics.at(0)),
+               Contains("folder: a folder disk's image is made when the VM starts"));
+}
+
 TEST_CASE("cloudInit: the datasource is NoCloud unless it says configDrive") {
     auto s = must_parse("name: a\ncloudInit: {userData: x}\n");
     REQUIRE(s.cloud_init);
