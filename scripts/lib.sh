@@ -86,6 +86,45 @@ build_cloud_image() {
     "$repo/tests/cloud-image/build" "$cloud_image_dir"
 }
 
+# A build runs in the background beside tests that leave a core idle (they mostly wait on
+# their guests), at a lower priority (nice), with its output in a log under .cache/logs/:
+#   start_background NAME NICENESS FUNCTION [ARGS...]   then   wait_background
+# wait_background waits and, if the step failed, shows the end of its log and stops. A script
+# that stops early (a failed build) leaves nothing running behind it.
+background_pid=
+background_name=
+background_log=
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+    kill "$1" 2>/dev/null || true
+}
+start_background() {
+    background_name=$1
+    local niceness=$2
+    shift 2
+    background_log=$cache_dir/logs/${background_name// /-}.log
+    mkdir -p "$cache_dir/logs"
+    say "$background_name, in the background (log: ${background_log#"$repo"/})"
+    (
+        set -e
+        renice -n "$niceness" -p "$BASHPID" >/dev/null 2>&1 || true
+        "$@"
+    ) >"$background_log" 2>&1 </dev/null &
+    background_pid=$!
+    trap 'kill_tree "$background_pid"' EXIT
+}
+wait_background() {
+    say "waiting for: $background_name"
+    local status=0
+    wait "$background_pid" || status=$?
+    trap - EXIT
+    if [ $status -ne 0 ]; then
+        tail -n 40 "$background_log" >&2
+        die "$background_name failed (whole log: $background_log)"
+    fi
+}
+
 # The libFuzzer targets (tests/fuzz/meson.build), built by clang with ASan and UBSan in a build
 # directory of their own: scripts/fuzz-smoke (CI) and scripts/fuzz (long runs).
 fuzz_build_dir=${QSHIM_FUZZ_BUILD_DIR:-$repo/build-fuzz}
