@@ -87,8 +87,8 @@ build_cloud_image() {
 }
 
 # A build runs in the background beside tests that leave a core idle (they mostly wait on
-# their guests), at a lower priority (nice), with its output in a log under .cache/logs/:
-#   start_background NAME NICENESS FUNCTION [ARGS...]   then   wait_background
+# their guests), at the lowest priority (nice 19), with its output in a log under .cache/logs/:
+#   start_background NAME FUNCTION [ARGS...]   then   wait_background
 # wait_background waits and, if the step failed, shows the end of its log and stops. A script
 # that stops early (a failed build) leaves nothing running behind it.
 background_pid=
@@ -101,14 +101,13 @@ kill_tree() {
 }
 start_background() {
     background_name=$1
-    local niceness=$2
-    shift 2
+    shift
     background_log=$cache_dir/logs/${background_name// /-}.log
     mkdir -p "$cache_dir/logs"
     say "$background_name, in the background (log: ${background_log#"$repo"/})"
     (
         set -e
-        renice -n "$niceness" -p "$BASHPID" >/dev/null 2>&1 || true
+        renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
         "$@"
     ) >"$background_log" 2>&1 </dev/null &
     background_pid=$!
@@ -146,8 +145,8 @@ build_fuzz() {
         # -fno-sanitize=function: clang 14 reports a false positive on coroutine resumption.
         # -g1 and libfmt linked: a shorter build; line tables are all a crash report needs.
         # -O0 by default: a third of -O2's compile time (84 s against 24 s for api/session.cpp
-        # with ASan and coverage), for a smoke run that needs thousands of executions, not
-        # millions; long campaigns set QSHIM_FUZZ_OPTIMIZATION=1 or 2 in a build dir of their own.
+        # with ASan and coverage), for about a tenth of the executions; the smoke's worth is the
+        # replayed corpus. Long campaigns set QSHIM_FUZZ_OPTIMIZATION=2 in a build dir of their own.
         CXX=clang++ meson setup "$fuzz_build_dir" "$repo" -Dfuzz=enabled -Dfmt_header_only=false \
             -Doptimization="${QSHIM_FUZZ_OPTIMIZATION:-0}" \
             -Db_sanitize=address,undefined -Db_lundef=false \
