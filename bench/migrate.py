@@ -196,7 +196,7 @@ def main():
     os.environ["QSHIM_BIN"] = qshim_bin
     os.environ["QSHIM_TEST_GUEST"] = str(Path(sys.argv[2]).resolve())
     os.environ["QSHIM_LOG"] = "qmp:debug"  # the source's MIGRATION events, with QEMU's times
-    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 40
     dirty = int(sys.argv[4]) if len(sys.argv) > 4 else 192
     for label, rate in (("idle", 0), (f"dirtying ~{dirty} MiB/s", dirty)):
         raw, ours = [], []
