@@ -17,7 +17,11 @@ Figures per migration: QEMU's total-time and downtime, the bytes QEMU sent, the 
 which returns after the target said it runs the guest; for raw QEMU from `migrate` to the target's
 `cont`), and the switchover pause: how long the paused guest waited for the client to answer
 `pre-switchover`, by QEMU's own clock (its MIGRATION events' timestamps, pre-switchover to device;
-qshim logs them with QSHIM_LOG=qmp:debug). It is the part of the downtime the client decides. Last,
+qshim logs them with QSHIM_LOG=qmp:debug). It is the part of the downtime the client decides.
+
+For qshim also the CPU time its own processes (both supervisors and the `ctl migrate` client) took
+from the request to the answer, and that as a share of the migration's total time: the most that
+qshim's work can have delayed QEMU's, were every millisecond of it taken from QEMU's. Last,
 the dirtying guest once more with QEMU 7.2's own defaults (128 MiB/s bandwidth, 300 ms downtime)
 for up to LIMIT seconds: where QEMU's defaults do not converge.
 
@@ -25,6 +29,7 @@ Usage: bench/migrate.py QSHIM_BINARY GUEST_DIR [RUNS] [DIRTY]"""
 import json
 import os
 import random
+import resource
 import re
 import statistics
 import subprocess
@@ -61,6 +66,22 @@ def logged_migration_events(stderr):
             for m in re.finditer(r"event MIGRATION (\{.*?\}) at (\d+\.\d+)", stderr)]
 
 
+def cpu_ms(pid):
+    """CPU time a process's threads have run so far, in ms (the scheduler's own count, in ns:
+    /proc's tick counts are 10 ms coarse); None once it has gone."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks) / 1e6
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def children_cpu_ms():
+    """CPU time of this process's children that have been waited for, in ms."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * 1000
+
+
 def qshim_migration(dirty):
     from qshim_api import expect
     from qshim_cli import qshim
@@ -76,15 +97,20 @@ def qshim_migration(dirty):
         live = expect(src.api, "GET", "/v1/vm")["spec"]
         uri = dst.listen(live)
         start_point(src.console, dirty)
+        supervisors = (src.proc.pid, dst.proc.pid)
+        before = [cpu_ms(pid) for pid in supervisors] + [children_cpu_ms()]
         start = time.monotonic()
         out = qshim("ctl", "--api-socket", src.api, "migrate", uri, "--wait", check=0,
                     timeout=600).stdout
         wall = time.monotonic() - start
+        # The source supervisor quits once it has said so: read it first.
+        after = [cpu_ms(pid) for pid in supervisors] + [children_cpu_ms()]
         done = json.loads(out.splitlines()[-1])
         assert done["event"] == "migration-completed", out
         dst.wait_event("running", timeout=60)
+        cpu = None if None in after else sum(a - b for a, b in zip(after, before))
         return {"total": done["totalMs"], "downtime": done["downtimeMs"],
-                "bytes": done["transferredBytes"], "wall": wall * 1000,
+                "bytes": done["transferredBytes"], "wall": wall * 1000, "cpu": cpu,
                 "pause": switchover_pause(logged_migration_events(src.stderr_text()))}
 
 
@@ -191,6 +217,18 @@ def rows(raw, ours, key):
     return [line("raw QEMU", r), line("qshim", o, f" {ratio:9.3f}  [{low:.2f}, {high:.2f}]")]
 
 
+def qshim_cpu(ours):
+    """qshim's own CPU time per migration, and its share of the total time."""
+    measured = [s for s in ours if s["cpu"] is not None]
+    if not measured:
+        return " qshim's own CPU: not measured (its source supervisor had always quit first)"
+    cpu = [s["cpu"] for s in measured]
+    share = [100 * s["cpu"] / max(s["total"], 1) for s in measured]
+    return (f" qshim's own CPU (ms; both supervisors and ctl, request to answer; N={len(cpu)}): "
+            f"min {min(cpu):.0f} median {statistics.median(cpu):.0f} max {max(cpu):.0f}; "
+            f"share of total time: median {statistics.median(share):.1f} % max {max(share):.1f} %")
+
+
 def main():
     qshim_bin = str(Path(sys.argv[1]).resolve())
     os.environ["QSHIM_BIN"] = qshim_bin
@@ -213,6 +251,7 @@ def main():
             print(f" {key} ({unit}){'':>5} {'min':>12} {'median':>12} {'max':>12} {'ratio':>9}"
                   f"  95 % interval")
             print("\n".join(rows(raw, ours, key)))
+        print(qshim_cpu(ours))
     defaults = raw_migration(qshim_bin, dirty, defaults=True, limit=LIMIT)
     if defaults["converged"]:
         print(f"QEMU defaults, dirtying {dirty} MiB/s: converged in {defaults['total']} ms")
