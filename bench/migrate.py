@@ -68,7 +68,8 @@ def logged_migration_events(stderr):
 
 def cpu_ms(pid):
     """CPU time a process's threads have run so far, in ms (the scheduler's own count, in ns:
-    /proc's tick counts are 10 ms coarse); None once it has gone."""
+    /proc's tick counts are 10 ms coarse); None once it has gone. A thread that ended is not
+    counted: a qshim supervisor starts none during a migration."""
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
         return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks) / 1e6
